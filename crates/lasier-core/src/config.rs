@@ -1,0 +1,346 @@
+//! Configuration, validated once when a breaker is built.
+//!
+//! Both facades' builders fill a [`Config`]; [`Config::validate`] turns it
+//! into the [`Circuit`] handed to storages and the rule, or a [`ConfigError`].
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::fmt;
+use core::time::Duration;
+
+use lasier_rules::{MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
+
+use crate::keys::CircuitKeys;
+use crate::state::Timing;
+
+/// The default `failure_timeout` and `circuit_timeout`: one minute, as in the
+/// Python original.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default number of trial calls while half-open.
+pub const DEFAULT_HALF_OPEN_MAX_CALLS: u32 = 1;
+
+/// The longest `failure_timeout` or `circuit_timeout` accepted: 100 years.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// An invalid breaker configuration, from `build()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The name is empty; it is the key of the circuit in the store.
+    EmptyName,
+    /// No rule was given.
+    MissingRule,
+    /// The rule's parameters are invalid.
+    Rule(RuleError),
+    /// A timeout is zero. (Other timeouts are rounded up to whole
+    /// milliseconds, the store's resolution.)
+    ZeroTimeout {
+        /// Which setting: `"failure_timeout"` or `"circuit_timeout"`.
+        setting: &'static str,
+    },
+    /// A timeout is longer than [`MAX_TIMEOUT`].
+    TimeoutTooLong {
+        /// Which setting.
+        setting: &'static str,
+    },
+    /// `half_open_max_calls` is over 65 535.
+    TooManyHalfOpenCalls(u32),
+    /// The request key is empty, or is one of the circuit's other keys.
+    InvalidRequestKey(String),
+    /// Something a storage or facade could not accept, said in words.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmptyName => f.write_str("the breaker name must not be empty"),
+            Self::MissingRule => f.write_str(
+                "no rule: call .max_failures(n), .percentage_failures(p, min) or .rule(..) on the builder",
+            ),
+            Self::Rule(e) => write!(f, "invalid rule: {e}"),
+            Self::ZeroTimeout { setting } => {
+                write!(f, "{setting} must not be zero")
+            }
+            Self::TimeoutTooLong { setting } => {
+                write!(f, "{setting} must be at most {} days", MAX_TIMEOUT.as_secs() / 86_400)
+            }
+            Self::TooManyHalfOpenCalls(n) => {
+                write!(f, "half_open_max_calls must be at most 65535, got {n}")
+            }
+            Self::InvalidRequestKey(key) => write!(
+                f,
+                "request key {key:?} must not be empty nor one of the circuit's other keys"
+            ),
+            Self::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Rule(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RuleError> for ConfigError {
+    fn from(e: RuleError) -> Self {
+        Self::Rule(e)
+    }
+}
+
+/// A breaker's settings before validation; the facades' builders wrap it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    name: String,
+    rule: Option<Result<Arc<dyn Rule>, RuleError>>,
+    failure_timeout: Duration,
+    circuit_timeout: Duration,
+    half_open_max_calls: u32,
+    request_key: Option<String>,
+}
+
+impl Config {
+    /// The defaults, for the breaker `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            rule: None,
+            failure_timeout: DEFAULT_TIMEOUT,
+            circuit_timeout: DEFAULT_TIMEOUT,
+            half_open_max_calls: DEFAULT_HALF_OPEN_MAX_CALLS,
+            request_key: None,
+        }
+    }
+
+    /// Sets the rule.
+    pub fn rule(&mut self, rule: impl Rule + 'static) -> &mut Self {
+        self.rule = Some(Ok(Arc::new(rule)));
+        self
+    }
+
+    /// Sets the rule to `MaxFailuresRule::new(max_failures)`; an invalid
+    /// value is reported by [`Config::validate`].
+    pub fn max_failures(&mut self, max_failures: u64) -> &mut Self {
+        self.rule = Some(MaxFailuresRule::new(max_failures).map(|r| Arc::new(r) as Arc<dyn Rule>));
+        self
+    }
+
+    /// Sets the rule to `PercentageFailuresRule::new(..)`; an invalid value is
+    /// reported by [`Config::validate`].
+    pub fn percentage_failures(
+        &mut self,
+        max_failures_percentage: u8,
+        min_accepted_requests: u64,
+    ) -> &mut Self {
+        self.rule = Some(
+            PercentageFailuresRule::new(max_failures_percentage, min_accepted_requests)
+                .map(|r| Arc::new(r) as Arc<dyn Rule>),
+        );
+        self
+    }
+
+    /// How long the counters of a window live after their first increment.
+    pub fn failure_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.failure_timeout = timeout;
+        self
+    }
+
+    /// How long the circuit stays open before trial calls may pass.
+    pub fn circuit_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.circuit_timeout = timeout;
+        self
+    }
+
+    /// How many trial calls pass while half-open (0: none; the circuit closes
+    /// when the open time is over, as in the Python original).
+    pub fn half_open_max_calls(&mut self, calls: u32) -> &mut Self {
+        self.half_open_max_calls = calls;
+        self
+    }
+
+    /// Where the request counter lives, instead of `<name>_requests`.
+    pub fn request_key(&mut self, key: impl Into<String>) -> &mut Self {
+        self.request_key = Some(key.into());
+        self
+    }
+
+    /// Checks everything and resolves the keys.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn validate(&self) -> Result<(Circuit, Arc<dyn Rule>), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        let rule = match &self.rule {
+            None => return Err(ConfigError::MissingRule),
+            Some(Err(e)) => return Err(ConfigError::Rule(*e)),
+            Some(Ok(rule)) => Arc::clone(rule),
+        };
+        let failure_timeout_ms = timeout_ms(self.failure_timeout, "failure_timeout")?;
+        let circuit_timeout_ms = timeout_ms(self.circuit_timeout, "circuit_timeout")?;
+        let half_open_max_calls = u16::try_from(self.half_open_max_calls)
+            .map_err(|_| ConfigError::TooManyHalfOpenCalls(self.half_open_max_calls))?;
+        let keys = CircuitKeys::new(&self.name, self.request_key.as_deref());
+        let requests = keys.requests();
+        if requests.is_empty() || keys.all().iter().filter(|k| **k == requests).count() > 1 {
+            return Err(ConfigError::InvalidRequestKey(String::from(requests)));
+        }
+        let circuit = Circuit {
+            name: Arc::from(self.name.as_str()),
+            keys,
+            timing: Timing {
+                failure_timeout_ms,
+                circuit_timeout_ms,
+                half_open_max_calls,
+            },
+            counts_requests: rule.counts_requests(),
+        };
+        Ok((circuit, rule))
+    }
+}
+
+/// Whole milliseconds, rounded up, within bounds.
+fn timeout_ms(timeout: Duration, setting: &'static str) -> Result<u64, ConfigError> {
+    if timeout > MAX_TIMEOUT {
+        return Err(ConfigError::TimeoutTooLong { setting });
+    }
+    let ms = timeout.as_millis() + u128::from(timeout.subsec_nanos() % 1_000_000 != 0);
+    match u64::try_from(ms) {
+        Ok(0) => Err(ConfigError::ZeroTimeout { setting }),
+        Ok(ms) => Ok(ms),
+        Err(_) => Err(ConfigError::TimeoutTooLong { setting }),
+    }
+}
+
+/// One circuit, as a storage sees it: its name, keys and timing. Built once
+/// per breaker; storages receive it on every step.
+#[derive(Debug, Clone)]
+pub struct Circuit {
+    name: Arc<str>,
+    keys: CircuitKeys,
+    timing: Timing,
+    counts_requests: bool,
+}
+
+impl Circuit {
+    /// The breaker's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The circuit's keys.
+    pub fn keys(&self) -> &CircuitKeys {
+        &self.keys
+    }
+
+    /// The circuit's timeouts, in milliseconds.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    /// Whether the rule counts requests (so the request counter is kept).
+    pub fn counts_requests(&self) -> bool {
+        self.counts_requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        let mut c = Config::new("svc");
+        c.max_failures(3);
+        c
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let (circuit, rule) = valid().validate().unwrap();
+        assert_eq!(circuit.timing().failure_timeout(), Duration::from_secs(60));
+        assert_eq!(circuit.timing().circuit_timeout(), Duration::from_secs(60));
+        assert_eq!(circuit.timing().half_open_max_calls, 1);
+        assert!(!rule.counts_requests());
+        assert!(!circuit.counts_requests());
+        assert_eq!(circuit.keys().requests(), "svc_requests");
+    }
+
+    #[test]
+    fn invalid_settings_are_typed_errors() {
+        assert_eq!(
+            Config::new("").validate().unwrap_err(),
+            ConfigError::EmptyName
+        );
+        assert_eq!(
+            Config::new("x").validate().unwrap_err(),
+            ConfigError::MissingRule
+        );
+        assert_eq!(
+            Config::new("x").max_failures(0).validate().unwrap_err(),
+            ConfigError::Rule(RuleError::ZeroMaxFailures)
+        );
+        assert_eq!(
+            Config::new("x")
+                .percentage_failures(101, 0)
+                .validate()
+                .unwrap_err(),
+            ConfigError::Rule(RuleError::PercentageOutOfRange(101))
+        );
+        assert_eq!(
+            valid()
+                .failure_timeout(Duration::ZERO)
+                .validate()
+                .unwrap_err(),
+            ConfigError::ZeroTimeout {
+                setting: "failure_timeout"
+            }
+        );
+        assert_eq!(
+            valid()
+                .circuit_timeout(Duration::ZERO)
+                .validate()
+                .unwrap_err(),
+            ConfigError::ZeroTimeout {
+                setting: "circuit_timeout"
+            }
+        );
+        assert_eq!(
+            valid()
+                .circuit_timeout(Duration::MAX)
+                .validate()
+                .unwrap_err(),
+            ConfigError::TimeoutTooLong {
+                setting: "circuit_timeout"
+            }
+        );
+        assert_eq!(
+            valid().half_open_max_calls(70_000).validate().unwrap_err(),
+            ConfigError::TooManyHalfOpenCalls(70_000)
+        );
+        assert!(matches!(
+            valid().request_key("").validate().unwrap_err(),
+            ConfigError::InvalidRequestKey(_)
+        ));
+        assert!(matches!(
+            valid().request_key("svc").validate().unwrap_err(),
+            ConfigError::InvalidRequestKey(_)
+        ));
+    }
+
+    #[test]
+    fn sub_millisecond_parts_round_up() {
+        let (circuit, _) = valid()
+            .failure_timeout(Duration::from_micros(1500))
+            .validate()
+            .unwrap();
+        assert_eq!(circuit.timing().failure_timeout_ms, 2);
+    }
+}

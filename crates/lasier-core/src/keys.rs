@@ -1,0 +1,97 @@
+//! Where a circuit lives in a store: the key layout.
+//!
+//! Byte-compatible with the Python original, so that a Python `lasier`
+//! service and a Rust service sharing a store and a name share one circuit:
+//!
+//! | key                              | holds                                   | from         |
+//! |----------------------------------|-----------------------------------------|--------------|
+//! | `<name>`                         | failures in the current window          | the original |
+//! | `<name>_requests` (overridable)  | requests in the current window          | the original |
+//! | `circuit_<name>`                 | `1` while open, with the open time as TTL | the original |
+//! | `lasier:half_open:<name>`        | half-open trial permits handed out      | lasier-rs    |
+//! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
+//!
+//! Every key contains the name unchanged, so a name with a Redis Cluster hash
+//! tag (`{payments}`) keeps all of a breaker's keys in one slot.
+
+use alloc::format;
+use alloc::string::String;
+
+/// The keys of one circuit, built once when the breaker is built.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CircuitKeys {
+    failures: String,
+    requests: String,
+    open: String,
+    trials: String,
+    trials_passed: String,
+}
+
+impl CircuitKeys {
+    /// The keys of the circuit `name`; the request counter is at
+    /// `request_key` if given, else at `<name>_requests`.
+    pub fn new(name: &str, request_key: Option<&str>) -> Self {
+        Self {
+            failures: String::from(name),
+            requests: request_key.map_or_else(|| format!("{name}_requests"), String::from),
+            open: format!("circuit_{name}"),
+            trials: format!("lasier:half_open:{name}"),
+            trials_passed: format!("lasier:half_open_ok:{name}"),
+        }
+    }
+
+    /// The failure counter: `<name>`.
+    pub fn failures(&self) -> &str {
+        &self.failures
+    }
+
+    /// The request counter: `<name>_requests` unless overridden.
+    pub fn requests(&self) -> &str {
+        &self.requests
+    }
+
+    /// The open flag: `circuit_<name>`, holding `1` while open.
+    pub fn open(&self) -> &str {
+        &self.open
+    }
+
+    /// Half-open trial permits handed out: `lasier:half_open:<name>`. Its
+    /// presence is what marks the circuit half-open once the flag expires.
+    pub fn trials(&self) -> &str {
+        &self.trials
+    }
+
+    /// Half-open trials that succeeded: `lasier:half_open_ok:<name>`.
+    pub fn trials_passed(&self) -> &str {
+        &self.trials_passed
+    }
+
+    /// All keys of the circuit, for a scoped reset.
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.failures,
+            &self.requests,
+            &self.open,
+            &self.trials,
+            &self.trials_passed,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_original() {
+        let keys = CircuitKeys::new("payments", None);
+        assert_eq!(keys.failures(), "payments");
+        assert_eq!(keys.requests(), "payments_requests");
+        assert_eq!(keys.open(), "circuit_payments");
+        let keys = CircuitKeys::new("{payments}", Some("{payments}:reqs"));
+        assert_eq!(keys.requests(), "{payments}:reqs");
+        for key in keys.all() {
+            assert!(key.contains("{payments}"), "{key}");
+        }
+    }
+}

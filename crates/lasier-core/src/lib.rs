@@ -1,0 +1,86 @@
+//! The core of the lasier circuit breaker, shared by every facade and
+//! storage.
+//!
+//! * [`state`]: the state machine (closed, open, half-open) as pure functions;
+//! * [`local`]: one circuit on atomics, for in-process state;
+//! * [`config`]: configuration and its validation;
+//! * [`clock`]: the [`Clock`](clock::Clock) trait and a
+//!   [`ManualClock`](clock::ManualClock) for tests;
+//! * [`keys`]: the key layout, byte-compatible with the Python original;
+//! * [`storage`] and `async_storage`: the [`Storage`] and `AsyncStorage`
+//!   traits that custom storages implement, and [`MemoryStorage`], the
+//!   in-process default.
+//!
+//! Most users want a facade instead: `lasier-sync` or `lasier-async` (or the
+//! `lasier` crate, which has both). Storage implementors need only this crate.
+//!
+//! ```
+//! use lasier_core::state::{self, Admission, Phase, Timing};
+//!
+//! let timing = Timing { failure_timeout_ms: 60_000, circuit_timeout_ms: 1_000, half_open_max_calls: 1 };
+//! let open = state::trip(Phase::Closed, 0, &timing).unwrap();
+//! assert!(matches!(state::admit(open, 999, &timing).1, Admission::Rejected { .. }));
+//! ```
+//!
+//! # Features
+//!
+//! * `std` (default): `std::error::Error` impls, `MonotonicClock`,
+//!   `MemoryStorage`. Without it the crate is `no_std`.
+//! * `alloc` (implied by `std`): the storage traits, configuration, errors.
+//! * `async`: the `AsyncStorage` trait.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod clock;
+pub mod local;
+pub mod state;
+
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod config;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod error;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod keys;
+#[cfg(feature = "alloc")]
+mod steps;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod storage;
+
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub mod async_storage;
+
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+pub mod memory;
+
+pub use lasier_rules as rules;
+pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
+pub use state::{Admission, Outcome, Permit, State, Transition};
+
+#[cfg(feature = "alloc")]
+pub use config::{Circuit, Config, ConfigError};
+#[cfg(feature = "alloc")]
+pub use error::{Error, StorageError, StorageErrorKind};
+#[cfg(feature = "alloc")]
+pub use keys::CircuitKeys;
+#[cfg(feature = "alloc")]
+pub use local::LocalBinding;
+#[cfg(feature = "alloc")]
+pub use storage::Storage;
+
+#[cfg(feature = "async")]
+pub use async_storage::AsyncStorage;
+/// The `async-trait` attribute, re-exported for `AsyncStorage` implementors.
+#[cfg(feature = "async")]
+pub use async_trait::async_trait;
+
+#[cfg(feature = "std")]
+pub use memory::MemoryStorage;

@@ -1,0 +1,578 @@
+//! One circuit held in this process, on atomics.
+//!
+//! [`LocalCircuit`] is the in-process state of one circuit: the phase of the
+//! state machine in [`crate::state`], and the counting window. It is what
+//! `MemoryStorage` hands to breakers, and what a shared breaker can fall back
+//! to. It takes no lock and allocates nothing:
+//!
+//! * admission on a closed circuit is one atomic load, without reading the
+//!   clock;
+//! * a success under a rule that does not count requests
+//!   ([`Rule::counts_requests`] false, as `MaxFailuresRule`) writes nothing;
+//! * counting (requests, failures) is a compare-and-swap on a word that
+//!   carries the window's generation, so an increment never lands in a window
+//!   that has been replaced, and a new window starts with both counters at 0.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use lasier_rules::{Counts, Rule};
+
+use crate::clock::{now_ms, Clock};
+use crate::state::{
+    self, Admission, Outcome, Permit, Phase, State, Timing, Transition, EPISODE_MASK,
+};
+
+const TAG_SHIFT: u32 = 61;
+const TAG_CLOSED: u64 = 0;
+const TAG_OPEN: u64 = 1;
+const TAG_HALF_OPEN: u64 = 2;
+const LOW_61: u64 = (1 << TAG_SHIFT) - 1;
+const CLOSED_WORD: u64 = TAG_CLOSED << TAG_SHIFT;
+
+const GEN_SHIFT: u32 = 48;
+const LOW_48: u64 = (1 << GEN_SHIFT) - 1;
+
+fn encode(phase: Phase) -> u64 {
+    match phase {
+        Phase::Closed => CLOSED_WORD,
+        Phase::Open { until } => (TAG_OPEN << TAG_SHIFT) | until.min(LOW_61),
+        Phase::HalfOpen {
+            episode,
+            taken,
+            passed,
+        } => {
+            (TAG_HALF_OPEN << TAG_SHIFT)
+                | (u64::from(episode & EPISODE_MASK) << 32)
+                | (u64::from(taken) << 16)
+                | u64::from(passed)
+        }
+    }
+}
+
+fn decode(word: u64) -> Phase {
+    match word >> TAG_SHIFT {
+        TAG_OPEN => Phase::Open {
+            until: word & LOW_61,
+        },
+        TAG_HALF_OPEN => Phase::HalfOpen {
+            episode: ((word >> 32) as u32) & EPISODE_MASK,
+            taken: (word >> 16) as u16,
+            passed: word as u16,
+        },
+        _ => Phase::Closed,
+    }
+}
+
+fn generation(word: u64) -> u64 {
+    word >> GEN_SHIFT
+}
+
+/// Whether generation `a` came after generation `b` (16 bits, wrapping).
+fn is_newer(a: u64, b: u64) -> bool {
+    let d = a.wrapping_sub(b) & 0xFFFF;
+    d != 0 && d < 0x8000
+}
+
+/// Keeps a hot word on a cache line of its own, so that counting requests
+/// does not slow down the admission loads of other threads.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Padded(AtomicU64);
+
+/// The in-process state of one circuit. See the [module docs](self).
+///
+/// All methods take `&self`; share it between threads in an `Arc`.
+#[derive(Debug, Default)]
+pub struct LocalCircuit {
+    phase: Padded,
+    /// Generation (16 bits) and end of the current window in ms (48 bits;
+    /// 0: no window yet).
+    window: AtomicU64,
+    /// Generation (16 bits) and count (48 bits) of each counter.
+    failures: AtomicU64,
+    requests: Padded,
+}
+
+impl LocalCircuit {
+    /// A closed circuit with empty counters.
+    pub const fn new() -> Self {
+        Self {
+            phase: Padded(AtomicU64::new(CLOSED_WORD)),
+            window: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            requests: Padded(AtomicU64::new(0)),
+        }
+    }
+
+    /// Asks to run a call.
+    ///
+    /// On a closed circuit this is one atomic load and does not read the
+    /// clock. Returns the decision and the state change it caused, if any.
+    #[inline]
+    pub fn admit(&self, clock: &dyn Clock, timing: &Timing) -> (Admission, Option<Transition>) {
+        let word = self.phase.0.load(Ordering::Acquire);
+        if word == CLOSED_WORD {
+            return (Admission::Admitted(Permit::Normal), None);
+        }
+        self.admit_slow(word, clock, timing)
+    }
+
+    #[cold]
+    fn admit_slow(
+        &self,
+        mut word: u64,
+        clock: &dyn Clock,
+        timing: &Timing,
+    ) -> (Admission, Option<Transition>) {
+        let now = now_ms(clock);
+        loop {
+            let phase = decode(word);
+            let (next, admission) = state::admit(phase, now, timing);
+            if next == phase {
+                return (admission, None);
+            }
+            match self.phase.0.compare_exchange_weak(
+                word,
+                encode(next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if next == Phase::Closed {
+                        self.new_window();
+                    }
+                    let transition = Transition {
+                        from: stored_state(phase),
+                        to: stored_state(next),
+                    };
+                    return (admission, Some(transition));
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Records how a call admitted with `permit` ended. Returns the state
+    /// change it caused, if any.
+    #[inline]
+    pub fn record(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        rule: &dyn Rule,
+        clock: &dyn Clock,
+        timing: &Timing,
+    ) -> Option<Transition> {
+        match permit {
+            Permit::Normal => {
+                let counts_requests = rule.counts_requests();
+                if outcome == Outcome::Success && !counts_requests {
+                    return None;
+                }
+                self.record_normal(outcome, counts_requests, rule, clock, timing)
+            }
+            Permit::Trial { episode } => self.record_trial(episode, outcome, clock, timing),
+        }
+    }
+
+    fn record_normal(
+        &self,
+        outcome: Outcome,
+        counts_requests: bool,
+        rule: &dyn Rule,
+        clock: &dyn Clock,
+        timing: &Timing,
+    ) -> Option<Transition> {
+        // As in the original, outcomes that arrive once the circuit has left
+        // the closed state are not counted.
+        if self.phase.0.load(Ordering::Acquire) != CLOSED_WORD {
+            return None;
+        }
+        let now = now_ms(clock);
+        let requests = if counts_requests {
+            self.bump(&self.requests.0, now, timing)
+        } else {
+            0
+        };
+        if outcome == Outcome::Success {
+            return None;
+        }
+        let failures = self.bump(&self.failures, now, timing);
+        if !rule.should_open(Counts::new(failures, requests)) {
+            return None;
+        }
+        self.trip(now, timing)
+    }
+
+    #[cold]
+    fn trip(&self, now: u64, timing: &Timing) -> Option<Transition> {
+        let mut word = self.phase.0.load(Ordering::Acquire);
+        loop {
+            let next = state::trip(decode(word), now, timing)?;
+            match self.phase.0.compare_exchange_weak(
+                word,
+                encode(next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.new_window();
+                    return Some(Transition {
+                        from: State::Closed,
+                        to: State::Open,
+                    });
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    #[cold]
+    fn record_trial(
+        &self,
+        episode: u32,
+        outcome: Outcome,
+        clock: &dyn Clock,
+        timing: &Timing,
+    ) -> Option<Transition> {
+        let now = now_ms(clock);
+        let mut word = self.phase.0.load(Ordering::Acquire);
+        loop {
+            let phase = decode(word);
+            let next = state::trial_outcome(phase, episode, outcome, now, timing);
+            if next == phase {
+                return None;
+            }
+            match self.phase.0.compare_exchange_weak(
+                word,
+                encode(next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let to = match next {
+                        Phase::Closed => {
+                            self.new_window();
+                            State::Closed
+                        }
+                        Phase::Open { .. } => State::Open,
+                        Phase::HalfOpen { .. } => return None,
+                    };
+                    return Some(Transition {
+                        from: State::HalfOpen,
+                        to,
+                    });
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Opens the circuit for its circuit timeout from now, whatever its
+    /// state, and starts a fresh window.
+    pub fn open(&self, clock: &dyn Clock, timing: &Timing) -> Option<Transition> {
+        let now = now_ms(clock);
+        let until = now.saturating_add(timing.circuit_timeout_ms);
+        let previous = decode(
+            self.phase
+                .0
+                .swap(encode(Phase::Open { until }), Ordering::AcqRel),
+        );
+        self.new_window();
+        let from = previous.state_at(now, timing);
+        (from != State::Open).then_some(Transition {
+            from,
+            to: State::Open,
+        })
+    }
+
+    /// Gives back the permit of a call that ended without a verdict (its
+    /// future was dropped): a half-open trial slot is freed, nothing is
+    /// counted.
+    pub fn release(&self, permit: Permit) {
+        if let Permit::Trial { episode } = permit {
+            let _ = self
+                .phase
+                .0
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                    let phase = decode(word);
+                    let next = state::release_trial(phase, episode);
+                    (next != phase).then(|| encode(next))
+                });
+        }
+    }
+
+    /// The state at the clock's present time.
+    pub fn state(&self, clock: &dyn Clock, timing: &Timing) -> State {
+        let word = self.phase.0.load(Ordering::Acquire);
+        if word == CLOSED_WORD {
+            return State::Closed;
+        }
+        decode(word).state_at(now_ms(clock), timing)
+    }
+
+    /// When the circuit is open: how long until a call may pass.
+    pub fn open_for(&self, clock: &dyn Clock) -> Option<core::time::Duration> {
+        match decode(self.phase.0.load(Ordering::Acquire)) {
+            Phase::Open { until } => {
+                let now = now_ms(clock);
+                (now < until).then(|| core::time::Duration::from_millis(until - now))
+            }
+            _ => None,
+        }
+    }
+
+    /// The counts of the current window (zero once it has expired).
+    pub fn counts(&self, clock: &dyn Clock) -> Counts {
+        let window = self.window.load(Ordering::Acquire);
+        let end = window & LOW_48;
+        if end == 0 || now_ms(clock) >= end {
+            return Counts::default();
+        }
+        let gen = generation(window);
+        let read = |counter: &AtomicU64| {
+            let word = counter.load(Ordering::Acquire);
+            if generation(word) == gen {
+                word & LOW_48
+            } else {
+                0
+            }
+        };
+        Counts::new(read(&self.failures), read(&self.requests.0))
+    }
+
+    /// Closes the circuit and empties its counters.
+    pub fn reset(&self) {
+        self.phase.0.store(CLOSED_WORD, Ordering::Release);
+        self.new_window();
+    }
+
+    /// Ends the current window: the next count starts a new one at 0.
+    fn new_window(&self) {
+        let _ = self
+            .window
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                Some(((generation(w) + 1) & 0xFFFF) << GEN_SHIFT)
+            });
+    }
+
+    /// The current window at `now`, starting a new one if it has expired.
+    fn window_at(&self, now: u64, timing: &Timing) -> u64 {
+        let mut window = self.window.load(Ordering::Acquire);
+        loop {
+            let end = window & LOW_48;
+            if end != 0 && now < end {
+                return window;
+            }
+            let next = (((generation(window) + 1) & 0xFFFF) << GEN_SHIFT)
+                | now.saturating_add(timing.failure_timeout_ms).min(LOW_48);
+            match self.window.compare_exchange_weak(
+                window,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => window = actual,
+            }
+        }
+    }
+
+    /// Adds one to `counter` in the window current at `now`; returns the
+    /// count in that window.
+    fn bump(&self, counter: &AtomicU64, now: u64, timing: &Timing) -> u64 {
+        'window: loop {
+            let gen = generation(self.window_at(now, timing));
+            let mut word = counter.load(Ordering::Acquire);
+            loop {
+                let word_gen = generation(word);
+                let next = if word_gen == gen {
+                    (gen << GEN_SHIFT) | ((word & LOW_48) + 1).min(LOW_48)
+                } else if is_newer(word_gen, gen) {
+                    // another thread started a newer window meanwhile
+                    continue 'window;
+                } else {
+                    (gen << GEN_SHIFT) | 1
+                };
+                match counter.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return next & LOW_48,
+                    Err(actual) => word = actual,
+                }
+            }
+        }
+    }
+}
+
+/// The state a phase was stored as, whatever the time.
+fn stored_state(phase: Phase) -> State {
+    match phase {
+        Phase::Closed => State::Closed,
+        Phase::Open { .. } => State::Open,
+        Phase::HalfOpen { .. } => State::HalfOpen,
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use core::time::Duration;
+    use lasier_rules::{MaxFailuresRule, PercentageFailuresRule};
+
+    const T: Timing = Timing {
+        failure_timeout_ms: 60_000,
+        circuit_timeout_ms: 10_000,
+        half_open_max_calls: 1,
+    };
+
+    fn fail(c: &LocalCircuit, rule: &dyn Rule, clock: &ManualClock) -> Option<Transition> {
+        let (a, _) = c.admit(clock, &T);
+        let Admission::Admitted(p) = a else {
+            panic!("rejected: {a:?}")
+        };
+        c.record(p, Outcome::Failure, rule, clock, &T)
+    }
+
+    #[test]
+    fn phases_round_trip_through_their_encoding() {
+        for phase in [
+            Phase::Closed,
+            Phase::Open { until: 0 },
+            Phase::Open { until: LOW_61 },
+            Phase::HalfOpen {
+                episode: EPISODE_MASK,
+                taken: u16::MAX,
+                passed: u16::MAX,
+            },
+            Phase::HalfOpen {
+                episode: 0,
+                taken: 0,
+                passed: 1,
+            },
+        ] {
+            assert_eq!(decode(encode(phase)), phase);
+        }
+    }
+
+    #[test]
+    fn opens_on_the_nth_failure_and_counts_restart() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(3).unwrap();
+        assert_eq!(fail(&c, &rule, &clock), None);
+        assert_eq!(fail(&c, &rule, &clock), None);
+        assert_eq!(c.counts(&clock).failures, 2);
+        assert_eq!(
+            fail(&c, &rule, &clock),
+            Some(Transition {
+                from: State::Closed,
+                to: State::Open
+            })
+        );
+        assert_eq!(c.counts(&clock), Counts::default());
+        assert_eq!(c.state(&clock, &T), State::Open);
+        assert_eq!(c.open_for(&clock), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn window_expires_after_failure_timeout_from_its_first_count() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(2).unwrap();
+        fail(&c, &rule, &clock);
+        clock.advance(Duration::from_millis(59_999));
+        assert_eq!(c.counts(&clock).failures, 1);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(c.counts(&clock).failures, 0);
+        assert_eq!(fail(&c, &rule, &clock), None);
+        assert_eq!(c.state(&clock, &T), State::Closed);
+    }
+
+    #[test]
+    fn requests_and_failures_share_a_window() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = PercentageFailuresRule::new(50, 2).unwrap();
+        let ok = |c: &LocalCircuit| {
+            c.record(Permit::Normal, Outcome::Success, &rule, &clock, &T);
+        };
+        ok(&c);
+        ok(&c);
+        assert_eq!(c.counts(&clock), Counts::new(0, 2));
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(fail(&c, &rule, &clock), None);
+        assert_eq!(c.counts(&clock), Counts::new(1, 3));
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(c.counts(&clock), Counts::default());
+    }
+
+    #[test]
+    fn successes_under_max_failures_write_nothing() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(2).unwrap();
+        let before = (
+            c.window.load(Ordering::Relaxed),
+            c.requests.0.load(Ordering::Relaxed),
+        );
+        c.record(Permit::Normal, Outcome::Success, &rule, &clock, &T);
+        let after = (
+            c.window.load(Ordering::Relaxed),
+            c.requests.0.load(Ordering::Relaxed),
+        );
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn generations_compare_across_wrap_around() {
+        assert!(is_newer(1, 0));
+        assert!(is_newer(0, 0xFFFF));
+        assert!(!is_newer(0, 0));
+        assert!(!is_newer(0xFFFF, 0));
+    }
+}
+
+/// A [`LocalCircuit`] with the clock it keeps time by: what an in-process
+/// storage hands to a breaker through `Storage::local_circuit`.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone)]
+pub struct LocalBinding {
+    /// The circuit's state.
+    pub circuit: alloc::sync::Arc<LocalCircuit>,
+    /// The clock its deadlines and windows are measured on.
+    pub clock: alloc::sync::Arc<dyn Clock>,
+}
+
+#[cfg(feature = "alloc")]
+impl LocalBinding {
+    /// [`LocalCircuit::admit`] on this binding's clock.
+    #[inline]
+    pub fn admit(&self, timing: &Timing) -> (Admission, Option<Transition>) {
+        self.circuit.admit(&*self.clock, timing)
+    }
+
+    /// [`LocalCircuit::record`] on this binding's clock.
+    #[inline]
+    pub fn record(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        rule: &dyn Rule,
+        timing: &Timing,
+    ) -> Option<Transition> {
+        self.circuit
+            .record(permit, outcome, rule, &*self.clock, timing)
+    }
+
+    /// [`LocalCircuit::state`] on this binding's clock.
+    pub fn state(&self, timing: &Timing) -> State {
+        self.circuit.state(&*self.clock, timing)
+    }
+
+    /// [`LocalCircuit::counts`] on this binding's clock.
+    pub fn counts(&self) -> Counts {
+        self.circuit.counts(&*self.clock)
+    }
+}

@@ -1,0 +1,373 @@
+//! [`MemoryStorage`]: the in-process default.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use lasier_rules::{Counts, Rule};
+
+use crate::clock::{now_ms, Clock, MonotonicClock};
+use crate::config::Circuit;
+use crate::error::StorageError;
+use crate::local::{LocalBinding, LocalCircuit};
+use crate::state::{Admission, Outcome, Permit, State, Transition};
+use crate::storage::Storage;
+
+/// Keys that live in memory, and circuits that live in this process.
+///
+/// The default storage of both facades. Clones share one state, so breakers
+/// built on clones of one `MemoryStorage` with the same name share one
+/// circuit; it is `Send + Sync` and made for sharing between threads.
+///
+/// Breakers use each circuit's lock-free [`LocalCircuit`] directly: a call
+/// that succeeds on a closed circuit takes no lock, allocates nothing and
+/// hashes no string. The key-value primitives (for the storage contract, and
+/// for anyone who wants a small TTL store) live in a separate map behind a
+/// mutex.
+///
+/// ```
+/// use std::time::Duration;
+/// use lasier_core::clock::ManualClock;
+/// use lasier_core::{MemoryStorage, Storage};
+///
+/// let clock = ManualClock::new();
+/// let storage = MemoryStorage::with_clock(clock.clone());
+/// storage.set("k", 1, Some(Duration::from_secs(1)))?;
+/// assert_eq!(storage.get("k")?, Some(1));
+/// clock.advance(Duration::from_secs(1));
+/// assert_eq!(storage.get("k")?, None);
+/// # Ok::<(), lasier_core::StorageError>(())
+/// ```
+#[derive(Clone)]
+pub struct MemoryStorage {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    clock: Arc<dyn Clock>,
+    entries: Mutex<HashMap<String, Entry>>,
+    circuits: Mutex<HashMap<String, Arc<LocalCircuit>>>,
+    writes: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    value: i64,
+    /// Milliseconds on the storage's clock; `None`: no expiry.
+    expires_at: Option<u64>,
+}
+
+/// Expired entries are swept once every this many writes.
+const SWEEP_EVERY: u64 = 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; a poisoned one is still sound.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    let ms = ttl.as_millis() + u128::from(ttl.subsec_nanos() % 1_000_000 != 0);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+impl MemoryStorage {
+    /// An empty storage on the operating system's monotonic clock.
+    pub fn new() -> Self {
+        Self::with_clock(MonotonicClock::new())
+    }
+
+    /// An empty storage on `clock` (a `ManualClock` in tests).
+    pub fn with_clock(clock: impl Clock + 'static) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                clock: Arc::new(clock),
+                entries: Mutex::new(HashMap::new()),
+                circuits: Mutex::new(HashMap::new()),
+                writes: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The clock this storage keeps time by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    /// The in-process state of `circuit`, created on first use.
+    fn circuit(&self, circuit: &Circuit) -> Arc<LocalCircuit> {
+        let mut circuits = lock(&self.shared.circuits);
+        match circuits.get(circuit.keys().failures()) {
+            Some(c) => Arc::clone(c),
+            None => {
+                let c = Arc::new(LocalCircuit::new());
+                circuits.insert(circuit.keys().failures().to_owned(), Arc::clone(&c));
+                c
+            }
+        }
+    }
+
+    fn now(&self) -> u64 {
+        now_ms(&*self.shared.clock)
+    }
+
+    fn deadline(&self, ttl: Option<Duration>) -> Option<u64> {
+        ttl.map(|ttl| self.now().saturating_add(ttl_ms(ttl)))
+    }
+
+    /// The live entries, after dropping the expired one at `key`, if any.
+    fn entries(&self, key: &str) -> MutexGuard<'_, HashMap<String, Entry>> {
+        let now = self.now();
+        let mut entries = lock(&self.shared.entries);
+        if entries
+            .get(key)
+            .and_then(|e| e.expires_at)
+            .is_some_and(|at| at <= now)
+        {
+            entries.remove(key);
+        }
+        if self.shared.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            entries.retain(|_, e| e.expires_at.map_or(true, |at| at > now));
+        }
+        entries
+    }
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("clock", &self.shared.clock)
+            .field("keys", &lock(&self.shared.entries).len())
+            .field("circuits", &lock(&self.shared.circuits).len())
+            .finish()
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
+        let expires_at = self.deadline(ttl);
+        let mut entries = self.entries(key);
+        if entries.contains_key(key) {
+            return Ok(false);
+        }
+        entries.insert(key.to_owned(), Entry { value, expires_at });
+        Ok(true)
+    }
+
+    fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+        let expires_at = self.deadline(ttl);
+        self.entries(key)
+            .insert(key.to_owned(), Entry { value, expires_at });
+        Ok(())
+    }
+
+    fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+        let mut entries = self.entries(key);
+        match entries.get_mut(key) {
+            Some(entry) => {
+                entry.value = entry.value.checked_add(delta).ok_or_else(|| {
+                    StorageError::corrupt(key, "increment would overflow a 64-bit counter")
+                })?;
+                Ok(entry.value)
+            }
+            None => {
+                entries.insert(
+                    key.to_owned(),
+                    Entry {
+                        value: delta,
+                        expires_at: None,
+                    },
+                );
+                Ok(delta)
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+        Ok(self.entries(key).get(key).map(|e| e.value))
+    }
+
+    fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+        let expires_at = self.deadline(Some(ttl));
+        if let Some(entry) = self.entries(key).get_mut(key) {
+            entry.expires_at = expires_at;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.entries(key).remove(key);
+        Ok(())
+    }
+
+    fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
+        Ok(self
+            .circuit(circuit)
+            .admit(&*self.shared.clock, circuit.timing()))
+    }
+
+    fn record(
+        &self,
+        circuit: &Circuit,
+        permit: Permit,
+        outcome: Outcome,
+        rule: &dyn Rule,
+    ) -> Result<Option<Transition>, StorageError> {
+        Ok(self.circuit(circuit).record(
+            permit,
+            outcome,
+            rule,
+            &*self.shared.clock,
+            circuit.timing(),
+        ))
+    }
+
+    fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
+        self.circuit(circuit).release(permit);
+        Ok(())
+    }
+
+    fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        self.circuit(circuit)
+            .open(&*self.shared.clock, circuit.timing());
+        Ok(())
+    }
+
+    fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
+        Ok(self
+            .circuit(circuit)
+            .state(&*self.shared.clock, circuit.timing()))
+    }
+
+    fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
+        Ok(self.circuit(circuit).counts(&*self.shared.clock))
+    }
+
+    fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        self.circuit(circuit).reset();
+        Ok(())
+    }
+
+    fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
+        Some(LocalBinding {
+            circuit: self.circuit(circuit),
+            clock: Arc::clone(&self.shared.clock),
+        })
+    }
+}
+
+#[cfg(feature = "async")]
+#[async_trait::async_trait]
+impl crate::AsyncStorage for MemoryStorage {
+    async fn add(
+        &self,
+        key: &str,
+        value: i64,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StorageError> {
+        Storage::add(self, key, value, ttl)
+    }
+    async fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+        Storage::set(self, key, value, ttl)
+    }
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+        Storage::incr(self, key, delta)
+    }
+    async fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+        Storage::get(self, key)
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+        Storage::expire(self, key, ttl)
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        Storage::delete(self, key)
+    }
+    async fn admit(
+        &self,
+        circuit: &Circuit,
+    ) -> Result<(Admission, Option<Transition>), StorageError> {
+        Storage::admit(self, circuit)
+    }
+    async fn record(
+        &self,
+        circuit: &Circuit,
+        permit: Permit,
+        outcome: Outcome,
+        rule: &dyn Rule,
+    ) -> Result<Option<Transition>, StorageError> {
+        Storage::record(self, circuit, permit, outcome, rule)
+    }
+    async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
+        Storage::release(self, circuit, permit)
+    }
+    async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        Storage::open_circuit(self, circuit)
+    }
+    async fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
+        Storage::state(self, circuit)
+    }
+    async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
+        Storage::counts(self, circuit)
+    }
+    async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        Storage::reset(self, circuit)
+    }
+    fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
+        Storage::local_circuit(self, circuit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn primitives_follow_the_contract() {
+        let clock = ManualClock::new();
+        let s = MemoryStorage::with_clock(clock.clone());
+        assert_eq!(s.get("a").unwrap(), None);
+        assert!(s.add("a", 5, Some(Duration::from_secs(2))).unwrap());
+        assert!(!s.add("a", 7, None).unwrap());
+        assert_eq!(s.incr("a", 2).unwrap(), 7);
+        clock.advance(Duration::from_millis(1999));
+        assert_eq!(s.get("a").unwrap(), Some(7));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(s.get("a").unwrap(), None);
+        assert_eq!(s.incr("b", 1).unwrap(), 1);
+        s.expire("b", Duration::from_secs(1)).unwrap();
+        s.expire("missing", Duration::from_secs(1)).unwrap();
+        assert_eq!(s.get("missing").unwrap(), None);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(s.get("b").unwrap(), None);
+        s.set("c", 1, None).unwrap();
+        s.delete("c").unwrap();
+        assert_eq!(s.get("c").unwrap(), None);
+        s.set("d", i64::MAX, None).unwrap();
+        assert_eq!(
+            s.incr("d", 1).unwrap_err().kind(),
+            crate::StorageErrorKind::Corrupt
+        );
+    }
+
+    #[test]
+    fn expired_entries_are_swept() {
+        let clock = ManualClock::new();
+        let s = MemoryStorage::with_clock(clock.clone());
+        for i in 0..100 {
+            s.set(&format!("k{i}"), 1, Some(Duration::from_secs(1)))
+                .unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+        for _ in 0..SWEEP_EVERY {
+            s.get("other").unwrap();
+        }
+        assert_eq!(lock(&s.shared.entries).len(), 0);
+    }
+}

@@ -1,0 +1,382 @@
+//! The circuit's state machine, as pure functions.
+//!
+//! ```text
+//!            failure and the rule says open
+//!   Closed ─────────────────────────────────▶ Open { until }
+//!     ▲                                          │ now >= until
+//!     │ half_open_max_calls trials succeeded     ▼
+//!     └──────────────────────────────────── HalfOpen ──▶ Open (a trial failed)
+//! ```
+//!
+//! With `half_open_max_calls == 0` an expired `Open` goes straight back to
+//! `Closed`, which is the Python original's behaviour. Every transition into
+//! `Open` or `Closed` starts a fresh counting window.
+//!
+//! Time is whole milliseconds from the clock's origin. Nothing here touches
+//! memory or a store: [`crate::local::LocalCircuit`] applies these functions
+//! to atomics, and the storage steps follow the same rules over keys.
+
+use core::time::Duration;
+
+/// The state of a circuit, as reported to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Calls pass and are counted.
+    Closed,
+    /// Calls are rejected without running.
+    Open,
+    /// A bounded number of trial calls pass; their outcome closes or reopens
+    /// the circuit.
+    HalfOpen,
+}
+
+impl core::fmt::Display for State {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+        })
+    }
+}
+
+/// The timing of one circuit, in milliseconds, as the state machine uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long the counters of a window live after their first increment.
+    pub failure_timeout_ms: u64,
+    /// How long the circuit stays open.
+    pub circuit_timeout_ms: u64,
+    /// Trial calls let through while half-open (0: no half-open state).
+    pub half_open_max_calls: u16,
+}
+
+impl Timing {
+    /// The circuit timeout as a `Duration`.
+    pub fn circuit_timeout(&self) -> Duration {
+        Duration::from_millis(self.circuit_timeout_ms)
+    }
+
+    /// The failure timeout as a `Duration`.
+    pub fn failure_timeout(&self) -> Duration {
+        Duration::from_millis(self.failure_timeout_ms)
+    }
+}
+
+/// Where a circuit is, with what the machine needs to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Calls pass.
+    Closed,
+    /// Calls are rejected until `until` (milliseconds on the circuit's clock).
+    Open {
+        /// The first instant at which the circuit is no longer open.
+        until: u64,
+    },
+    /// Trial calls pass, at most `half_open_max_calls` at a time.
+    HalfOpen {
+        /// Tells this half-open period from the next, so that a trial permit
+        /// from an earlier period cannot decide this one.
+        episode: u32,
+        /// Trial permits handed out and not given back.
+        taken: u16,
+        /// Trials that succeeded.
+        passed: u16,
+    },
+}
+
+impl Phase {
+    /// The state users see at `now`: an `Open` phase whose time is up already
+    /// reads as half-open (or closed, without a half-open state), although
+    /// the transition only happens on the next call.
+    pub fn state_at(self, now: u64, timing: &Timing) -> State {
+        match self {
+            Phase::Closed => State::Closed,
+            Phase::Open { until } if now < until => State::Open,
+            Phase::Open { .. } if timing.half_open_max_calls == 0 => State::Closed,
+            Phase::Open { .. } | Phase::HalfOpen { .. } => State::HalfOpen,
+        }
+    }
+}
+
+/// What a call may do, as decided at admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// An ordinary call on a closed circuit: its outcome is counted.
+    Normal,
+    /// A half-open trial: its outcome closes or reopens the circuit.
+    Trial {
+        /// The half-open period this trial belongs to.
+        episode: u32,
+    },
+}
+
+/// The result of asking to run a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Run it.
+    Admitted(Permit),
+    /// Do not run it.
+    Rejected {
+        /// How long until a call may pass again, where known.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// How a guarded call ended, as far as the breaker counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded, or failed with an error the breaker does not count.
+    Success,
+    /// It failed with an error the breaker counts.
+    Failure,
+}
+
+/// A change of state, reported once, by the call that caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+}
+
+/// The half-open episode that follows an open period ending at `until`.
+fn episode_of(until: u64) -> u32 {
+    // Low bits of the deadline: two open periods that end at the same
+    // millisecond modulo ~6 days cannot both have a trial in flight.
+    (until & u64::from(EPISODE_MASK)) as u32
+}
+
+pub(crate) const EPISODE_MASK: u32 = (1 << 29) - 1;
+
+/// Admission at `now`. Returns the next phase and the decision.
+pub fn admit(phase: Phase, now: u64, timing: &Timing) -> (Phase, Admission) {
+    match phase {
+        Phase::Closed => (phase, Admission::Admitted(Permit::Normal)),
+        Phase::Open { until } if now < until => (
+            phase,
+            Admission::Rejected {
+                retry_after: Some(Duration::from_millis(until - now)),
+            },
+        ),
+        Phase::Open { .. } if timing.half_open_max_calls == 0 => {
+            (Phase::Closed, Admission::Admitted(Permit::Normal))
+        }
+        Phase::Open { until } => {
+            let episode = episode_of(until);
+            (
+                Phase::HalfOpen {
+                    episode,
+                    taken: 1,
+                    passed: 0,
+                },
+                Admission::Admitted(Permit::Trial { episode }),
+            )
+        }
+        Phase::HalfOpen {
+            episode,
+            taken,
+            passed,
+        } => {
+            if taken.saturating_add(passed) < timing.half_open_max_calls {
+                (
+                    Phase::HalfOpen {
+                        episode,
+                        taken: taken + 1,
+                        passed,
+                    },
+                    Admission::Admitted(Permit::Trial { episode }),
+                )
+            } else {
+                (phase, Admission::Rejected { retry_after: None })
+            }
+        }
+    }
+}
+
+/// A counted failure on a closed circuit whose rule said open.
+/// Returns `None` if the circuit is no longer closed (someone else decided).
+pub fn trip(phase: Phase, now: u64, timing: &Timing) -> Option<Phase> {
+    match phase {
+        Phase::Closed => Some(Phase::Open {
+            until: now.saturating_add(timing.circuit_timeout_ms),
+        }),
+        _ => None,
+    }
+}
+
+/// The outcome of a trial of `episode`. A permit from another episode (the
+/// circuit moved on meanwhile) changes nothing.
+pub fn trial_outcome(
+    phase: Phase,
+    permit_episode: u32,
+    outcome: Outcome,
+    now: u64,
+    timing: &Timing,
+) -> Phase {
+    match phase {
+        Phase::HalfOpen {
+            episode,
+            taken,
+            passed,
+        } if episode == permit_episode => match outcome {
+            Outcome::Failure => Phase::Open {
+                until: now.saturating_add(timing.circuit_timeout_ms),
+            },
+            Outcome::Success if passed.saturating_add(1) >= timing.half_open_max_calls => {
+                Phase::Closed
+            }
+            Outcome::Success => Phase::HalfOpen {
+                episode,
+                taken: taken.saturating_sub(1),
+                passed: passed + 1,
+            },
+        },
+        _ => phase,
+    }
+}
+
+/// A trial of `episode` that ended without a verdict (its future was
+/// dropped): its permit goes back so that another call can try.
+pub fn release_trial(phase: Phase, permit_episode: u32) -> Phase {
+    match phase {
+        Phase::HalfOpen {
+            episode,
+            taken,
+            passed,
+        } if episode == permit_episode => Phase::HalfOpen {
+            episode,
+            taken: taken.saturating_sub(1),
+            passed,
+        },
+        _ => phase,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timing = Timing {
+        failure_timeout_ms: 60_000,
+        circuit_timeout_ms: 10_000,
+        half_open_max_calls: 2,
+    };
+
+    #[test]
+    fn closed_admits_normal_calls() {
+        assert_eq!(
+            admit(Phase::Closed, 5, &T),
+            (Phase::Closed, Admission::Admitted(Permit::Normal))
+        );
+    }
+
+    #[test]
+    fn open_rejects_until_its_deadline_with_the_time_left() {
+        let open = trip(Phase::Closed, 1_000, &T).unwrap();
+        assert_eq!(open, Phase::Open { until: 11_000 });
+        assert_eq!(
+            admit(open, 10_999, &T),
+            (
+                open,
+                Admission::Rejected {
+                    retry_after: Some(Duration::from_millis(1))
+                }
+            )
+        );
+        assert_eq!(open.state_at(10_999, &T), State::Open);
+        assert_eq!(open.state_at(11_000, &T), State::HalfOpen);
+    }
+
+    #[test]
+    fn only_a_closed_circuit_trips() {
+        assert_eq!(trip(Phase::Open { until: 3 }, 1, &T), None);
+        let half = Phase::HalfOpen {
+            episode: 1,
+            taken: 1,
+            passed: 0,
+        };
+        assert_eq!(trip(half, 1, &T), None);
+    }
+
+    #[test]
+    fn half_open_admits_at_most_max_calls_trials() {
+        let (p1, a1) = admit(Phase::Open { until: 100 }, 100, &T);
+        let Admission::Admitted(Permit::Trial { episode }) = a1 else {
+            panic!("{a1:?}")
+        };
+        let (p2, a2) = admit(p1, 100, &T);
+        assert_eq!(a2, Admission::Admitted(Permit::Trial { episode }));
+        let (p3, a3) = admit(p2, 100, &T);
+        assert_eq!(a3, Admission::Rejected { retry_after: None });
+        assert_eq!(p3, p2);
+        // a success frees no new slot: the trials must all pass
+        let p4 = trial_outcome(p3, episode, Outcome::Success, 100, &T);
+        assert_eq!(
+            admit(p4, 100, &T).1,
+            Admission::Rejected { retry_after: None }
+        );
+        // the second success closes
+        assert_eq!(
+            trial_outcome(p4, episode, Outcome::Success, 100, &T),
+            Phase::Closed
+        );
+    }
+
+    #[test]
+    fn a_trial_failure_reopens_at_once() {
+        let (p, _) = admit(Phase::Open { until: 100 }, 150, &T);
+        let Phase::HalfOpen { episode, .. } = p else {
+            panic!()
+        };
+        assert_eq!(
+            trial_outcome(p, episode, Outcome::Failure, 150, &T),
+            Phase::Open { until: 10_150 }
+        );
+    }
+
+    #[test]
+    fn a_released_trial_frees_its_slot() {
+        let (p, _) = admit(Phase::Open { until: 100 }, 150, &T);
+        let (p, _) = admit(p, 150, &T);
+        let Phase::HalfOpen { episode, .. } = p else {
+            panic!()
+        };
+        let p = release_trial(p, episode);
+        assert!(matches!(
+            admit(p, 150, &T).1,
+            Admission::Admitted(Permit::Trial { .. })
+        ));
+    }
+
+    #[test]
+    fn stale_trial_permits_change_nothing() {
+        let half = Phase::HalfOpen {
+            episode: 7,
+            taken: 1,
+            passed: 0,
+        };
+        assert_eq!(trial_outcome(half, 8, Outcome::Failure, 0, &T), half);
+        assert_eq!(release_trial(half, 8), half);
+        assert_eq!(
+            trial_outcome(Phase::Closed, 7, Outcome::Failure, 0, &T),
+            Phase::Closed
+        );
+    }
+
+    #[test]
+    fn without_half_open_an_expired_circuit_closes() {
+        let t = Timing {
+            half_open_max_calls: 0,
+            ..T
+        };
+        let open = Phase::Open { until: 100 };
+        assert_eq!(open.state_at(100, &t), State::Closed);
+        assert_eq!(
+            admit(open, 100, &t),
+            (Phase::Closed, Admission::Admitted(Permit::Normal))
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The breaker's fused steps over the storage primitives: the default bodies
+//! of the provided methods of `Storage` and `AsyncStorage`.
+//!
+//! Written once, as a macro, and expanded twice: once plain for `Storage`,
+//! once with `.await` after each primitive for `AsyncStorage`. The decisions
+//! are the same as the local state machine's ([`crate::state`]); only where
+//! the state lives differs.
+
+/// Expands to the fused steps for one storage trait.
+/// `$($aw)*` is empty for the sync trait and `.await` for the async one.
+macro_rules! fused_steps {
+    ($Trait:path, $($kw:ident)?, $($aw:tt)*) => {
+        use core::time::Duration;
+
+        use lasier_rules::{Counts, Rule};
+
+        use crate::config::Circuit;
+        use crate::error::StorageError;
+        use crate::state::{Admission, Outcome, Permit, State, Transition};
+
+        /// Whether the open flag is set (`1`); anything else there is corrupt.
+        $($kw)? fn is_open<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<bool, StorageError> {
+            let key = c.keys().open();
+            match s.get(key) $($aw)* ? {
+                None => Ok(false),
+                Some(1) => Ok(true),
+                Some(other) => Err(StorageError::corrupt(key, alloc::format!("open flag is {other}, expected 1"))),
+            }
+        }
+
+        fn count(key: &str, value: i64) -> Result<u64, StorageError> {
+            u64::try_from(value).map_err(|_| StorageError::corrupt(key, alloc::format!("negative counter {value}")))
+        }
+
+        pub(crate) $($kw)? fn admit<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+        ) -> Result<(Admission, Option<Transition>), StorageError> {
+            if is_open(s, c) $($aw)* ? {
+                return Ok((Admission::Rejected { retry_after: None }, None));
+            }
+            let max = i64::from(c.timing().half_open_max_calls);
+            let normal = (Admission::Admitted(Permit::Normal), None);
+            if max == 0 || s.get(c.keys().trials()) $($aw)* ?.is_none() {
+                return Ok(normal);
+            }
+            let taken = s.incr(c.keys().trials(), 1) $($aw)* ?;
+            if taken == 1 {
+                // The first trial: it has one circuit timeout to report. This
+                // also puts a TTL back if the key expired just before INCR.
+                s.expire(c.keys().trials(), c.timing().circuit_timeout()) $($aw)* ?;
+            }
+            if taken <= max {
+                let transition = (taken == 1).then_some(Transition { from: State::Open, to: State::HalfOpen });
+                Ok((Admission::Admitted(Permit::Trial { episode: 0 }), transition))
+            } else {
+                Ok((Admission::Rejected { retry_after: None }, None))
+            }
+        }
+
+        pub(crate) $($kw)? fn record<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            permit: Permit,
+            outcome: Outcome,
+            rule: &dyn Rule,
+        ) -> Result<Option<Transition>, StorageError> {
+            let keys = c.keys();
+            let window = c.timing().failure_timeout();
+            match permit {
+                Permit::Normal => {
+                    if outcome == Outcome::Success && !c.counts_requests() {
+                        return Ok(None);
+                    }
+                    // As in the original: nothing is counted while open, and
+                    // (ours) nothing but trials while half-open.
+                    if is_open(s, c) $($aw)* ? {
+                        return Ok(None);
+                    }
+                    if c.timing().half_open_max_calls > 0 && s.get(keys.trials()) $($aw)* ?.is_some() {
+                        return Ok(None);
+                    }
+                    let mut failures_created = false;
+                    let requests = if c.counts_requests() {
+                        let n = s.incr(keys.requests(), 1) $($aw)* ?;
+                        if n == 1 {
+                            // A new window: both counters get the same TTL.
+                            s.expire(keys.requests(), window) $($aw)* ?;
+                            s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
+                            failures_created = true;
+                        }
+                        count(keys.requests(), n)?
+                    } else {
+                        0
+                    };
+                    if outcome == Outcome::Success {
+                        return Ok(None);
+                    }
+                    if !failures_created {
+                        // Makes sure the counter has its TTL from its first
+                        // increment on (INCR alone would create it without).
+                        s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
+                    }
+                    let failures = count(keys.failures(), s.incr(keys.failures(), 1) $($aw)* ?)?;
+                    if rule.should_open(Counts::new(failures, requests)) {
+                        open_circuit(s, c) $($aw)* ?;
+                        return Ok(Some(Transition { from: State::Closed, to: State::Open }));
+                    }
+                    Ok(None)
+                }
+                Permit::Trial { .. } => {
+                    // A trial that outlived its half-open period decides nothing.
+                    if is_open(s, c) $($aw)* ? || s.get(keys.trials()) $($aw)* ?.is_none() {
+                        return Ok(None);
+                    }
+                    if outcome == Outcome::Failure {
+                        open_circuit(s, c) $($aw)* ?;
+                        return Ok(Some(Transition { from: State::HalfOpen, to: State::Open }));
+                    }
+                    let passed = s.incr(keys.trials_passed(), 1) $($aw)* ?;
+                    if passed == 1 {
+                        s.expire(keys.trials_passed(), c.timing().circuit_timeout()) $($aw)* ?;
+                    }
+                    if passed < i64::from(c.timing().half_open_max_calls) {
+                        return Ok(None);
+                    }
+                    for key in [keys.trials(), keys.trials_passed(), keys.failures(), keys.requests()] {
+                        s.delete(key) $($aw)* ?;
+                    }
+                    Ok(Some(Transition { from: State::HalfOpen, to: State::Closed }))
+                }
+            }
+        }
+
+        pub(crate) $($kw)? fn release<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            permit: Permit,
+        ) -> Result<(), StorageError> {
+            if permit == Permit::Normal || s.get(c.keys().trials()) $($aw)* ?.is_none() {
+                return Ok(());
+            }
+            if s.incr(c.keys().trials(), -1) $($aw)* ? < 0 {
+                // The key expired in between and INCR made a TTL-less -1.
+                s.delete(c.keys().trials()) $($aw)* ?;
+            }
+            Ok(())
+        }
+
+        pub(crate) $($kw)? fn open_circuit<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+            let keys = c.keys();
+            let timing = c.timing();
+            s.set(keys.open(), 1, Some(timing.circuit_timeout())) $($aw)* ?;
+            if timing.half_open_max_calls > 0 {
+                // Marks the half-open period that follows the open one.
+                let marker = Duration::from_millis(timing.circuit_timeout_ms.saturating_mul(2));
+                s.set(keys.trials(), 0, Some(marker)) $($aw)* ?;
+                s.delete(keys.trials_passed()) $($aw)* ?;
+            }
+            s.delete(keys.failures()) $($aw)* ?;
+            s.delete(keys.requests()) $($aw)* ?;
+            Ok(())
+        }
+
+        pub(crate) $($kw)? fn state<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<State, StorageError> {
+            if is_open(s, c) $($aw)* ? {
+                return Ok(State::Open);
+            }
+            if c.timing().half_open_max_calls > 0 && s.get(c.keys().trials()) $($aw)* ?.is_some() {
+                return Ok(State::HalfOpen);
+            }
+            Ok(State::Closed)
+        }
+
+        pub(crate) $($kw)? fn counts<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<Counts, StorageError> {
+            let keys = c.keys();
+            let failures = s.get(keys.failures()) $($aw)* ?.unwrap_or(0);
+            let requests = if c.counts_requests() { s.get(keys.requests()) $($aw)* ?.unwrap_or(0) } else { 0 };
+            Ok(Counts::new(count(keys.failures(), failures)?, count(keys.requests(), requests)?))
+        }
+
+        pub(crate) $($kw)? fn reset<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+            for key in c.keys().all() {
+                s.delete(key) $($aw)* ?;
+            }
+            Ok(())
+        }
+    };
+}
+
+pub(crate) mod blocking {
+    fused_steps!(crate::storage::Storage, ,);
+}
+
+#[cfg(feature = "async")]
+pub(crate) mod nonblocking {
+    fused_steps!(crate::async_storage::AsyncStorage, async, .await);
+}

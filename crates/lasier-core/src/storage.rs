@@ -1,0 +1,232 @@
+//! Where a circuit's state lives: the [`Storage`] trait, for blocking code.
+//!
+//! # Why a trait
+//!
+//! A circuit shared by a fleet lives in a shared store (Redis); a circuit of
+//! one process lives in memory. The breaker talks to either through this
+//! trait, which keeps the Python original's six primitives (`add`, `set`,
+//! `incr`, `get`, `expire`, `delete`) so that any key-value store with
+//! counters and TTLs can hold a circuit. There is no `flushdb`: a breaker
+//! never wipes a store; [`Storage::reset`] deletes one circuit's keys.
+//!
+//! On top of the primitives, provided methods implement the breaker's fused
+//! steps ([`Storage::admit`], [`Storage::record`], [`Storage::open_circuit`],
+//! ...). Their default bodies compose the primitives, so a storage that
+//! implements only the primitives works; a store that can do better (one
+//! Lua script round trip in Redis) overrides them.
+//!
+//! # The contract
+//!
+//! * `add` writes only when the key is absent, and says whether it wrote.
+//! * `incr` adds `delta` atomically, treating a missing key as 0, and keeps
+//!   the key's TTL. It never loses an increment under concurrent callers.
+//! * TTLs are honoured to the millisecond (rounding up is fine): a key
+//!   reads as missing from its deadline on.
+//! * `get` of a missing or expired key is `Ok(None)`; a value that is not an
+//!   integer is `Err` with [`StorageErrorKind::Corrupt`].
+//! * `expire` of a missing key does nothing.
+//!
+//! `lasier-testkit` checks all of this in one line of your tests.
+//!
+//! # A complete storage
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Mutex;
+//! use std::time::{Duration, Instant};
+//!
+//! use lasier_core::{Storage, StorageError};
+//!
+//! #[derive(Debug, Default)]
+//! struct MapStorage {
+//!     entries: Mutex<HashMap<String, (i64, Option<Instant>)>>,
+//! }
+//!
+//! impl MapStorage {
+//!     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (i64, Option<Instant>)>) -> T) -> T {
+//!         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+//!         let now = Instant::now();
+//!         map.retain(|_, (_, deadline)| deadline.map_or(true, |d| d > now));
+//!         f(&mut map)
+//!     }
+//! }
+//!
+//! fn deadline(ttl: Option<Duration>) -> Option<Instant> {
+//!     ttl.map(|ttl| Instant::now() + ttl)
+//! }
+//!
+//! impl Storage for MapStorage {
+//!     fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
+//!         Ok(self.with(|m| {
+//!             if m.contains_key(key) {
+//!                 return false;
+//!             }
+//!             m.insert(key.to_owned(), (value, deadline(ttl)));
+//!             true
+//!         }))
+//!     }
+//!     fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+//!         self.with(|m| m.insert(key.to_owned(), (value, deadline(ttl))));
+//!         Ok(())
+//!     }
+//!     fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+//!         self.with(|m| {
+//!             let entry = m.entry(key.to_owned()).or_insert((0, None));
+//!             entry.0 = entry.0.checked_add(delta).ok_or_else(|| StorageError::corrupt(key, "overflow"))?;
+//!             Ok(entry.0)
+//!         })
+//!     }
+//!     fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+//!         Ok(self.with(|m| m.get(key).map(|(v, _)| *v)))
+//!     }
+//!     fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+//!         self.with(|m| m.get_mut(key).map(|e| e.1 = deadline(Some(ttl))));
+//!         Ok(())
+//!     }
+//!     fn delete(&self, key: &str) -> Result<(), StorageError> {
+//!         self.with(|m| m.remove(key));
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+use core::fmt;
+use core::time::Duration;
+
+use lasier_rules::{Counts, Rule};
+
+use crate::config::Circuit;
+use crate::error::StorageError;
+#[allow(unused_imports)] // used by the docs
+use crate::error::StorageErrorKind;
+use crate::local::LocalBinding;
+use crate::state::{Admission, Outcome, Permit, State, Transition};
+use crate::steps::blocking as steps;
+
+/// A blocking store for circuit state. See the [module docs](self) for the
+/// contract and a complete implementation.
+pub trait Storage: fmt::Debug + Send + Sync {
+    /// Sets `key` to `value` with an optional TTL, only if it is absent.
+    /// Returns whether it wrote.
+    fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError>;
+
+    /// Sets `key` to `value` with an optional TTL.
+    fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError>;
+
+    /// Adds `delta` to `key` (a missing key counts as 0), keeping its TTL;
+    /// returns the new value.
+    fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError>;
+
+    /// The value at `key`, or `None` if it is missing or expired.
+    fn get(&self, key: &str) -> Result<Option<i64>, StorageError>;
+
+    /// Sets the TTL of `key`, if it exists.
+    fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError>;
+
+    /// Deletes `key`.
+    fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Fused step: may a call run? Returns the decision and the state change
+    /// it caused, if known.
+    fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
+        steps::admit(self, circuit)
+    }
+
+    /// Fused step: counts how a call admitted with `permit` ended, asks
+    /// `rule` on the counts after a failure, and opens, closes or reopens the
+    /// circuit as the state machine says. Returns the state change, if any.
+    fn record(
+        &self,
+        circuit: &Circuit,
+        permit: Permit,
+        outcome: Outcome,
+        rule: &dyn Rule,
+    ) -> Result<Option<Transition>, StorageError> {
+        steps::record(self, circuit, permit, outcome, rule)
+    }
+
+    /// Gives back the permit of a call that ended without a verdict.
+    fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
+        steps::release(self, circuit, permit)
+    }
+
+    /// Opens the circuit for its circuit timeout and starts a fresh window.
+    fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        steps::open_circuit(self, circuit)
+    }
+
+    /// The circuit's state as the store sees it now.
+    fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
+        steps::state(self, circuit)
+    }
+
+    /// The counts of the circuit's current window.
+    fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
+        steps::counts(self, circuit)
+    }
+
+    /// Deletes the circuit's keys, and nothing else.
+    fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        steps::reset(self, circuit)
+    }
+
+    /// For storages that keep circuits in this process: the circuit's
+    /// lock-free state, which the breaker then uses directly, bypassing the
+    /// steps above. Called once, when a breaker is built. The default,
+    /// `None`, is right for any store outside the process.
+    fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
+        let _ = circuit;
+        None
+    }
+}
+
+macro_rules! forward_storage {
+    ($($ptr:ty),*) => {$(
+        impl<S: Storage + ?Sized> Storage for $ptr {
+            fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
+                (**self).add(key, value, ttl)
+            }
+            fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+                (**self).set(key, value, ttl)
+            }
+            fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+                (**self).incr(key, delta)
+            }
+            fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+                (**self).get(key)
+            }
+            fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+                (**self).expire(key, ttl)
+            }
+            fn delete(&self, key: &str) -> Result<(), StorageError> {
+                (**self).delete(key)
+            }
+            fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
+                (**self).admit(circuit)
+            }
+            fn record(&self, circuit: &Circuit, permit: Permit, outcome: Outcome, rule: &dyn Rule) -> Result<Option<Transition>, StorageError> {
+                (**self).record(circuit, permit, outcome, rule)
+            }
+            fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
+                (**self).release(circuit, permit)
+            }
+            fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
+                (**self).open_circuit(circuit)
+            }
+            fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
+                (**self).state(circuit)
+            }
+            fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
+                (**self).counts(circuit)
+            }
+            fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
+                (**self).reset(circuit)
+            }
+            fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
+                (**self).local_circuit(circuit)
+            }
+        }
+    )*};
+}
+
+forward_storage!(&S, alloc::sync::Arc<S>, alloc::boxed::Box<S>);
