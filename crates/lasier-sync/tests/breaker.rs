@@ -1,0 +1,437 @@
+//! The breaker's behaviour, on both engines, with a manual clock: no test
+//! sleeps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use lasier_core::clock::ManualClock;
+use lasier_sync::{CircuitBreaker, CircuitBreakerBuilder, ConfigError, Error, RuleError, State};
+use support::{storage, Kind, KINDS};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn builder(kind: Kind, clock: &ManualClock) -> CircuitBreakerBuilder {
+    CircuitBreaker::builder("svc")
+        .storage(storage(kind, clock))
+        .failure_timeout(60 * SEC)
+        .circuit_timeout(10 * SEC)
+}
+
+fn fail(b: &CircuitBreaker) -> Result<(), Error<&'static str>> {
+    b.call(|| Err("boom"))
+}
+
+fn ok(b: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
+    b.call(|| Ok(7))
+}
+
+#[test]
+fn opens_on_the_nth_failure_and_rejects_without_running() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock).max_failures(3).build().unwrap();
+        for _ in 0..2 {
+            assert!(matches!(fail(&b), Err(Error::Inner("boom"))));
+            assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        }
+        assert_eq!(b.counts().unwrap().failures, 2, "{kind:?}");
+        // the third failure is returned as the call's own error, and opens
+        assert!(matches!(fail(&b), Err(Error::Inner("boom"))));
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+
+        let ran = AtomicUsize::new(0);
+        let rejected = b.call(|| -> Result<(), ()> {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        let err = rejected.unwrap_err();
+        assert!(err.is_open(), "{kind:?}");
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        match err {
+            Error::Open { name, .. } => assert_eq!(&*name, "svc"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_local_engine_says_how_long_it_stays_open() {
+    let clock = ManualClock::new();
+    let b = builder(Kind::Local, &clock)
+        .max_failures(1)
+        .build()
+        .unwrap();
+    let _ = fail(&b);
+    clock.advance(4 * SEC);
+    assert_eq!(ok(&b).unwrap_err().retry_after(), Some(6 * SEC));
+}
+
+#[test]
+fn successes_do_not_open_under_max_failures() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock).max_failures(2).build().unwrap();
+        let _ = fail(&b);
+        for _ in 0..100 {
+            assert_eq!(ok(&b).unwrap(), 7);
+        }
+        assert_eq!(b.counts().unwrap().failures, 1, "{kind:?}");
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn percentage_rule_boundaries_through_the_breaker() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .percentage_failures(50, 5)
+            .build()
+            .unwrap();
+        // 5 failures of 5 requests: not more than the minimum, stays closed
+        for _ in 0..5 {
+            let _ = fail(&b);
+        }
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        assert_eq!(b.counts().unwrap(), lasier_sync::Counts::new(5, 5));
+        b.reset().unwrap();
+        // 20 failures of 40 requests: opens on the 20th failure
+        for _ in 0..20 {
+            ok(&b).unwrap();
+        }
+        for i in 0..20 {
+            assert_eq!(b.state().unwrap(), State::Closed, "{kind:?} {i}");
+            let _ = fail(&b);
+        }
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn counters_expire_after_failure_timeout_from_the_first_count() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock).max_failures(2).build().unwrap();
+        let _ = fail(&b);
+        clock.advance(59 * SEC);
+        assert_eq!(b.counts().unwrap().failures, 1, "{kind:?}");
+        clock.advance(SEC);
+        assert_eq!(b.counts().unwrap().failures, 0, "{kind:?}");
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        // the new window started at the last failure
+        clock.advance(59 * SEC);
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn half_open_trial_success_closes_with_fresh_counters() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock).max_failures(2).build().unwrap();
+        let _ = fail(&b);
+        let _ = fail(&b);
+        clock.advance(10 * SEC);
+        assert_eq!(b.state().unwrap(), State::HalfOpen, "{kind:?}");
+        let trial = b.enter().unwrap();
+        // one trial at a time by default
+        assert!(b.enter().unwrap_err().is_open(), "{kind:?}");
+        trial.success();
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        assert_eq!(b.counts().unwrap().failures, 0, "{kind:?}");
+        // fresh window: one failure does not reopen
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+    }
+}
+
+#[test]
+fn half_open_trial_failure_reopens_at_once() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(1)
+            .half_open_max_calls(3)
+            .build()
+            .unwrap();
+        let _ = fail(&b);
+        clock.advance(10 * SEC);
+        ok(&b).unwrap();
+        assert_eq!(b.state().unwrap(), State::HalfOpen, "{kind:?}");
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+        clock.advance(9 * SEC);
+        assert!(ok(&b).unwrap_err().is_open(), "{kind:?}");
+        clock.advance(SEC);
+        for _ in 0..3 {
+            ok(&b).unwrap();
+        }
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+    }
+}
+
+#[test]
+fn half_open_admits_exactly_max_calls_concurrent_trials() {
+    for kind in KINDS {
+        for max in [1_u32, 3] {
+            let clock = ManualClock::new();
+            let b = builder(kind, &clock)
+                .max_failures(1)
+                .half_open_max_calls(max)
+                .build()
+                .unwrap();
+            let _ = fail(&b);
+            clock.advance(10 * SEC);
+            let threads = 8;
+            let start = Barrier::new(threads);
+            let hold = Barrier::new(threads);
+            let admitted = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        start.wait();
+                        let guard = b.enter();
+                        if guard.is_ok() {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // everyone holds its permit until all have asked
+                        hold.wait();
+                        if let Ok(guard) = guard {
+                            guard.success();
+                        }
+                    });
+                }
+            });
+            assert_eq!(
+                admitted.load(Ordering::SeqCst),
+                max as usize,
+                "{kind:?} max {max}"
+            );
+            assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        }
+    }
+}
+
+#[test]
+fn without_half_open_the_circuit_closes_when_open_time_is_over() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(1)
+            .half_open_max_calls(0)
+            .build()
+            .unwrap();
+        let _ = fail(&b);
+        clock.advance(10 * SEC - Duration::from_millis(1));
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        // every call passes, as in the original, and counting starts afresh
+        let guards: Vec<_> = (0..5).map(|_| b.enter().unwrap()).collect();
+        drop(guards);
+        assert_eq!(b.counts().unwrap().failures, 0);
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn call_filtered_counts_only_matching_errors() {
+    #[derive(Debug, PartialEq)]
+    enum E {
+        NotFound,
+        Unavailable,
+    }
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .percentage_failures(50, 1)
+            .build()
+            .unwrap();
+        let unavailable = |e: &E| *e == E::Unavailable;
+        for _ in 0..10 {
+            let r = b.call_filtered(unavailable, || -> Result<(), E> { Err(E::NotFound) });
+            assert!(matches!(r, Err(Error::Inner(E::NotFound))));
+        }
+        // counted as requests, not as failures
+        assert_eq!(b.counts().unwrap(), lasier_sync::Counts::new(0, 10));
+        for _ in 0..10 {
+            let _ = b.call_filtered(unavailable, || -> Result<(), E> { Err(E::Unavailable) });
+        }
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn guard_verdicts_and_drops() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock).max_failures(2).build().unwrap();
+        b.enter().unwrap().success();
+        drop(b.enter().unwrap()); // no verdict: a success
+        assert_eq!(b.counts().unwrap().failures, 0, "{kind:?}");
+        b.enter().unwrap().failure();
+        assert_eq!(b.counts().unwrap().failures, 1, "{kind:?}");
+        // a panic while the guard is held counts as a failure
+        let b2 = b.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = b2.enter().unwrap();
+            panic!("the guarded work panicked");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn a_panic_inside_call_counts_as_a_failure() {
+    let clock = ManualClock::new();
+    let b = builder(Kind::Local, &clock)
+        .max_failures(1)
+        .build()
+        .unwrap();
+    let b2 = b.clone();
+    let result =
+        std::thread::spawn(move || b2.call(|| -> Result<(), ()> { panic!("inside") })).join();
+    assert!(result.is_err());
+    assert_eq!(b.state().unwrap(), State::Open);
+}
+
+#[test]
+fn reset_closes_and_clears_only_this_breaker() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let shared = storage(kind, &clock);
+        let shared: Arc<dyn lasier_sync::Storage> = Arc::from(shared);
+        let a = CircuitBreaker::builder("a")
+            .storage(Arc::clone(&shared))
+            .max_failures(1)
+            .build()
+            .unwrap();
+        let other = CircuitBreaker::builder("b")
+            .storage(Arc::clone(&shared))
+            .max_failures(1)
+            .build()
+            .unwrap();
+        let _ = fail(&a);
+        let _ = fail(&other);
+        a.reset().unwrap();
+        assert_eq!(a.state().unwrap(), State::Closed, "{kind:?}");
+        assert_eq!(other.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn breakers_with_one_name_on_one_storage_share_a_circuit() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let shared: Arc<dyn lasier_sync::Storage> = Arc::from(storage(kind, &clock));
+        let make = || {
+            CircuitBreaker::builder("svc")
+                .storage(Arc::clone(&shared))
+                .max_failures(2)
+                .build()
+                .unwrap()
+        };
+        let (one, two) = (make(), make());
+        let _ = fail(&one);
+        let _ = fail(&two);
+        assert_eq!(one.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn outcomes_of_calls_admitted_before_the_circuit_opened_are_not_counted() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock).max_failures(1).build().unwrap();
+        let slow = b.enter().unwrap();
+        let _ = fail(&b);
+        slow.failure();
+        clock.advance(10 * SEC);
+        assert_eq!(b.state().unwrap(), State::HalfOpen, "{kind:?}");
+        ok(&b).unwrap();
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+    }
+}
+
+#[test]
+fn invalid_configuration_is_a_typed_error() {
+    let err = |b: CircuitBreakerBuilder| b.build().unwrap_err();
+    assert_eq!(
+        err(CircuitBreaker::builder("").max_failures(1)),
+        ConfigError::EmptyName
+    );
+    assert_eq!(err(CircuitBreaker::builder("x")), ConfigError::MissingRule);
+    assert_eq!(
+        err(CircuitBreaker::builder("x").max_failures(0)),
+        ConfigError::Rule(RuleError::ZeroMaxFailures)
+    );
+    assert_eq!(
+        err(CircuitBreaker::builder("x").percentage_failures(0, 1)),
+        ConfigError::Rule(RuleError::PercentageOutOfRange(0))
+    );
+    assert_eq!(
+        err(CircuitBreaker::builder("x")
+            .max_failures(1)
+            .failure_timeout(Duration::ZERO)),
+        ConfigError::ZeroTimeout {
+            setting: "failure_timeout"
+        }
+    );
+    assert_eq!(
+        err(CircuitBreaker::builder("x")
+            .max_failures(1)
+            .circuit_timeout(Duration::ZERO)),
+        ConfigError::ZeroTimeout {
+            setting: "circuit_timeout"
+        }
+    );
+    let message = err(CircuitBreaker::builder("x")).to_string();
+    assert!(message.contains(".max_failures"), "{message}");
+}
+
+#[test]
+fn errors_carry_their_sources_and_display() {
+    #[derive(Debug)]
+    struct Oops;
+    impl std::fmt::Display for Oops {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("oops")
+        }
+    }
+    impl std::error::Error for Oops {}
+    let b = CircuitBreaker::builder("x")
+        .max_failures(1)
+        .build()
+        .unwrap();
+    let e = b.call(|| -> Result<(), Oops> { Err(Oops) }).unwrap_err();
+    assert_eq!(e.to_string(), "oops");
+    let e = b.call(|| -> Result<(), Oops> { Ok(()) }).unwrap_err();
+    assert!(e.to_string().contains("\"x\" is open"), "{e}");
+    let boxed: Box<dyn std::error::Error> = Box::new(e);
+    assert!(boxed.source().is_none());
+}
+
+#[test]
+fn breaker_is_send_sync_and_names_no_generics() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<CircuitBreaker>();
+    struct Client {
+        _breaker: CircuitBreaker,
+    }
+    let _ = Client {
+        _breaker: CircuitBreaker::builder("x")
+            .max_failures(1)
+            .build()
+            .unwrap(),
+    };
+}
