@@ -4,6 +4,7 @@
 //! * [`state`]: the state machine (closed, open, half-open) as pure functions;
 //! * [`local`]: one circuit on atomics, for in-process state;
 //! * [`config`]: configuration and its validation;
+//! * [`engine`]: what the sync and async facades share;
 //! * [`clock`]: the [`Clock`](clock::Clock) trait and a
 //!   [`ManualClock`](clock::ManualClock) for tests;
 //! * [`keys`]: the key layout, byte-compatible with the Python original;
@@ -43,6 +44,9 @@ pub mod state;
 pub mod config;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod engine;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod error;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -67,6 +71,8 @@ pub use state::{Admission, Outcome, Permit, State, Transition};
 
 #[cfg(feature = "alloc")]
 pub use config::{Circuit, Config, ConfigError};
+#[cfg(feature = "alloc")]
+pub use engine::{BreakerCore, Engine};
 #[cfg(feature = "alloc")]
 pub use error::{Error, StorageError, StorageErrorKind};
 #[cfg(feature = "alloc")]

@@ -1,10 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use lasier_core::{
-    Admission, Circuit, Counts, Error, LocalBinding, Outcome, Permit, Rule, State, Storage,
-    StorageError,
-};
+use lasier_core::{BreakerCore, Counts, Error, Outcome, Permit, State, Storage, StorageError};
 
 use crate::builder::CircuitBreakerBuilder;
 use crate::guard::Guard;
@@ -16,20 +13,7 @@ use crate::guard::Guard;
 /// one breaker. It is `Send + Sync`.
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    circuit: Circuit,
-    rule: Arc<dyn Rule>,
-    engine: Engine,
-}
-
-pub(crate) enum Engine {
-    /// The circuit lives in this process: lock-free, no store round trip.
-    Local(LocalBinding),
-    /// The circuit lives in a store, reached through the fused steps.
-    Store(Arc<dyn Storage>),
+    core: Arc<BreakerCore<dyn Storage>>,
 }
 
 impl CircuitBreaker {
@@ -39,19 +23,15 @@ impl CircuitBreaker {
         CircuitBreakerBuilder::new(name)
     }
 
-    pub(crate) fn from_parts(circuit: Circuit, rule: Arc<dyn Rule>, engine: Engine) -> Self {
+    pub(crate) fn from_core(core: BreakerCore<dyn Storage>) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                circuit,
-                rule,
-                engine,
-            }),
+            core: Arc::new(core),
         }
     }
 
     /// The breaker's name.
     pub fn name(&self) -> &str {
-        self.inner.circuit.name()
+        self.core.circuit().name()
     }
 
     /// Runs `f` unless the circuit is open; every `Err` counts as a failure.
@@ -120,32 +100,31 @@ impl CircuitBreaker {
     /// storage failed.
     #[inline]
     pub fn enter(&self) -> Result<Guard<'_>, Error> {
-        let inner = &*self.inner;
-        let timing = inner.circuit.timing();
-        let (admission, _transition) = match &inner.engine {
-            Engine::Local(local) => local.admit(timing),
-            Engine::Store(storage) => storage.admit(&inner.circuit)?,
+        let permit = match self.core.try_admit() {
+            Some(decided) => decided?,
+            None => self.admit_from_store()?,
         };
-        match admission {
-            Admission::Admitted(permit) => Ok(Guard::new(self, permit)),
-            Admission::Rejected { retry_after } => {
-                Err(Error::rejected(inner.circuit.name(), retry_after))
-            }
-        }
+        Ok(Guard::new(self, permit))
+    }
+
+    #[cold]
+    fn admit_from_store(&self) -> Result<Permit, Error> {
+        let core = &*self.core;
+        let answer = match core.store() {
+            Some(store) => store.admit(core.circuit()),
+            None => return Err(core.rejected(None)),
+        };
+        core.admitted(answer)
     }
 
     #[inline]
     pub(crate) fn record(&self, permit: Permit, outcome: Outcome) {
-        let inner = &*self.inner;
-        match &inner.engine {
-            Engine::Local(local) => {
-                local.record(permit, outcome, &*inner.rule, inner.circuit.timing());
-            }
-            Engine::Store(storage) => {
-                // A store that fails here must not turn the call's own result
-                // into an error: the outcome is lost, the call's result kept.
-                let _ = storage.record(&inner.circuit, permit, outcome, &*inner.rule);
-            }
+        let core = &*self.core;
+        if core.try_record(permit, outcome) {
+            return;
+        }
+        if let Some(store) = core.store() {
+            core.recorded(store.record(core.circuit(), permit, outcome, core.rule()));
         }
     }
 
@@ -155,9 +134,10 @@ impl CircuitBreaker {
     ///
     /// The storage's error, if it failed.
     pub fn state(&self) -> Result<State, StorageError> {
-        match &self.inner.engine {
-            Engine::Local(local) => Ok(local.state(self.inner.circuit.timing())),
-            Engine::Store(storage) => storage.state(&self.inner.circuit),
+        match (self.core.local_state(), self.core.store()) {
+            (Some(state), _) => Ok(state),
+            (None, Some(store)) => store.state(self.core.circuit()),
+            (None, None) => Ok(State::Closed),
         }
     }
 
@@ -168,9 +148,10 @@ impl CircuitBreaker {
     ///
     /// The storage's error, if it failed.
     pub fn counts(&self) -> Result<Counts, StorageError> {
-        match &self.inner.engine {
-            Engine::Local(local) => Ok(local.counts()),
-            Engine::Store(storage) => storage.counts(&self.inner.circuit),
+        match (self.core.local_counts(), self.core.store()) {
+            (Some(counts), _) => Ok(counts),
+            (None, Some(store)) => store.counts(self.core.circuit()),
+            (None, None) => Ok(Counts::default()),
         }
     }
 
@@ -181,27 +162,15 @@ impl CircuitBreaker {
     ///
     /// The storage's error, if it failed.
     pub fn reset(&self) -> Result<(), StorageError> {
-        match &self.inner.engine {
-            Engine::Local(local) => {
-                local.circuit.reset();
-                Ok(())
-            }
-            Engine::Store(storage) => storage.reset(&self.inner.circuit),
+        match (self.core.local_reset(), self.core.store()) {
+            (false, Some(store)) => store.reset(self.core.circuit()),
+            _ => Ok(()),
         }
     }
 }
 
 impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = &*self.inner;
-        let mut d = f.debug_struct("CircuitBreaker");
-        d.field("name", inner.circuit.name())
-            .field("rule", &inner.rule)
-            .field("timing", inner.circuit.timing());
-        match &inner.engine {
-            Engine::Local(_) => d.field("storage", &"in-process"),
-            Engine::Store(storage) => d.field("storage", storage),
-        };
-        d.finish()
+        self.core.fmt(f)
     }
 }

@@ -1,9 +1,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lasier_core::{Config, ConfigError, MemoryStorage, Rule, Storage};
+use lasier_core::clock::MonotonicClock;
+use lasier_core::{BreakerCore, Config, ConfigError, Engine, MemoryStorage, Rule, Storage};
 
-use crate::breaker::{CircuitBreaker, Engine};
+use crate::breaker::CircuitBreaker;
 
 /// Builds a [`CircuitBreaker`]; from [`CircuitBreaker::builder`].
 ///
@@ -99,6 +100,9 @@ impl CircuitBreakerBuilder {
             Some(local) => Engine::Local(local),
             None => Engine::Store(storage),
         };
-        Ok(CircuitBreaker::from_parts(circuit, rule, engine))
+        let clock = Arc::new(MonotonicClock::new());
+        Ok(CircuitBreaker::from_core(BreakerCore::new(
+            circuit, rule, engine, clock,
+        )))
     }
 }
