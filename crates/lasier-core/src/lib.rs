@@ -29,6 +29,7 @@
 //!   `MemoryStorage`. Without it the crate is `no_std`.
 //! * `alloc` (implied by `std`): the storage traits, configuration, errors.
 //! * `async`: the `AsyncStorage` trait.
+#![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -40,6 +40,7 @@
 //! assert!(!rule.should_open(Counts::new(5, 9)));
 //! assert!(rule.should_open(Counts::new(2, 10)));
 //! ```
+#![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

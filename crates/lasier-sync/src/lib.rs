@@ -28,6 +28,7 @@
 //!
 //! The async facade, `lasier-async`, has the same types and methods; only
 //! the import path and `.await` differ.
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod breaker;

@@ -1,0 +1,311 @@
+//! The breaker against a reference model: random sequences of calls,
+//! outcomes, held guards and clock advances, on the in-process engine with a
+//! manual clock. The model is written from the documented behaviour, not
+//! from the implementation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use lasier_core::clock::ManualClock;
+use lasier_sync::{CircuitBreaker, Counts, Guard, MemoryStorage, State};
+use proptest::prelude::*;
+
+const FAILURE_TIMEOUT: u64 = 2_000;
+const CIRCUIT_TIMEOUT: u64 = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    Ok,
+    CountedErr,
+    IgnoredErr,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Call(Verdict),
+    Begin,
+    Finish(usize, Verdict),
+    DropHeld(usize),
+    Advance(u64),
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RuleSpec {
+    Max(u64),
+    Percentage(u8, u64),
+}
+
+impl RuleSpec {
+    fn counts_requests(self) -> bool {
+        matches!(self, RuleSpec::Percentage(..))
+    }
+    fn should_open(self, failures: u64, requests: u64) -> bool {
+        match self {
+            RuleSpec::Max(n) => failures >= n,
+            RuleSpec::Percentage(p, min) => {
+                requests > min && failures as f64 * 100.0 / requests as f64 >= f64::from(p)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MPhase {
+    Closed,
+    Open {
+        until: u64,
+    },
+    HalfOpen {
+        episode: u64,
+        taken: u32,
+        passed: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MPermit {
+    Normal,
+    Trial(u64),
+}
+
+#[derive(Debug)]
+struct Model {
+    rule: RuleSpec,
+    max_trials: u32,
+    now: u64,
+    phase: MPhase,
+    /// (end, failures, requests)
+    window: Option<(u64, u64, u64)>,
+    episodes: u64,
+}
+
+impl Model {
+    fn admit(&mut self) -> Option<MPermit> {
+        match self.phase {
+            MPhase::Closed => Some(MPermit::Normal),
+            MPhase::Open { until } if self.now < until => None,
+            MPhase::Open { .. } if self.max_trials == 0 => {
+                self.phase = MPhase::Closed;
+                self.window = None;
+                Some(MPermit::Normal)
+            }
+            MPhase::Open { .. } => {
+                self.episodes += 1;
+                self.phase = MPhase::HalfOpen {
+                    episode: self.episodes,
+                    taken: 1,
+                    passed: 0,
+                };
+                Some(MPermit::Trial(self.episodes))
+            }
+            MPhase::HalfOpen {
+                episode,
+                taken,
+                passed,
+            } => {
+                if taken + passed < self.max_trials {
+                    self.phase = MPhase::HalfOpen {
+                        episode,
+                        taken: taken + 1,
+                        passed,
+                    };
+                    Some(MPermit::Trial(episode))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, permit: MPermit, verdict: Verdict) {
+        let failed = verdict == Verdict::CountedErr;
+        match permit {
+            MPermit::Normal => {
+                if self.phase != MPhase::Closed || (!failed && !self.rule.counts_requests()) {
+                    return;
+                }
+                let now = self.now;
+                let window = match self.window {
+                    Some(w) if now < w.0 => w,
+                    _ => (now + FAILURE_TIMEOUT, 0, 0),
+                };
+                let (end, mut failures, mut requests) = window;
+                if self.rule.counts_requests() {
+                    requests += 1;
+                }
+                if failed {
+                    failures += 1;
+                }
+                self.window = Some((end, failures, requests));
+                if failed && self.rule.should_open(failures, requests) {
+                    self.phase = MPhase::Open {
+                        until: now + CIRCUIT_TIMEOUT,
+                    };
+                    self.window = None;
+                }
+            }
+            MPermit::Trial(e) => {
+                let MPhase::HalfOpen {
+                    episode,
+                    taken,
+                    passed,
+                } = self.phase
+                else {
+                    return;
+                };
+                if e != episode {
+                    return;
+                }
+                if failed {
+                    self.phase = MPhase::Open {
+                        until: self.now + CIRCUIT_TIMEOUT,
+                    };
+                    self.window = None;
+                } else if passed + 1 >= self.max_trials {
+                    self.phase = MPhase::Closed;
+                    self.window = None;
+                } else {
+                    self.phase = MPhase::HalfOpen {
+                        episode,
+                        taken: taken - 1,
+                        passed: passed + 1,
+                    };
+                }
+            }
+        }
+    }
+
+    fn state(&self) -> State {
+        match self.phase {
+            MPhase::Closed => State::Closed,
+            MPhase::Open { until } if self.now < until => State::Open,
+            MPhase::Open { .. } if self.max_trials == 0 => State::Closed,
+            _ => State::HalfOpen,
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        match self.window {
+            Some((end, f, r)) if self.now < end => Counts::new(f, r),
+            _ => Counts::default(),
+        }
+    }
+}
+
+fn verdict() -> impl Strategy<Value = Verdict> {
+    prop_oneof![
+        3 => Just(Verdict::Ok),
+        3 => Just(Verdict::CountedErr),
+        1 => Just(Verdict::IgnoredErr),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => verdict().prop_map(Op::Call),
+        2 => Just(Op::Begin),
+        2 => (any::<usize>(), verdict()).prop_map(|(i, v)| Op::Finish(i, v)),
+        1 => any::<usize>().prop_map(Op::DropHeld),
+        3 => prop_oneof![0..50_u64, 900..1_100_u64, 1_900..2_100_u64].prop_map(Op::Advance),
+        1 => Just(Op::Reset),
+    ]
+}
+
+fn rule() -> impl Strategy<Value = RuleSpec> {
+    prop_oneof![
+        (1..5_u64).prop_map(RuleSpec::Max),
+        (
+            prop_oneof![Just(25_u8), Just(50), Just(100), 1..=100_u8],
+            0..5_u64
+        )
+            .prop_map(|(p, m)| RuleSpec::Percentage(p, m)),
+    ]
+}
+
+fn finish(guard: Guard<'_>, verdict: Verdict) {
+    match verdict {
+        Verdict::CountedErr => guard.failure(),
+        // an error the breaker does not count is a success to it
+        Verdict::Ok | Verdict::IgnoredErr => guard.success(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn breaker_matches_the_reference_model(
+        rule in rule(),
+        max_trials in 0..4_u32,
+        ops in prop::collection::vec(op(), 1..120),
+    ) {
+        let clock = ManualClock::new();
+        let builder = CircuitBreaker::builder("model")
+            .storage(MemoryStorage::with_clock(clock.clone()))
+            .failure_timeout(Duration::from_millis(FAILURE_TIMEOUT))
+            .circuit_timeout(Duration::from_millis(CIRCUIT_TIMEOUT))
+            .half_open_max_calls(max_trials);
+        let builder = match rule {
+            RuleSpec::Max(n) => builder.max_failures(n),
+            RuleSpec::Percentage(p, m) => builder.percentage_failures(p, m),
+        };
+        let breaker = builder.build().unwrap();
+        let mut model = Model { rule, max_trials, now: 0, phase: MPhase::Closed, window: None, episodes: 0 };
+        let mut held: Vec<(Guard<'_>, MPermit)> = Vec::new();
+
+        for (step, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Call(v) => {
+                    let expected = model.admit();
+                    let result = breaker.call_filtered(
+                        |e: &Verdict| *e == Verdict::CountedErr,
+                        || if v == Verdict::Ok { Ok(()) } else { Err(v) },
+                    );
+                    match (expected, &result) {
+                        (None, Err(e)) => prop_assert!(e.is_open(), "step {step}: {e:?}"),
+                        (Some(permit), _) => {
+                            prop_assert!(result.as_ref().err().map_or(true, |e| !e.is_open()), "step {step}: rejected, model admitted");
+                            model.record(permit, v);
+                        }
+                        (None, Ok(())) => prop_assert!(false, "step {step}: admitted, model rejected"),
+                    }
+                }
+                Op::Begin => {
+                    let expected = model.admit();
+                    match (expected, breaker.enter()) {
+                        (Some(permit), Ok(guard)) => held.push((guard, permit)),
+                        (None, Err(e)) => prop_assert!(e.is_open()),
+                        (expected, got) => prop_assert!(false, "step {step}: model {expected:?}, breaker {got:?}"),
+                    }
+                }
+                Op::Finish(i, v) => {
+                    if !held.is_empty() {
+                        let (guard, permit) = held.remove(i % held.len());
+                        finish(guard, v);
+                        model.record(permit, v);
+                    }
+                }
+                Op::DropHeld(i) => {
+                    if !held.is_empty() {
+                        // a sync guard dropped without a verdict is a success
+                        let (guard, permit) = held.remove(i % held.len());
+                        drop(guard);
+                        model.record(permit, Verdict::Ok);
+                    }
+                }
+                Op::Advance(ms) => {
+                    clock.advance(Duration::from_millis(ms));
+                    model.now += ms;
+                }
+                Op::Reset => {
+                    breaker.reset().unwrap();
+                    model.phase = MPhase::Closed;
+                    model.window = None;
+                }
+            }
+            prop_assert_eq!(breaker.state().unwrap(), model.state(), "step {}", step);
+            prop_assert_eq!(breaker.counts().unwrap(), model.counts(), "step {}", step);
+        }
+    }
+}
