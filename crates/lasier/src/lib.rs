@@ -1,0 +1,48 @@
+//! A circuit breaker whose state can live in a shared store, so that every
+//! process of a service sees one circuit. A Rust port of the Python library
+//! `lasier`, with a half-open state, typed durations and errors, and a
+//! lock-free in-process default.
+//!
+//! This crate gathers the others behind features; each is also usable on its
+//! own (`lasier-sync`, `lasier-core`, ...).
+//!
+//! | module | feature | what |
+//! |---|---|---|
+//! | [`rules`] | always | `Rule`, `MaxFailuresRule`, `PercentageFailuresRule` |
+//! | `sync` | `sync` (default) | the blocking `CircuitBreaker` |
+//! | [`storage`] | always | `Storage` (and `AsyncStorage` with `async`), `MemoryStorage` |
+//! | [`clock`] | always | `Clock`, `ManualClock` for tests |
+//!
+//! ```
+//! # #[cfg(feature = "sync")] {
+//! use lasier::sync::CircuitBreaker;
+//!
+//! let breaker = CircuitBreaker::builder("payments").max_failures(5).build()?;
+//! let total: u32 = breaker.call(|| -> Result<u32, std::io::Error> { Ok(42) })?;
+//! # assert_eq!(total, 42);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use lasier_core::rules;
+pub use lasier_core::{
+    ConfigError, Counts, Error, MaxFailuresRule, PercentageFailuresRule, Rule, RuleError, State,
+    StorageError, StorageErrorKind,
+};
+
+pub use lasier_core::clock;
+
+/// Where circuits live: the storage traits and the in-memory default.
+pub mod storage {
+    pub use lasier_core::keys::CircuitKeys;
+    pub use lasier_core::{Circuit, MemoryStorage, Storage};
+}
+
+/// The blocking circuit breaker ([`lasier-sync`](lasier_sync)).
+#[cfg(feature = "sync")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sync")))]
+pub mod sync {
+    pub use lasier_sync::{CircuitBreaker, CircuitBreakerBuilder, Guard};
+}
