@@ -46,3 +46,8 @@ pub mod storage {
 pub mod sync {
     pub use lasier_sync::{CircuitBreaker, CircuitBreakerBuilder, Guard};
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "sync"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
