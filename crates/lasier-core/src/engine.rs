@@ -157,7 +157,32 @@ impl<S: ?Sized> BreakerCore<S> {
     pub fn try_record(&self, permit: Permit, outcome: Outcome) -> bool {
         match &self.engine {
             Engine::Local(local) => {
+                // The commonest outcome, decided without touching the
+                // circuit: a success on a closed circuit whose rule does
+                // not count requests changes nothing.
+                if permit == Permit::Normal
+                    && outcome == Outcome::Success
+                    && !self.circuit.counts_requests()
+                {
+                    return true;
+                }
                 local.record(permit, outcome, &*self.rule, self.circuit.timing());
+                true
+            }
+            Engine::Store(_) => false,
+        }
+    }
+
+    /// Gives back the permit of a call that ended without a verdict (an
+    /// async call dropped before it completed), without a store round trip,
+    /// for an in-process circuit: a half-open trial slot is freed and
+    /// nothing is counted. Returns `false` for a store engine, whose
+    /// `release` step needs a round trip.
+    #[inline]
+    pub fn try_release(&self, permit: Permit) -> bool {
+        match &self.engine {
+            Engine::Local(local) => {
+                local.circuit.release(permit);
                 true
             }
             Engine::Store(_) => false,

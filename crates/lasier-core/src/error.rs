@@ -34,7 +34,13 @@ impl fmt::Display for StorageErrorKind {
 
 /// An error from a storage: a [`StorageErrorKind`], a message, and (with
 /// `std`) the underlying error as its `source()`.
+///
+/// One pointer wide, so that results carrying it stay small on the hot path.
 pub struct StorageError {
+    inner: alloc::boxed::Box<StorageErrorInner>,
+}
+
+struct StorageErrorInner {
     kind: StorageErrorKind,
     message: Cow<'static, str>,
     #[cfg(feature = "std")]
@@ -45,10 +51,12 @@ impl StorageError {
     /// An error of `kind` that says `message`.
     pub fn new(kind: StorageErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
-            kind,
-            message: message.into(),
-            #[cfg(feature = "std")]
-            source: None,
+            inner: alloc::boxed::Box::new(StorageErrorInner {
+                kind,
+                message: message.into(),
+                #[cfg(feature = "std")]
+                source: None,
+            }),
         }
     }
 
@@ -68,41 +76,43 @@ impl StorageError {
         mut self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        self.source = Some(source.into());
+        self.inner.source = Some(source.into());
         self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> StorageErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The message, without the kind.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 }
 
 impl fmt::Debug for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("StorageError");
-        d.field("kind", &self.kind).field("message", &self.message);
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
         #[cfg(feature = "std")]
-        d.field("source", &self.source);
+        d.field("source", &self.inner.source);
         d.finish()
     }
 }
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
+        write!(f, "{}: {}", self.inner.kind, self.inner.message)
     }
 }
 
 #[cfg(feature = "std")]
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }

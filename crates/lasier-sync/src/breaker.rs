@@ -75,21 +75,17 @@ impl CircuitBreaker {
         P: FnOnce(&E) -> bool,
         F: FnOnce() -> Result<T, E>,
     {
-        let guard = self.enter().map_err(Error::cast)?;
-        match f() {
-            Ok(value) => {
-                guard.success();
-                Ok(value)
-            }
-            Err(e) => {
-                if is_failure(&e) {
-                    guard.failure();
-                } else {
-                    guard.success();
-                }
-                Err(Error::Inner(e))
-            }
-        }
+        let permit = self.admit().map_err(Error::cast)?;
+        // Counts a panic in `f` as a failure; forgotten when `f` returns.
+        let on_panic = Guard::new(self, permit);
+        let result = f();
+        on_panic.disarm();
+        let outcome = match &result {
+            Err(e) if is_failure(e) => Outcome::Failure,
+            _ => Outcome::Success,
+        };
+        self.record(permit, outcome);
+        result.map_err(Error::Inner)
     }
 
     /// Asks to run a call and returns a [`Guard`] to report its outcome on.
@@ -100,11 +96,15 @@ impl CircuitBreaker {
     /// storage failed.
     #[inline]
     pub fn enter(&self) -> Result<Guard<'_>, Error> {
-        let permit = match self.core.try_admit() {
-            Some(decided) => decided?,
-            None => self.admit_from_store()?,
-        };
-        Ok(Guard::new(self, permit))
+        Ok(Guard::new(self, self.admit()?))
+    }
+
+    #[inline]
+    fn admit(&self) -> Result<Permit, Error> {
+        match self.core.try_admit() {
+            Some(decided) => decided,
+            None => self.admit_from_store(),
+        }
     }
 
     #[cold]

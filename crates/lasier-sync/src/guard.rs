@@ -1,3 +1,5 @@
+use std::mem::ManuallyDrop;
+
 use lasier_core::{Outcome, Permit};
 
 use crate::breaker::CircuitBreaker;
@@ -23,31 +25,37 @@ use crate::breaker::CircuitBreaker;
 #[must_use = "dropping the guard at once records a success for no work"]
 pub struct Guard<'a> {
     breaker: &'a CircuitBreaker,
-    permit: Option<Permit>,
+    permit: Permit,
 }
 
 impl<'a> Guard<'a> {
     pub(crate) fn new(breaker: &'a CircuitBreaker, permit: Permit) -> Self {
-        Self {
-            breaker,
-            permit: Some(permit),
-        }
+        Self { breaker, permit }
     }
 
     /// The call succeeded.
-    pub fn success(mut self) {
+    #[inline]
+    pub fn success(self) {
         self.finish(Outcome::Success);
     }
 
     /// The call failed, and the failure counts.
-    pub fn failure(mut self) {
+    #[inline]
+    pub fn failure(self) {
         self.finish(Outcome::Failure);
     }
 
-    fn finish(&mut self, outcome: Outcome) {
-        if let Some(permit) = self.permit.take() {
-            self.breaker.record(permit, outcome);
-        }
+    #[inline]
+    fn finish(self, outcome: Outcome) {
+        let this = ManuallyDrop::new(self);
+        this.breaker.record(this.permit, outcome);
+    }
+
+    /// Drops the guard without recording anything: the caller records the
+    /// outcome itself.
+    #[inline]
+    pub(crate) fn disarm(self) {
+        let _ = ManuallyDrop::new(self);
     }
 }
 
@@ -58,6 +66,6 @@ impl Drop for Guard<'_> {
         } else {
             Outcome::Success
         };
-        self.finish(outcome);
+        self.breaker.record(self.permit, outcome);
     }
 }
