@@ -137,7 +137,12 @@ macro_rules! fused_steps {
             c: &Circuit,
             permit: Permit,
         ) -> Result<(), StorageError> {
-            if permit == Permit::Normal || s.get(c.keys().trials()) $($aw)* ?.is_none() {
+            if permit == Permit::Normal || is_open(s, c) $($aw)* ? {
+                return Ok(());
+            }
+            // Nothing to give back once the period is over (marker gone) or
+            // every permit is back already.
+            if !matches!(s.get(c.keys().trials()) $($aw)* ?, Some(taken) if taken > 0) {
                 return Ok(());
             }
             if s.incr(c.keys().trials(), -1) $($aw)* ? < 0 {

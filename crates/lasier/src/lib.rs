@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`rules`] | always | `Rule`, `MaxFailuresRule`, `PercentageFailuresRule` |
 //! | `sync` | `sync` (default) | the blocking `CircuitBreaker` |
+//! | `future` | `async` | the async `CircuitBreaker`: same names, `.await` |
 //! | [`storage`] | always | `Storage` (and `AsyncStorage` with `async`), `MemoryStorage` |
 //! | [`clock`] | always | `Clock`, `ManualClock` for tests |
 //!
@@ -38,6 +39,10 @@ pub use lasier_core::clock;
 pub mod storage {
     pub use lasier_core::keys::CircuitKeys;
     pub use lasier_core::{Circuit, MemoryStorage, Storage};
+
+    #[cfg(feature = "async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    pub use lasier_core::{async_trait, AsyncStorage};
 }
 
 /// The blocking circuit breaker ([`lasier-sync`](lasier_sync)).
@@ -47,7 +52,15 @@ pub mod sync {
     pub use lasier_sync::{CircuitBreaker, CircuitBreakerBuilder, Guard};
 }
 
+/// The async circuit breaker ([`lasier-async`](lasier_async)): the same
+/// names and methods as [`sync`](crate::sync), with futures.
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub mod future {
+    pub use lasier_async::{CircuitBreaker, CircuitBreakerBuilder, Guard};
+}
+
 /// The README's examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "sync"))]
+#[cfg(all(doctest, feature = "sync", feature = "async"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -1,0 +1,12 @@
+//! lasier-rs benches: one entry file, one module per area.
+//!
+//! `cargo bench -p lasier-benches`, then
+//! `cargo run -p lasier-benches --bin report` for the markdown table.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{criterion_group, criterion_main};
+
+mod local;
+
+criterion_group!(benches, local::closed_path, local::rejection);
+criterion_main!(benches);

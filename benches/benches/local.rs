@@ -1,0 +1,151 @@
+//! Local overhead: a guarded call that succeeds on a closed circuit, on the
+//! in-memory storage, next to a bare call, failsafe and recloser configured
+//! as close to equivalent as they allow; and the cost of a rejection.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use failsafe::{backoff, failure_policy, CircuitBreaker as _, Config};
+
+const OPEN: Duration = Duration::from_secs(3600);
+
+/// Keeps a result from being optimised away.
+fn consume<T>(value: T) {
+    drop(black_box(value));
+}
+
+#[inline(never)]
+fn work() -> Result<u64, ()> {
+    Ok(black_box(1))
+}
+
+fn lasier_max() -> lasier_sync::CircuitBreaker {
+    lasier_sync::CircuitBreaker::builder("bench")
+        .max_failures(5)
+        .circuit_timeout(OPEN)
+        .build()
+        .unwrap()
+}
+
+fn lasier_percentage() -> lasier_sync::CircuitBreaker {
+    lasier_sync::CircuitBreaker::builder("bench")
+        .percentage_failures(50, 100)
+        .circuit_timeout(OPEN)
+        .build()
+        .unwrap()
+}
+
+/// Runs `call` `iters` times on each of `threads` threads at once; returns
+/// the wall time, which is the time per call per thread times `iters`.
+fn on_threads(threads: usize, iters: u64, call: &(dyn Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..iters {
+                    call();
+                }
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        // scope joins every thread before returning
+        start
+    })
+    .elapsed()
+}
+
+pub(crate) fn closed_path(c: &mut Criterion) {
+    let max = lasier_max();
+    let pct = lasier_percentage();
+    let failsafe_consecutive = Config::new()
+        .failure_policy(failure_policy::consecutive_failures(
+            5,
+            backoff::constant(OPEN),
+        ))
+        .build();
+    let failsafe_rate = Config::new()
+        .failure_policy(failure_policy::success_rate_over_time_window(
+            0.5,
+            100,
+            Duration::from_secs(60),
+            backoff::constant(OPEN),
+        ))
+        .build();
+    let recloser = recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .half_open_len(1)
+        .open_wait(OPEN)
+        .build();
+
+    type Call<'a> = (&'a str, Box<dyn Fn() + Sync + 'a>);
+    let calls: Vec<Call<'_>> = vec![
+        ("bare call", Box::new(|| consume(work()))),
+        ("lasier MaxFailures", Box::new(|| consume(max.call(work)))),
+        (
+            "lasier PercentageFailures",
+            Box::new(|| consume(pct.call(work))),
+        ),
+        (
+            "failsafe consecutive",
+            Box::new(|| consume(failsafe_consecutive.call(work))),
+        ),
+        (
+            "failsafe success rate",
+            Box::new(|| consume(failsafe_rate.call(work))),
+        ),
+        (
+            "recloser error rate",
+            Box::new(|| consume(recloser.call(work))),
+        ),
+    ];
+
+    for threads in [1_usize, 2] {
+        let mut group = c.benchmark_group(format!("closed_success_{threads}_threads"));
+        for (name, call) in &calls {
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                if threads == 1 {
+                    b.iter(call);
+                } else {
+                    b.iter_custom(|iters| on_threads(threads, iters, &**call));
+                }
+            });
+        }
+        group.finish();
+    }
+}
+
+pub(crate) fn rejection(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rejected_while_open");
+    let lasier = lasier_max();
+    for _ in 0..5 {
+        let _ = lasier.call(|| Err::<(), ()>(()));
+    }
+    assert!(lasier.call(work).is_err());
+    group.bench_function("lasier", |b| b.iter(|| black_box(lasier.call(work))));
+
+    let failsafe = Config::new()
+        .failure_policy(failure_policy::consecutive_failures(
+            1,
+            backoff::constant(OPEN),
+        ))
+        .build();
+    let _ = failsafe.call(|| Err::<(), ()>(()));
+    assert!(failsafe.call(work).is_err());
+    group.bench_function("failsafe", |b| b.iter(|| black_box(failsafe.call(work))));
+
+    let recloser = recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(1)
+        .open_wait(OPEN)
+        .build();
+    let _ = recloser.call(|| Err::<(), ()>(()));
+    let _ = recloser.call(|| Err::<(), ()>(()));
+    assert!(recloser.call(work).is_err());
+    group.bench_function("recloser", |b| b.iter(|| black_box(recloser.call(work))));
+    group.finish();
+}

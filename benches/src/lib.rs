@@ -1,0 +1,2 @@
+//! Benches for lasier-rs live in `benches/`; this library only serves the
+//! `report` binary.

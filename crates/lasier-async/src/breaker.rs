@@ -1,0 +1,340 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use lasier_core::{
+    AsyncStorage, BreakerCore, Counts, Error, Outcome, Permit, State, StorageError, Transition,
+};
+
+use crate::builder::CircuitBreakerBuilder;
+use crate::guard::Guard;
+
+/// A circuit breaker for async code.
+///
+/// One concrete type whatever its rule and storage, so it fits in a struct
+/// field or a `static` without generics. Cloning is cheap and clones share
+/// one breaker. It is `Send + Sync`, and the futures of its methods are
+/// `Send` whenever the guarded future is: share it between tasks through a
+/// clone, an `Arc` or a `&'static`. It spawns no task and needs no runtime
+/// of its own.
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    core: BreakerCore<dyn AsyncStorage>,
+    /// Store engine only: trial permits of cancelled calls, given back to the
+    /// store by the next admission that asks it.
+    cancelled: CancelledTrials,
+}
+
+impl CircuitBreaker {
+    /// Starts building a breaker for the circuit `name` (also its key in
+    /// the store).
+    pub fn builder(name: impl Into<String>) -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new(name)
+    }
+
+    pub(crate) fn from_core(core: BreakerCore<dyn AsyncStorage>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                core,
+                cancelled: CancelledTrials::default(),
+            }),
+        }
+    }
+
+    fn core(&self) -> &BreakerCore<dyn AsyncStorage> {
+        &self.shared.core
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        self.core().circuit().name()
+    }
+
+    /// Runs `future` unless the circuit is open; every `Err` counts as a
+    /// failure. When the circuit is open, `future` is dropped without being
+    /// polled.
+    ///
+    /// If the returned future is dropped before it completes (a timeout, a
+    /// `select!` branch that lost), the call is cancelled: nothing is
+    /// recorded and a half-open trial permit is given back (see [`Guard`]).
+    /// To count a timeout as a failure, put the timeout inside:
+    /// `breaker.call(async { tokio::time::timeout(d, f).await.map_err(..)? })`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] if the circuit rejected the call (`future` did not
+    /// run), [`Error::Inner`] with `future`'s own error, or
+    /// [`Error::Storage`] if the storage failed before `future` could be
+    /// admitted.
+    #[inline]
+    pub async fn call<T, E, F>(&self, future: F) -> Result<T, Error<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        self.call_filtered(|_: &E| true, future).await
+    }
+
+    /// Runs `future` unless the circuit is open; only errors for which
+    /// `is_failure` holds count as failures (the original's
+    /// `catch_exceptions`). Other errors are returned all the same, counted
+    /// as a request but not as a failure.
+    ///
+    /// ```
+    /// use lasier_async::CircuitBreaker;
+    ///
+    /// #[derive(Debug)]
+    /// enum ApiError { NotFound, Unavailable }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let breaker = CircuitBreaker::builder("api").max_failures(1).build()?;
+    /// let _ = breaker
+    ///     .call_filtered(|e| matches!(e, ApiError::Unavailable), async {
+    ///         Err::<(), _>(ApiError::NotFound)
+    ///     })
+    ///     .await;
+    /// assert_eq!(breaker.state().await?, lasier_async::State::Closed);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_filtered<T, E, P, F>(&self, is_failure: P, future: F) -> Result<T, Error<E>>
+    where
+        P: FnOnce(&E) -> bool,
+        F: Future<Output = Result<T, E>>,
+    {
+        let (permit, period) = self.admit().await.map_err(Error::cast)?;
+        // Cancels the call if this future is dropped while `future` runs,
+        // and counts a panic in `future` as a failure (the unwinding drops
+        // it); disarmed when `future` returns.
+        let in_flight = Guard::new(self, permit, period);
+        let result = future.await;
+        in_flight.disarm();
+        let outcome = match &result {
+            Err(e) if is_failure(e) => Outcome::Failure,
+            _ => Outcome::Success,
+        };
+        self.record(permit, outcome).await;
+        result.map_err(Error::Inner)
+    }
+
+    /// Asks to run a call and returns a [`Guard`] to report its outcome on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] if the circuit is open, [`Error::Storage`] if the
+    /// storage failed.
+    #[inline]
+    pub async fn enter(&self) -> Result<Guard<'_>, Error> {
+        let (permit, period) = self.admit().await?;
+        Ok(Guard::new(self, permit, period))
+    }
+
+    /// A permit, and the count of ended half-open periods it was taken at.
+    #[inline]
+    async fn admit(&self) -> Result<(Permit, u32), Error> {
+        match self.core().try_admit() {
+            Some(decided) => decided.map(|permit| (permit, 0)),
+            None => self.admit_from_store().await,
+        }
+    }
+
+    #[cold]
+    async fn admit_from_store(&self) -> Result<(Permit, u32), Error> {
+        let core = self.core();
+        let Some(store) = core.store() else {
+            return Err(core.rejected(None));
+        };
+        let cancelled = &self.shared.cancelled;
+        if let Some((permit, count)) = cancelled.take() {
+            for _ in 0..count {
+                // A store that fails here only delays the slot: the trial
+                // key's TTL frees it.
+                let _ = store.release(core.circuit(), permit).await;
+            }
+        }
+        let answer = store.admit(core.circuit()).await;
+        if let Ok((
+            _,
+            Some(Transition {
+                to: State::HalfOpen,
+                ..
+            }),
+        )) = answer
+        {
+            // A new half-open period: permits of earlier ones are stale.
+            // (Also reported when the permit given back above was the
+            // period's only one; its other permits then wait for the TTL.)
+            cancelled.end_period();
+        }
+        let permit = core.admitted(answer)?;
+        Ok((permit, cancelled.period()))
+    }
+
+    #[inline]
+    pub(crate) async fn record(&self, permit: Permit, outcome: Outcome) {
+        let core = self.core();
+        if core.try_record(permit, outcome) {
+            return;
+        }
+        if let Some(store) = core.store() {
+            let answer = store
+                .record(core.circuit(), permit, outcome, core.rule())
+                .await;
+            if let Ok(Some(Transition {
+                from: State::HalfOpen,
+                ..
+            })) = answer
+            {
+                // The half-open period is over: the slots of its cancelled
+                // trials are gone with it, giving them back would free slots
+                // of the next period.
+                self.shared.cancelled.end_period();
+            }
+            core.recorded(answer);
+        }
+    }
+
+    /// A guard dropped without a verdict: `period` as its admission returned
+    /// it, `panicking` if the thread is unwinding.
+    pub(crate) fn abandon(&self, permit: Permit, period: u32, panicking: bool) {
+        let core = self.core();
+        // As in the sync facade, a panic under the guard is a failure; the
+        // store engine cannot await its record here.
+        if panicking && core.try_record(permit, Outcome::Failure) {
+            return;
+        }
+        if core.try_release(permit) {
+            return;
+        }
+        if let Permit::Trial { episode } = permit {
+            self.shared.cancelled.push(episode, period);
+        }
+    }
+
+    /// The circuit's state, as its storage sees it now.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error, if it failed.
+    pub async fn state(&self) -> Result<State, StorageError> {
+        let core = self.core();
+        match (core.local_state(), core.store()) {
+            (Some(state), _) => Ok(state),
+            (None, Some(store)) => store.state(core.circuit()).await,
+            (None, None) => Ok(State::Closed),
+        }
+    }
+
+    /// The failures (and requests, if the rule counts them) of the current
+    /// window.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error, if it failed.
+    pub async fn counts(&self) -> Result<Counts, StorageError> {
+        let core = self.core();
+        match (core.local_counts(), core.store()) {
+            (Some(counts), _) => Ok(counts),
+            (None, Some(store)) => store.counts(core.circuit()).await,
+            (None, None) => Ok(Counts::default()),
+        }
+    }
+
+    /// Closes the circuit and clears its counters by deleting this
+    /// breaker's keys, and nothing else.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error, if it failed.
+    pub async fn reset(&self) -> Result<(), StorageError> {
+        let core = self.core();
+        self.shared.cancelled.end_period();
+        match (core.local_reset(), core.store()) {
+            (false, Some(store)) => store.reset(core.circuit()).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core().fmt(f)
+    }
+}
+
+/// Half-open trial permits of cancelled calls on a store engine, not given
+/// back yet.
+///
+/// A permit must only go back to the half-open period it was taken in:
+/// given back later, it would free a slot of the next period, or (with the
+/// default storage steps, while the circuit is open again) remove the mark
+/// of the half-open period to come. The store's steps cannot tell periods
+/// apart, so the breaker numbers the periods it sees end (a trial's verdict
+/// closed or reopened the circuit, an admission started a new period, a
+/// reset) and drops the permits of earlier ones. Periods ended by other
+/// processes go unseen; their permits are kept until the next admission.
+#[derive(Debug, Default)]
+struct CancelledTrials {
+    /// The episode (high 32 bits) and how many permits (low 32 bits), in one
+    /// word so that a `Drop` adds one without a lock.
+    pending: AtomicU64,
+    /// Half-open periods seen to end.
+    period: AtomicU32,
+}
+
+impl CancelledTrials {
+    fn period(&self) -> u32 {
+        self.period.load(Ordering::Acquire)
+    }
+
+    fn end_period(&self) {
+        self.period.fetch_add(1, Ordering::AcqRel);
+        self.pending.store(0, Ordering::Release);
+    }
+
+    /// Keeps a permit of `episode` taken in `period`, unless that period is
+    /// over.
+    fn push(&self, episode: u32, period: u32) {
+        if period != self.period() {
+            return;
+        }
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (held, count) = split(word);
+                // Permits of two episodes belong to two half-open periods:
+                // one set is stale, keep the newest.
+                Some(if count > 0 && held == episode {
+                    join(episode, count.saturating_add(1))
+                } else {
+                    join(episode, 1)
+                })
+            });
+    }
+
+    /// The permits to give back: one of `count` equal permits, and `count`.
+    fn take(&self) -> Option<(Permit, u32)> {
+        if self.pending.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let (episode, count) = split(self.pending.swap(0, Ordering::AcqRel));
+        (count > 0).then_some((Permit::Trial { episode }, count))
+    }
+}
+
+fn split(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
+}
+
+fn join(episode: u32, count: u32) -> u64 {
+    (u64::from(episode) << 32) | u64::from(count)
+}
