@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lasier_core::{
-    AsyncStorage, BreakerCore, Counts, Error, Outcome, Permit, State, StorageError, Transition,
+    AsyncStorage, BreakerCore, Counts, Error, Outcome, Permit, State, StorageError,
+    StorageErrorKind, Ticket, Transition,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -111,18 +112,18 @@ impl CircuitBreaker {
         P: FnOnce(&E) -> bool,
         F: Future<Output = Result<T, E>>,
     {
-        let (permit, period) = self.admit().await.map_err(Error::cast)?;
+        let (ticket, period) = self.admit().await.map_err(Error::cast)?;
         // Cancels the call if this future is dropped while `future` runs,
         // and counts a panic in `future` as a failure (the unwinding drops
         // it); disarmed when `future` returns.
-        let in_flight = Guard::new(self, permit, period);
+        let in_flight = Guard::new(self, ticket, period);
         let result = future.await;
         in_flight.disarm();
         let outcome = match &result {
             Err(e) if is_failure(e) => Outcome::Failure,
             _ => Outcome::Success,
         };
-        self.record(permit, outcome).await;
+        self.record(ticket, outcome).await;
         result.map_err(Error::Inner)
     }
 
@@ -134,21 +135,21 @@ impl CircuitBreaker {
     /// storage failed.
     #[inline]
     pub async fn enter(&self) -> Result<Guard<'_>, Error> {
-        let (permit, period) = self.admit().await?;
-        Ok(Guard::new(self, permit, period))
+        let (ticket, period) = self.admit().await?;
+        Ok(Guard::new(self, ticket, period))
     }
 
     /// A permit, and the count of ended half-open periods it was taken at.
     #[inline]
-    async fn admit(&self) -> Result<(Permit, u32), Error> {
+    async fn admit(&self) -> Result<(Ticket, u32), Error> {
         match self.core().try_admit() {
-            Some(decided) => decided.map(|permit| (permit, 0)),
+            Some(decided) => decided.map(|ticket| (ticket, 0)),
             None => self.admit_from_store().await,
         }
     }
 
     #[cold]
-    async fn admit_from_store(&self) -> Result<(Permit, u32), Error> {
+    async fn admit_from_store(&self) -> Result<(Ticket, u32), Error> {
         let core = self.core();
         let Some(store) = core.store() else {
             return Err(core.rejected(None));
@@ -162,6 +163,7 @@ impl CircuitBreaker {
             }
         }
         let answer = store.admit(core.circuit()).await;
+        repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
         if let Ok((
             _,
             Some(Transition {
@@ -175,20 +177,21 @@ impl CircuitBreaker {
             // period's only one; its other permits then wait for the TTL.)
             cancelled.end_period();
         }
-        let permit = core.admitted(answer)?;
-        Ok((permit, cancelled.period()))
+        let ticket = core.admitted(answer)?;
+        Ok((ticket, cancelled.period()))
     }
 
     #[inline]
-    pub(crate) async fn record(&self, permit: Permit, outcome: Outcome) {
+    pub(crate) async fn record(&self, ticket: Ticket, outcome: Outcome) {
         let core = self.core();
-        if core.try_record(permit, outcome) {
+        if core.try_record(ticket, outcome) {
             return;
         }
         if let Some(store) = core.store() {
             let answer = store
-                .record(core.circuit(), permit, outcome, core.rule())
+                .record(core.circuit(), ticket.permit(), outcome, core.rule())
                 .await;
+            repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
             if let Ok(Some(Transition {
                 from: State::HalfOpen,
                 ..
@@ -199,23 +202,30 @@ impl CircuitBreaker {
                 // of the next period.
                 self.shared.cancelled.end_period();
             }
-            core.recorded(answer);
+            core.recorded(ticket, outcome, answer);
         }
+    }
+
+    /// Whether the store failed and calls are protected by the in-process
+    /// fallback circuit until it answers again
+    /// ([`StorageFailurePolicy::LocalFallback`](crate::StorageFailurePolicy)).
+    pub fn in_fallback(&self) -> bool {
+        self.core().in_fallback()
     }
 
     /// A guard dropped without a verdict: `period` as its admission returned
     /// it, `panicking` if the thread is unwinding.
-    pub(crate) fn abandon(&self, permit: Permit, period: u32, panicking: bool) {
+    pub(crate) fn abandon(&self, ticket: Ticket, period: u32, panicking: bool) {
         let core = self.core();
         // As in the sync facade, a panic under the guard is a failure; the
         // store engine cannot await its record here.
-        if panicking && core.try_record(permit, Outcome::Failure) {
+        if panicking && core.try_record(ticket, Outcome::Failure) {
             return;
         }
-        if core.try_release(permit) {
+        if core.try_release(ticket) {
             return;
         }
-        if let Permit::Trial { episode } = permit {
+        if let Permit::Trial { episode } = ticket.permit() {
             self.shared.cancelled.push(episode, period);
         }
     }
@@ -262,6 +272,19 @@ impl CircuitBreaker {
             (false, Some(store)) => store.reset(core.circuit()).await,
             _ => Ok(()),
         }
+    }
+}
+
+/// After a `Corrupt` error, deletes the circuit's keys that hold garbage, so
+/// that the next window starts clean.
+async fn repair_if_corrupt(
+    store: &dyn AsyncStorage,
+    core: &BreakerCore<dyn AsyncStorage>,
+    error: Option<&StorageError>,
+) {
+    if error.is_some_and(|e| e.kind() == StorageErrorKind::Corrupt) {
+        // Best effort: the error is reported through the policy already.
+        let _ = store.repair(core.circuit()).await;
     }
 }
 

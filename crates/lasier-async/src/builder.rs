@@ -1,8 +1,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lasier_core::clock::MonotonicClock;
-use lasier_core::{AsyncStorage, BreakerCore, Config, ConfigError, Engine, MemoryStorage, Rule};
+use lasier_core::clock::{Clock, MonotonicClock};
+use lasier_core::events::{ignore_rejection, ignore_state_change, FnListener, Listener};
+use lasier_core::{
+    AsyncStorage, BreakerCore, Config, ConfigError, Engine, MemoryStorage, Rule, State,
+    StorageFailurePolicy,
+};
 
 use crate::breaker::CircuitBreaker;
 
@@ -14,6 +18,7 @@ use crate::breaker::CircuitBreaker;
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct CircuitBreakerBuilder {
     config: Config,
+    clock: Option<Arc<dyn Clock>>,
     storage: Option<Arc<dyn AsyncStorage>>,
 }
 
@@ -21,6 +26,7 @@ impl CircuitBreakerBuilder {
     pub(crate) fn new(name: impl Into<String>) -> Self {
         Self {
             config: Config::new(name),
+            clock: None,
             storage: None,
         }
     }
@@ -85,6 +91,52 @@ impl CircuitBreakerBuilder {
         self
     }
 
+    /// What to do when the store fails: let calls through
+    /// ([`FailOpen`](StorageFailurePolicy::FailOpen)), reject them
+    /// ([`FailClosed`](StorageFailurePolicy::FailClosed)), or protect them
+    /// with an in-process circuit until the store answers again
+    /// ([`LocalFallback`](StorageFailurePolicy::LocalFallback), the
+    /// default, probing the store once a second).
+    pub fn on_storage_failure(mut self, policy: StorageFailurePolicy) -> Self {
+        self.config.on_storage_failure(policy);
+        self
+    }
+
+    /// Adds a [`Listener`] for the breaker's events.
+    pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
+        self.config.listener(Arc::new(listener));
+        self
+    }
+
+    /// Calls `f(breaker, from, to)` on every state change.
+    pub fn on_state_change(self, f: impl Fn(&str, State, State) + Send + Sync + 'static) -> Self {
+        self.listener(FnListener {
+            state_change: f,
+            call_rejected: ignore_rejection,
+        })
+    }
+
+    /// Calls `f(breaker, retry_after)` on every rejected call.
+    pub fn on_call_rejected(
+        self,
+        f: impl Fn(&str, Option<Duration>) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener(FnListener {
+            state_change: ignore_state_change,
+            call_rejected: f,
+        })
+    }
+
+    /// The clock of the breaker's own timing on a shared store: the open
+    /// deadline it caches and its fallback circuit. Default: the operating
+    /// system's monotonic clock; tests pass a
+    /// [`ManualClock`](lasier_core::clock::ManualClock). (An in-process
+    /// `MemoryStorage` keeps time by its own clock.)
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
     /// Checks the settings and builds the breaker.
     ///
     /// # Errors
@@ -100,9 +152,15 @@ impl CircuitBreakerBuilder {
             Some(local) => Engine::Local(local),
             None => Engine::Store(storage),
         };
-        let clock = Arc::new(MonotonicClock::new());
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
         Ok(CircuitBreaker::from_core(BreakerCore::new(
-            circuit, rule, engine, clock,
+            circuit,
+            rule,
+            engine,
+            clock,
+            &self.config,
         )))
     }
 }

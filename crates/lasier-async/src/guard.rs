@@ -1,6 +1,6 @@
 use std::mem::ManuallyDrop;
 
-use lasier_core::{Outcome, Permit};
+use lasier_core::{Outcome, Ticket};
 
 use crate::breaker::CircuitBreaker;
 
@@ -64,16 +64,16 @@ use crate::breaker::CircuitBreaker;
 #[must_use = "dropping the guard at once cancels the call: nothing is recorded"]
 pub struct Guard<'a> {
     breaker: &'a CircuitBreaker,
-    permit: Permit,
+    ticket: Ticket,
     /// The breaker's count of ended half-open periods at admission.
     period: u32,
 }
 
 impl<'a> Guard<'a> {
-    pub(crate) fn new(breaker: &'a CircuitBreaker, permit: Permit, period: u32) -> Self {
+    pub(crate) fn new(breaker: &'a CircuitBreaker, ticket: Ticket, period: u32) -> Self {
         Self {
             breaker,
-            permit,
+            ticket,
             period,
         }
     }
@@ -96,7 +96,7 @@ impl<'a> Guard<'a> {
         // it, the outcome may or may not have reached the store, and giving
         // the permit back as well could count the call twice.
         let this = ManuallyDrop::new(self);
-        this.breaker.record(this.permit, outcome).await;
+        this.breaker.record(this.ticket, outcome).await;
     }
 
     /// Drops the guard without a cancellation: the caller records the
@@ -110,6 +110,6 @@ impl<'a> Guard<'a> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         self.breaker
-            .abandon(self.permit, self.period, std::thread::panicking());
+            .abandon(self.ticket, self.period, std::thread::panicking());
     }
 }

@@ -53,8 +53,10 @@ pub use builder::CircuitBreakerBuilder;
 pub use guard::Guard;
 
 pub use lasier_core::clock;
+pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
-    async_trait, AsyncStorage, ConfigError, Counts, Error, MaxFailuresRule, MemoryStorage,
-    PercentageFailuresRule, Rule, RuleError, State, StorageError, StorageErrorKind,
+    async_trait, AsyncStorage, ConfigError, Counts, Error, Listener, MaxFailuresRule,
+    MemoryStorage, PercentageFailuresRule, Rule, RuleError, State, StorageError, StorageErrorKind,
+    StorageFailurePolicy,
 };

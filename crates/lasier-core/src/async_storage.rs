@@ -98,6 +98,14 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
         steps::counts(self, circuit).await
     }
 
+    /// Deletes those of the circuit's keys that hold what the breaker
+    /// cannot have written (text in a counter, a negative count, an open
+    /// flag other than `1`), so that the next window starts clean. The
+    /// breaker calls it after a storage error of kind `Corrupt`.
+    async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        steps::repair(self, circuit).await
+    }
+
     /// Deletes the circuit's keys, and nothing else.
     async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         steps::reset(self, circuit).await
@@ -149,6 +157,9 @@ macro_rules! forward_async_storage {
             }
             async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
                 (**self).counts(circuit).await
+            }
+            async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+                (**self).repair(circuit).await
             }
             async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).reset(circuit).await

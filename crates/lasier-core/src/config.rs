@@ -5,11 +5,13 @@
 
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
 use lasier_rules::{MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
 
+use crate::events::Listener;
 use crate::keys::CircuitKeys;
 use crate::state::Timing;
 
@@ -22,6 +24,40 @@ pub const DEFAULT_HALF_OPEN_MAX_CALLS: u32 = 1;
 
 /// The longest `failure_timeout` or `circuit_timeout` accepted: 100 years.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The default interval between two probes of a failed store, while in
+/// [`StorageFailurePolicy::LocalFallback`].
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a breaker does when its store fails (down, slow past its timeout,
+/// or holding garbage). Whatever the policy, the caller's own error is
+/// never replaced by a storage error, and a storage error after the call
+/// never turns its success into a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageFailurePolicy {
+    /// Let the call through, uncounted: availability first, no protection
+    /// while the store is down.
+    FailOpen,
+    /// Reject the call with `Error::Storage`: nothing passes unguarded.
+    FailClosed,
+    /// The default: keep protecting calls with an in-process circuit of the
+    /// same rule and timeouts while the store does not answer, asking the
+    /// store again at most once per `probe_interval`, and go back to the
+    /// shared state when it answers.
+    LocalFallback {
+        /// How often a breaker in fallback probes the store.
+        probe_interval: Duration,
+    },
+}
+
+impl Default for StorageFailurePolicy {
+    fn default() -> Self {
+        Self::LocalFallback {
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+        }
+    }
+}
 
 /// An invalid breaker configuration, from `build()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +72,8 @@ pub enum ConfigError {
     /// A timeout is zero. (Other timeouts are rounded up to whole
     /// milliseconds, the store's resolution.)
     ZeroTimeout {
-        /// Which setting: `"failure_timeout"` or `"circuit_timeout"`.
+        /// Which setting: `"failure_timeout"`, `"circuit_timeout"` or
+        /// `"probe_interval"`.
         setting: &'static str,
     },
     /// A timeout is longer than [`MAX_TIMEOUT`].
@@ -95,7 +132,7 @@ impl From<RuleError> for ConfigError {
 }
 
 /// A breaker's settings before validation; the facades' builders wrap it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     name: String,
     rule: Option<Result<Arc<dyn Rule>, RuleError>>,
@@ -103,6 +140,23 @@ pub struct Config {
     circuit_timeout: Duration,
     half_open_max_calls: u32,
     request_key: Option<String>,
+    policy: StorageFailurePolicy,
+    listeners: Vec<Arc<dyn Listener>>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("name", &self.name)
+            .field("rule", &self.rule)
+            .field("failure_timeout", &self.failure_timeout)
+            .field("circuit_timeout", &self.circuit_timeout)
+            .field("half_open_max_calls", &self.half_open_max_calls)
+            .field("request_key", &self.request_key)
+            .field("policy", &self.policy)
+            .field("listeners", &self.listeners.len())
+            .finish()
+    }
 }
 
 impl Config {
@@ -115,7 +169,31 @@ impl Config {
             circuit_timeout: DEFAULT_TIMEOUT,
             half_open_max_calls: DEFAULT_HALF_OPEN_MAX_CALLS,
             request_key: None,
+            policy: StorageFailurePolicy::default(),
+            listeners: Vec::new(),
         }
+    }
+
+    /// What to do when the store fails; see [`StorageFailurePolicy`].
+    pub fn on_storage_failure(&mut self, policy: StorageFailurePolicy) -> &mut Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Adds a listener for the breaker's events.
+    pub fn listener(&mut self, listener: Arc<dyn Listener>) -> &mut Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// The store-failure policy.
+    pub fn storage_failure_policy(&self) -> StorageFailurePolicy {
+        self.policy
+    }
+
+    /// The listeners, in the order they were added.
+    pub fn listeners(&self) -> &[Arc<dyn Listener>] {
+        &self.listeners
     }
 
     /// Sets the rule.
@@ -186,6 +264,9 @@ impl Config {
         };
         let failure_timeout_ms = timeout_ms(self.failure_timeout, "failure_timeout")?;
         let circuit_timeout_ms = timeout_ms(self.circuit_timeout, "circuit_timeout")?;
+        if let StorageFailurePolicy::LocalFallback { probe_interval } = self.policy {
+            timeout_ms(probe_interval, "probe_interval")?;
+        }
         let half_open_max_calls = u16::try_from(self.half_open_max_calls)
             .map_err(|_| ConfigError::TooManyHalfOpenCalls(self.half_open_max_calls))?;
         let keys = CircuitKeys::new(&self.name, self.request_key.as_deref());

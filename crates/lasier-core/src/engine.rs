@@ -3,11 +3,13 @@
 //!
 //! A facade owns a [`BreakerCore`] and does only what differs between
 //! blocking and async code: calling the storage's fused steps (with or
-//! without `.await`). Everything else (the lock-free path of in-process
-//! circuits, the open-deadline cache of shared ones, turning a rejection
-//! into an [`Error`]) lives here, once.
+//! without `.await`). Everything else lives here, once: the lock-free path
+//! of in-process circuits, the open-deadline cache of shared ones, the
+//! store-failure policy and its in-process fallback circuit, events, and
+//! turning a rejection into an [`Error`].
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
@@ -15,9 +17,10 @@ use core::time::Duration;
 use lasier_rules::{Counts, Rule};
 
 use crate::clock::{now_ms, Clock};
-use crate::config::Circuit;
+use crate::config::{Circuit, Config, StorageFailurePolicy};
 use crate::error::{Error, StorageError};
-use crate::local::LocalBinding;
+use crate::events::Listener;
+use crate::local::{LocalBinding, LocalCircuit};
 use crate::state::{Admission, Outcome, Permit, State, Transition};
 
 /// Where a breaker's circuit lives.
@@ -37,6 +40,38 @@ impl<S: ?Sized + fmt::Debug> fmt::Debug for Engine<S> {
     }
 }
 
+/// Who admitted a call, and so who hears its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// The breaker's own circuit: in-process, or in the store.
+    Primary,
+    /// The in-process fallback circuit, while the store does not answer.
+    Fallback,
+    /// Nobody: the store failed and the policy let the call through
+    /// uncounted (`FailOpen`).
+    Unchecked,
+}
+
+/// A call's admission: its permit and who granted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    permit: Permit,
+    source: Source,
+}
+
+impl Ticket {
+    /// The permit the call runs under.
+    pub fn permit(&self) -> Permit {
+        self.permit
+    }
+
+    /// Who admitted the call.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+}
+
 /// A breaker's parts, shared by both facades. `S` is the storage trait
 /// object (`dyn Storage` or `dyn AsyncStorage`).
 pub struct BreakerCore<S: ?Sized> {
@@ -44,27 +79,41 @@ pub struct BreakerCore<S: ?Sized> {
     rule: Arc<dyn Rule>,
     engine: Engine<S>,
     clock: Arc<dyn Clock>,
+    policy: StorageFailurePolicy,
+    listeners: Vec<Arc<dyn Listener>>,
     /// For a store engine: until when (ms on `clock`, exclusive) the store
     /// said the circuit is open; 0 when unknown. Rejections before then
     /// cost no round trip.
     open_until: AtomicU64,
+    /// For a store engine under `LocalFallback`: the circuit that protects
+    /// calls while the store does not answer.
+    fallback: LocalCircuit,
+    /// While in fallback: when (ms on `clock`) the store may be probed
+    /// next; 0 when not in fallback.
+    next_probe: AtomicU64,
 }
 
 impl<S: ?Sized> BreakerCore<S> {
-    /// The parts of a breaker; `clock` times the open-deadline cache of a
-    /// store engine.
+    /// The parts of a breaker. `clock` times the open-deadline cache and the
+    /// fallback circuit of a store engine; `config` gives the policy and
+    /// listeners.
     pub fn new(
         circuit: Circuit,
         rule: Arc<dyn Rule>,
         engine: Engine<S>,
         clock: Arc<dyn Clock>,
+        config: &Config,
     ) -> Self {
         Self {
             circuit,
             rule,
             engine,
             clock,
+            policy: config.storage_failure_policy(),
+            listeners: config.listeners().to_vec(),
             open_until: AtomicU64::new(0),
+            fallback: LocalCircuit::new(),
+            next_probe: AtomicU64::new(0),
         }
     }
 
@@ -91,41 +140,84 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
+    /// What the breaker does when its store fails.
+    pub fn storage_failure_policy(&self) -> StorageFailurePolicy {
+        self.policy
+    }
+
+    /// Whether the store failed and calls are being protected by the
+    /// in-process fallback circuit.
+    pub fn in_fallback(&self) -> bool {
+        self.next_probe.load(Ordering::Acquire) != 0
+    }
+
     /// Admission without a store round trip, when possible: always for an
-    /// in-process circuit, and for a shared one while the open deadline it
-    /// last read has not passed. `None`: ask the store, then pass its answer
-    /// to [`admitted`](Self::admitted).
+    /// in-process circuit; for a shared one while the open deadline it last
+    /// read has not passed, or while in fallback between two probes.
+    /// `None`: ask the store, then pass its answer to
+    /// [`admitted`](Self::admitted).
     #[inline]
-    pub fn try_admit(&self) -> Option<Result<Permit, Error>> {
+    pub fn try_admit(&self) -> Option<Result<Ticket, Error>> {
         match &self.engine {
             Engine::Local(local) => {
-                let (admission, _transition) = local.admit(self.circuit.timing());
-                Some(self.decide(admission))
-            }
-            Engine::Store(_) => {
-                let until = self.open_until.load(Ordering::Acquire);
-                if until == 0 {
-                    return None;
+                let (admission, transition) = local.admit(self.circuit.timing());
+                if let Some(transition) = transition {
+                    self.changed(transition);
                 }
-                let now = now_ms(&*self.clock);
-                if now < until {
-                    return Some(Err(self.rejected(Some(Duration::from_millis(until - now)))));
-                }
-                // The deadline has passed: ask the store again.
-                let _ =
-                    self.open_until
-                        .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire);
-                None
+                Some(self.decide(admission, Source::Primary))
             }
+            Engine::Store(_) => self.try_admit_without_store(),
         }
     }
 
-    /// The store's answer to an admission.
+    fn try_admit_without_store(&self) -> Option<Result<Ticket, Error>> {
+        let probe_at = self.next_probe.load(Ordering::Acquire);
+        if probe_at != 0 {
+            let now = now_ms(&*self.clock);
+            let next = now.saturating_add(self.probe_interval_ms()).max(1);
+            // One caller per interval probes the store; the others stay on
+            // the fallback circuit.
+            if now < probe_at
+                || self
+                    .next_probe
+                    .compare_exchange(probe_at, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                return Some(self.admit_fallback());
+            }
+            return None;
+        }
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return None;
+        }
+        let now = now_ms(&*self.clock);
+        if now < until {
+            let retry_after = Some(Duration::from_millis(until - now));
+            self.emit(|l| l.on_call_rejected(self.name(), retry_after));
+            return Some(Err(self.rejected(retry_after)));
+        }
+        // The deadline has passed: ask the store again.
+        let _ = self
+            .open_until
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire);
+        None
+    }
+
+    /// The store's answer to an admission; a storage error is handled by
+    /// the policy.
     pub fn admitted(
         &self,
         answer: Result<(Admission, Option<Transition>), StorageError>,
-    ) -> Result<Permit, Error> {
-        let (admission, _transition) = answer?;
+    ) -> Result<Ticket, Error> {
+        let (admission, transition) = match answer {
+            Ok(answer) => answer,
+            Err(error) => return self.admission_failed(error),
+        };
+        self.leave_fallback();
+        if let Some(transition) = transition {
+            self.changed(transition);
+        }
         if let Admission::Rejected {
             retry_after: Some(after),
         } = admission
@@ -134,14 +226,73 @@ impl<S: ?Sized> BreakerCore<S> {
             let until = now_ms(&*self.clock).saturating_add(ms).max(1);
             self.open_until.store(until, Ordering::Release);
         }
-        self.decide(admission)
+        self.decide(admission, Source::Primary)
+    }
+
+    fn admission_failed(&self, error: StorageError) -> Result<Ticket, Error> {
+        self.emit(|l| l.on_storage_error(self.name(), &error));
+        match self.policy {
+            StorageFailurePolicy::FailOpen => Ok(Ticket {
+                permit: Permit::Normal,
+                source: Source::Unchecked,
+            }),
+            StorageFailurePolicy::FailClosed => Err(Error::Storage(error)),
+            StorageFailurePolicy::LocalFallback { .. } => {
+                self.enter_fallback(&error);
+                self.admit_fallback()
+            }
+        }
+    }
+
+    fn admit_fallback(&self) -> Result<Ticket, Error> {
+        let (admission, transition) = self.fallback.admit(&*self.clock, self.circuit.timing());
+        if let Some(transition) = transition {
+            self.changed(transition);
+        }
+        self.decide(admission, Source::Fallback)
+    }
+
+    fn probe_interval_ms(&self) -> u64 {
+        match self.policy {
+            StorageFailurePolicy::LocalFallback { probe_interval } => {
+                u64::try_from(probe_interval.as_millis()).unwrap_or(u64::MAX)
+            }
+            _ => 0,
+        }
+    }
+
+    fn enter_fallback(&self, error: &StorageError) {
+        if !matches!(self.policy, StorageFailurePolicy::LocalFallback { .. }) {
+            return;
+        }
+        let next = now_ms(&*self.clock)
+            .saturating_add(self.probe_interval_ms())
+            .max(1);
+        if self
+            .next_probe
+            .compare_exchange(0, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.emit(|l| l.on_fallback_entered(self.name(), error));
+        }
+    }
+
+    fn leave_fallback(&self) {
+        if self.next_probe.load(Ordering::Acquire) != 0
+            && self.next_probe.swap(0, Ordering::AcqRel) != 0
+        {
+            self.emit(|l| l.on_fallback_left(self.name()));
+        }
     }
 
     #[inline]
-    fn decide(&self, admission: Admission) -> Result<Permit, Error> {
+    fn decide(&self, admission: Admission, source: Source) -> Result<Ticket, Error> {
         match admission {
-            Admission::Admitted(permit) => Ok(permit),
-            Admission::Rejected { retry_after } => Err(self.rejected(retry_after)),
+            Admission::Admitted(permit) => Ok(Ticket { permit, source }),
+            Admission::Rejected { retry_after } => {
+                self.emit(|l| l.on_call_rejected(self.name(), retry_after));
+                Err(self.rejected(retry_after))
+            }
         }
     }
 
@@ -150,13 +301,15 @@ impl<S: ?Sized> BreakerCore<S> {
         Error::rejected(self.circuit.name(), retry_after)
     }
 
-    /// Records an outcome without a store round trip, for an in-process
-    /// circuit. Returns `false` for a store engine: call the store's
+    /// Records an outcome without a store round trip where possible: for an
+    /// in-process circuit, the fallback circuit, or an unchecked call.
+    /// Returns `false` when the store must hear it: call the store's
     /// `record`, then [`recorded`](Self::recorded).
     #[inline]
-    pub fn try_record(&self, permit: Permit, outcome: Outcome) -> bool {
-        match &self.engine {
-            Engine::Local(local) => {
+    pub fn try_record(&self, ticket: Ticket, outcome: Outcome) -> bool {
+        let Ticket { permit, source } = ticket;
+        match (source, &self.engine) {
+            (Source::Primary, Engine::Local(local)) => {
                 // The commonest outcome, decided without touching the
                 // circuit: a success on a closed circuit whose rule does
                 // not count requests changes nothing.
@@ -166,62 +319,121 @@ impl<S: ?Sized> BreakerCore<S> {
                 {
                     return true;
                 }
-                local.record(permit, outcome, &*self.rule, self.circuit.timing());
+                if let Some(transition) =
+                    local.record(permit, outcome, &*self.rule, self.circuit.timing())
+                {
+                    self.changed(transition);
+                }
                 true
             }
-            Engine::Store(_) => false,
+            (Source::Primary, Engine::Store(_)) => false,
+            (Source::Fallback, _) => {
+                self.record_fallback(permit, outcome);
+                true
+            }
+            (Source::Unchecked, _) => true,
         }
+    }
+
+    fn record_fallback(&self, permit: Permit, outcome: Outcome) {
+        if let Some(transition) = self.fallback.record(
+            permit,
+            outcome,
+            &*self.rule,
+            &*self.clock,
+            self.circuit.timing(),
+        ) {
+            self.changed(transition);
+        }
+    }
+
+    /// The store's answer to a record step. If the store failed, the
+    /// outcome is lost for the shared circuit (the call's own result is
+    /// kept); under `LocalFallback` it goes to the fallback circuit, so that
+    /// a failing dependency still opens a circuit while the store is down.
+    pub fn recorded(
+        &self,
+        ticket: Ticket,
+        outcome: Outcome,
+        answer: Result<Option<Transition>, StorageError>,
+    ) {
+        match answer {
+            Ok(transition) => {
+                self.leave_fallback();
+                if let Some(transition) = transition {
+                    if transition.to == State::Closed {
+                        self.open_until.store(0, Ordering::Release);
+                    }
+                    self.changed(transition);
+                }
+            }
+            Err(error) => {
+                self.emit(|l| l.on_storage_error(self.name(), &error));
+                if matches!(self.policy, StorageFailurePolicy::LocalFallback { .. }) {
+                    self.enter_fallback(&error);
+                    // The store's permit means nothing to the fallback
+                    // circuit: count the outcome as an ordinary call's.
+                    let _ = ticket;
+                    if self.fallback_is_closed() {
+                        self.record_fallback(Permit::Normal, outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fallback_is_closed(&self) -> bool {
+        self.fallback.state(&*self.clock, self.circuit.timing()) == State::Closed
     }
 
     /// Gives back the permit of a call that ended without a verdict (an
-    /// async call dropped before it completed), without a store round trip,
-    /// for an in-process circuit: a half-open trial slot is freed and
-    /// nothing is counted. Returns `false` for a store engine, whose
-    /// `release` step needs a round trip.
+    /// async call dropped before it completed), without a store round trip
+    /// where possible: a half-open trial slot is freed and nothing is
+    /// counted. Returns `false` when the store's `release` step must do it.
     #[inline]
-    pub fn try_release(&self, permit: Permit) -> bool {
-        match &self.engine {
-            Engine::Local(local) => {
-                local.circuit.release(permit);
+    pub fn try_release(&self, ticket: Ticket) -> bool {
+        match (ticket.source, &self.engine) {
+            (Source::Primary, Engine::Local(local)) => {
+                local.circuit.release(ticket.permit);
                 true
             }
-            Engine::Store(_) => false,
+            (Source::Primary, Engine::Store(_)) => false,
+            (Source::Fallback, _) => {
+                self.fallback.release(ticket.permit);
+                true
+            }
+            (Source::Unchecked, _) => true,
         }
     }
 
-    /// The store's answer to a record step.
-    pub fn recorded(&self, answer: Result<Option<Transition>, StorageError>) {
-        // A store that fails here must not turn the call's own result into
-        // an error: the outcome is lost, the call's result is kept.
-        if let Ok(Some(Transition {
-            to: State::Closed, ..
-        })) = answer
-        {
-            self.open_until.store(0, Ordering::Release);
-        }
-    }
-
-    /// The state of an in-process circuit; `None` for a store engine.
+    /// The state of an in-process circuit, or of the fallback circuit while
+    /// in fallback; `None`: ask the store.
     pub fn local_state(&self) -> Option<State> {
         match &self.engine {
             Engine::Local(local) => Some(local.state(self.circuit.timing())),
+            Engine::Store(_) if self.in_fallback() => {
+                Some(self.fallback.state(&*self.clock, self.circuit.timing()))
+            }
             Engine::Store(_) => None,
         }
     }
 
-    /// The counts of an in-process circuit; `None` for a store engine.
+    /// The counts of an in-process circuit, or of the fallback circuit while
+    /// in fallback; `None`: ask the store.
     pub fn local_counts(&self) -> Option<Counts> {
         match &self.engine {
             Engine::Local(local) => Some(local.counts()),
+            Engine::Store(_) if self.in_fallback() => Some(self.fallback.counts(&*self.clock)),
             Engine::Store(_) => None,
         }
     }
 
-    /// Resets an in-process circuit, or forgets the cached open deadline of
-    /// a shared one (whose keys the facade then deletes). Returns whether
-    /// the reset is complete.
+    /// Resets an in-process circuit, or the caches and fallback circuit of a
+    /// shared one (whose keys the facade then deletes). Returns whether the
+    /// reset is complete.
     pub fn local_reset(&self) -> bool {
         self.open_until.store(0, Ordering::Release);
+        self.fallback.reset();
         match &self.engine {
             Engine::Local(local) => {
                 local.circuit.reset();
@@ -229,6 +441,23 @@ impl<S: ?Sized> BreakerCore<S> {
             }
             Engine::Store(_) => false,
         }
+    }
+
+    fn name(&self) -> &str {
+        self.circuit.name()
+    }
+
+    fn changed(&self, transition: Transition) {
+        self.emit(|l| l.on_state_change(self.name(), transition.from, transition.to));
+    }
+
+    #[inline]
+    fn emit(&self, event: impl Fn(&dyn Listener)) {
+        for listener in &self.listeners {
+            event(&**listener);
+        }
+        #[cfg(feature = "tracing")]
+        event(&crate::events::Tracing);
     }
 }
 
@@ -239,6 +468,8 @@ impl<S: ?Sized + fmt::Debug> fmt::Debug for BreakerCore<S> {
             .field("rule", &self.rule)
             .field("timing", self.circuit.timing())
             .field("storage", &self.engine)
+            .field("on_storage_failure", &self.policy)
+            .field("listeners", &self.listeners.len())
             .finish()
     }
 }

@@ -29,6 +29,7 @@
 //!   `MemoryStorage`. Without it the crate is `no_std`.
 //! * `alloc` (implied by `std`): the storage traits, configuration, errors.
 //! * `async`: the `AsyncStorage` trait.
+//! * `tracing`: every breaker emits its events as `tracing` events.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -51,6 +52,9 @@ pub mod engine;
 pub mod error;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod events;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod keys;
 #[cfg(feature = "alloc")]
 mod steps;
@@ -71,11 +75,13 @@ pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, Ru
 pub use state::{Admission, Outcome, Permit, State, Transition};
 
 #[cfg(feature = "alloc")]
-pub use config::{Circuit, Config, ConfigError};
+pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};
 #[cfg(feature = "alloc")]
-pub use engine::{BreakerCore, Engine};
+pub use engine::{BreakerCore, Engine, Source, Ticket};
 #[cfg(feature = "alloc")]
 pub use error::{Error, StorageError, StorageErrorKind};
+#[cfg(feature = "alloc")]
+pub use events::Listener;
 #[cfg(feature = "alloc")]
 pub use keys::CircuitKeys;
 #[cfg(feature = "alloc")]

@@ -249,6 +249,11 @@ impl Storage for MemoryStorage {
         Ok(self.circuit(circuit).counts(&*self.shared.clock))
     }
 
+    fn repair(&self, _circuit: &Circuit) -> Result<(), StorageError> {
+        // The breaker's state here is atomics, never text: nothing to repair.
+        Ok(())
+    }
+
     fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         self.circuit(circuit).reset();
         Ok(())
@@ -314,6 +319,9 @@ impl crate::AsyncStorage for MemoryStorage {
     }
     async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
         Storage::counts(self, circuit)
+    }
+    async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        Storage::repair(self, circuit)
     }
     async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         Storage::reset(self, circuit)

@@ -184,6 +184,22 @@ macro_rules! fused_steps {
             Ok(Counts::new(count(keys.failures(), failures)?, count(keys.requests(), requests)?))
         }
 
+        pub(crate) $($kw)? fn repair<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+            let keys = c.keys();
+            for key in keys.all() {
+                let corrupt = match s.get(key) $($aw)* {
+                    Ok(None) => false,
+                    Ok(Some(value)) => value < 0 || (key == keys.open() && value != 1),
+                    Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => true,
+                    Err(e) => return Err(e),
+                };
+                if corrupt {
+                    s.delete(key) $($aw)* ?;
+                }
+            }
+            Ok(())
+        }
+
         pub(crate) $($kw)? fn reset<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
             for key in c.keys().all() {
                 s.delete(key) $($aw)* ?;

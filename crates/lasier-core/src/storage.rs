@@ -165,6 +165,14 @@ pub trait Storage: fmt::Debug + Send + Sync {
         steps::counts(self, circuit)
     }
 
+    /// Deletes those of the circuit's keys that hold what the breaker
+    /// cannot have written (text in a counter, a negative count, an open
+    /// flag other than `1`), so that the next window starts clean. The
+    /// breaker calls it after a storage error of kind `Corrupt`.
+    fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        steps::repair(self, circuit)
+    }
+
     /// Deletes the circuit's keys, and nothing else.
     fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         steps::reset(self, circuit)
@@ -218,6 +226,9 @@ macro_rules! forward_storage {
             }
             fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
                 (**self).counts(circuit)
+            }
+            fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+                (**self).repair(circuit)
             }
             fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).reset(circuit)

@@ -1,7 +1,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use lasier_core::{BreakerCore, Counts, Error, Outcome, Permit, State, Storage, StorageError};
+use lasier_core::{
+    BreakerCore, Counts, Error, Outcome, State, Storage, StorageError, StorageErrorKind, Ticket,
+};
 
 use crate::builder::CircuitBreakerBuilder;
 use crate::guard::Guard;
@@ -75,16 +77,16 @@ impl CircuitBreaker {
         P: FnOnce(&E) -> bool,
         F: FnOnce() -> Result<T, E>,
     {
-        let permit = self.admit().map_err(Error::cast)?;
+        let ticket = self.admit().map_err(Error::cast)?;
         // Counts a panic in `f` as a failure; forgotten when `f` returns.
-        let on_panic = Guard::new(self, permit);
+        let on_panic = Guard::new(self, ticket);
         let result = f();
         on_panic.disarm();
         let outcome = match &result {
             Err(e) if is_failure(e) => Outcome::Failure,
             _ => Outcome::Success,
         };
-        self.record(permit, outcome);
+        self.record(ticket, outcome);
         result.map_err(Error::Inner)
     }
 
@@ -100,7 +102,7 @@ impl CircuitBreaker {
     }
 
     #[inline]
-    fn admit(&self) -> Result<Permit, Error> {
+    fn admit(&self) -> Result<Ticket, Error> {
         match self.core.try_admit() {
             Some(decided) => decided,
             None => self.admit_from_store(),
@@ -108,24 +110,34 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn admit_from_store(&self) -> Result<Permit, Error> {
+    fn admit_from_store(&self) -> Result<Ticket, Error> {
         let core = &*self.core;
-        let answer = match core.store() {
-            Some(store) => store.admit(core.circuit()),
-            None => return Err(core.rejected(None)),
+        let Some(store) = core.store() else {
+            return Err(core.rejected(None));
         };
+        let answer = store.admit(core.circuit());
+        repair_if_corrupt(&**store, core, answer.as_ref().err());
         core.admitted(answer)
     }
 
     #[inline]
-    pub(crate) fn record(&self, permit: Permit, outcome: Outcome) {
+    pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome) {
         let core = &*self.core;
-        if core.try_record(permit, outcome) {
+        if core.try_record(ticket, outcome) {
             return;
         }
         if let Some(store) = core.store() {
-            core.recorded(store.record(core.circuit(), permit, outcome, core.rule()));
+            let answer = store.record(core.circuit(), ticket.permit(), outcome, core.rule());
+            repair_if_corrupt(&**store, core, answer.as_ref().err());
+            core.recorded(ticket, outcome, answer);
         }
+    }
+
+    /// Whether the store failed and calls are protected by the in-process
+    /// fallback circuit until it answers again
+    /// ([`StorageFailurePolicy::LocalFallback`](crate::StorageFailurePolicy)).
+    pub fn in_fallback(&self) -> bool {
+        self.core.in_fallback()
     }
 
     /// The circuit's state, as its storage sees it now.
@@ -166,6 +178,19 @@ impl CircuitBreaker {
             (false, Some(store)) => store.reset(self.core.circuit()),
             _ => Ok(()),
         }
+    }
+}
+
+/// After a `Corrupt` error, deletes the circuit's keys that hold garbage, so
+/// that the next window starts clean.
+fn repair_if_corrupt(
+    store: &dyn Storage,
+    core: &BreakerCore<dyn Storage>,
+    error: Option<&StorageError>,
+) {
+    if error.is_some_and(|e| e.kind() == StorageErrorKind::Corrupt) {
+        // Best effort: the error is reported through the policy already.
+        let _ = store.repair(core.circuit());
     }
 }
 

@@ -1,6 +1,6 @@
 use std::mem::ManuallyDrop;
 
-use lasier_core::{Outcome, Permit};
+use lasier_core::{Outcome, Ticket};
 
 use crate::breaker::CircuitBreaker;
 
@@ -25,12 +25,12 @@ use crate::breaker::CircuitBreaker;
 #[must_use = "dropping the guard at once records a success for no work"]
 pub struct Guard<'a> {
     breaker: &'a CircuitBreaker,
-    permit: Permit,
+    ticket: Ticket,
 }
 
 impl<'a> Guard<'a> {
-    pub(crate) fn new(breaker: &'a CircuitBreaker, permit: Permit) -> Self {
-        Self { breaker, permit }
+    pub(crate) fn new(breaker: &'a CircuitBreaker, ticket: Ticket) -> Self {
+        Self { breaker, ticket }
     }
 
     /// The call succeeded.
@@ -48,7 +48,7 @@ impl<'a> Guard<'a> {
     #[inline]
     fn finish(self, outcome: Outcome) {
         let this = ManuallyDrop::new(self);
-        this.breaker.record(this.permit, outcome);
+        this.breaker.record(this.ticket, outcome);
     }
 
     /// Drops the guard without recording anything: the caller records the
@@ -66,6 +66,6 @@ impl Drop for Guard<'_> {
         } else {
             Outcome::Success
         };
-        self.breaker.record(self.permit, outcome);
+        self.breaker.record(self.ticket, outcome);
     }
 }

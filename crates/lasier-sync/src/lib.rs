@@ -40,8 +40,9 @@ pub use builder::CircuitBreakerBuilder;
 pub use guard::Guard;
 
 pub use lasier_core::clock;
+pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
-    ConfigError, Counts, Error, MaxFailuresRule, MemoryStorage, PercentageFailuresRule, Rule,
-    RuleError, State, Storage, StorageError, StorageErrorKind,
+    ConfigError, Counts, Error, Listener, MaxFailuresRule, MemoryStorage, PercentageFailuresRule,
+    Rule, RuleError, State, Storage, StorageError, StorageErrorKind, StorageFailurePolicy,
 };
