@@ -66,3 +66,108 @@ pub fn storage(kind: Kind, clock: &ManualClock) -> Box<dyn AsyncStorage> {
         Kind::Primitives => Box::new(PrimitivesOnly(memory)),
     }
 }
+
+/// A storage over `MemoryStorage`'s primitives that can be switched to fail
+/// (as a Redis that is down) and counts the primitives it is asked for.
+#[derive(Debug)]
+pub struct Faulty {
+    pub inner: MemoryStorage,
+    /// Every primitive fails with `Unavailable`.
+    pub down: std::sync::atomic::AtomicBool,
+    /// Writes (`incr`, `set`, `add`, `expire`, `delete`) fail; reads work.
+    pub writes_down: std::sync::atomic::AtomicBool,
+    /// Primitives asked for, failed or not.
+    pub calls: std::sync::atomic::AtomicU64,
+}
+
+impl Faulty {
+    pub fn new(inner: MemoryStorage) -> Self {
+        Self {
+            inner,
+            down: Default::default(),
+            writes_down: Default::default(),
+            calls: Default::default(),
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn check(&self, write: bool) -> Result<(), StorageError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        if self.down.load(SeqCst) || (write && self.writes_down.load(SeqCst)) {
+            return Err(StorageError::new(
+                lasier_async::StorageErrorKind::Unavailable,
+                "connection refused",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AsyncStorage for Faulty {
+    async fn add(
+        &self,
+        key: &str,
+        value: i64,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StorageError> {
+        self.check(true)?;
+        AsyncStorage::add(&self.inner, key, value, ttl).await
+    }
+    async fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+        self.check(true)?;
+        AsyncStorage::set(&self.inner, key, value, ttl).await
+    }
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+        self.check(true)?;
+        AsyncStorage::incr(&self.inner, key, delta).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+        self.check(false)?;
+        AsyncStorage::get(&self.inner, key).await
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+        self.check(true)?;
+        AsyncStorage::expire(&self.inner, key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.check(true)?;
+        AsyncStorage::delete(&self.inner, key).await
+    }
+}
+
+/// Records every event a breaker emits, in order.
+#[derive(Debug, Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<String>>);
+
+impl Recorder {
+    pub fn events(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    fn push(&self, event: String) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl lasier_async::Listener for Recorder {
+    fn on_state_change(&self, breaker: &str, from: lasier_async::State, to: lasier_async::State) {
+        self.push(format!("{breaker}: {from} -> {to}"));
+    }
+    fn on_call_rejected(&self, breaker: &str, _: Option<Duration>) {
+        self.push(format!("{breaker}: rejected"));
+    }
+    fn on_fallback_entered(&self, breaker: &str, error: &StorageError) {
+        self.push(format!("{breaker}: fallback entered ({:?})", error.kind()));
+    }
+    fn on_fallback_left(&self, breaker: &str) {
+        self.push(format!("{breaker}: fallback left"));
+    }
+}

@@ -1,0 +1,254 @@
+//! What a breaker does when its store fails, and the events it emits:
+//! the async twin of lasier-sync's tests/policy.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lasier_async::{
+    AsyncStorage, CircuitBreaker, Error, MemoryStorage, State, StorageErrorKind,
+    StorageFailurePolicy,
+};
+use lasier_core::clock::ManualClock;
+use support::{Faulty, Recorder};
+
+const SEC: Duration = Duration::from_secs(1);
+
+struct Setup {
+    clock: ManualClock,
+    store: Arc<Faulty>,
+    events: Arc<Recorder>,
+    breaker: CircuitBreaker,
+}
+
+fn setup(policy: StorageFailurePolicy) -> Setup {
+    let clock = ManualClock::new();
+    let store = Arc::new(Faulty::new(MemoryStorage::with_clock(clock.clone())));
+    let events = Arc::new(Recorder::default());
+    let breaker = CircuitBreaker::builder("svc")
+        .storage(Arc::clone(&store))
+        .clock(clock.clone())
+        .max_failures(2)
+        .circuit_timeout(10 * SEC)
+        .on_storage_failure(policy)
+        .listener(Arc::clone(&events))
+        .build()
+        .unwrap();
+    Setup {
+        clock,
+        store,
+        events,
+        breaker,
+    }
+}
+
+fn fallback() -> StorageFailurePolicy {
+    StorageFailurePolicy::LocalFallback {
+        probe_interval: 5 * SEC,
+    }
+}
+
+async fn run(b: &CircuitBreaker, ran: &AtomicUsize, fail: bool) -> Result<(), Error<&'static str>> {
+    b.call(async {
+        ran.fetch_add(1, Ordering::SeqCst);
+        if fail {
+            Err("boom")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn fail_open_lets_calls_through_uncounted() {
+    let s = setup(StorageFailurePolicy::FailOpen);
+    s.store.set_down(true);
+    let ran = AtomicUsize::new(0);
+    for _ in 0..5 {
+        assert!(matches!(
+            run(&s.breaker, &ran, true).await,
+            Err(Error::Inner("boom"))
+        ));
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 5);
+    s.store.set_down(false);
+    assert_eq!(s.breaker.state().await.unwrap(), State::Closed);
+    assert_eq!(s.breaker.counts().await.unwrap().failures, 0);
+    assert!(!s.breaker.in_fallback());
+}
+
+#[tokio::test]
+async fn fail_closed_rejects_with_the_storage_error_without_running() {
+    let s = setup(StorageFailurePolicy::FailClosed);
+    s.store.set_down(true);
+    let ran = AtomicUsize::new(0);
+    let err = run(&s.breaker, &ran, false).await.unwrap_err();
+    match err {
+        Error::Storage(e) => assert_eq!(e.kind(), StorageErrorKind::Unavailable),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    s.store.set_down(false);
+    assert!(run(&s.breaker, &ran, false).await.is_ok());
+}
+
+#[tokio::test]
+async fn local_fallback_keeps_protecting_and_goes_back_to_the_shared_state() {
+    let s = setup(fallback());
+    s.store.set_down(true);
+    let ran = AtomicUsize::new(0);
+    // the dependency fails while the store is down: the local circuit opens
+    assert!(matches!(
+        run(&s.breaker, &ran, true).await,
+        Err(Error::Inner(_))
+    ));
+    assert!(s.breaker.in_fallback());
+    assert!(matches!(
+        run(&s.breaker, &ran, true).await,
+        Err(Error::Inner(_))
+    ));
+    assert!(run(&s.breaker, &ran, false).await.unwrap_err().is_open());
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+    assert_eq!(s.breaker.state().await.unwrap(), State::Open);
+
+    // between probes the store is not asked at all
+    let before = s.store.calls();
+    for _ in 0..100 {
+        let _ = run(&s.breaker, &ran, false).await;
+    }
+    assert_eq!(s.store.calls(), before);
+
+    // one probe per interval, and it fails: still in fallback
+    s.clock.advance(5 * SEC);
+    let _ = run(&s.breaker, &ran, false).await;
+    let probed = s.store.calls() - before;
+    assert!(probed >= 1, "the probe asked the store");
+    for _ in 0..10 {
+        let _ = run(&s.breaker, &ran, false).await;
+    }
+    assert_eq!(s.store.calls() - before, probed, "one probe per interval");
+    assert!(s.breaker.in_fallback());
+
+    // the store answers again: back on the shared state (closed there)
+    s.store.set_down(false);
+    s.clock.advance(5 * SEC);
+    assert!(run(&s.breaker, &ran, false).await.is_ok());
+    assert!(!s.breaker.in_fallback());
+    assert_eq!(s.breaker.state().await.unwrap(), State::Closed);
+
+    let events = s.events.events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.contains("fallback entered"))
+            .count(),
+        1,
+        "{events:?}"
+    );
+    assert!(events.contains(&"svc: fallback entered (Unavailable)".to_owned()));
+    assert!(events.contains(&"svc: closed -> open".to_owned()));
+    assert_eq!(events.last().unwrap(), "svc: fallback left", "{events:?}");
+}
+
+#[tokio::test]
+async fn a_store_failing_after_the_call_never_changes_its_result() {
+    for policy in [
+        StorageFailurePolicy::FailOpen,
+        StorageFailurePolicy::FailClosed,
+        fallback(),
+    ] {
+        let s = setup(policy);
+        // admission reads only; the record step writes and fails
+        s.store.writes_down.store(true, Ordering::SeqCst);
+        let ran = AtomicUsize::new(0);
+        assert!(run(&s.breaker, &ran, false).await.is_ok(), "{policy:?}");
+        assert!(
+            matches!(run(&s.breaker, &ran, true).await, Err(Error::Inner("boom"))),
+            "{policy:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failures_recorded_while_the_store_is_failing_still_open_the_fallback_circuit() {
+    let s = setup(fallback());
+    s.store.writes_down.store(true, Ordering::SeqCst);
+    let ran = AtomicUsize::new(0);
+    let _ = run(&s.breaker, &ran, true).await;
+    assert!(s.breaker.in_fallback());
+    let _ = run(&s.breaker, &ran, true).await;
+    assert!(run(&s.breaker, &ran, false).await.unwrap_err().is_open());
+}
+
+#[tokio::test]
+async fn garbage_in_the_store_is_a_corrupt_error_and_the_next_window_starts_clean() {
+    let s = setup(StorageFailurePolicy::FailClosed);
+    let ran = AtomicUsize::new(0);
+    // a negative failure counter: nothing the breaker writes
+    AsyncStorage::set(&s.store.inner, "svc", -7, None)
+        .await
+        .unwrap();
+    let _ = run(&s.breaker, &ran, true).await;
+    assert_eq!(
+        AsyncStorage::get(&s.store.inner, "svc").await.unwrap(),
+        None,
+        "repaired"
+    );
+    let _ = run(&s.breaker, &ran, true).await;
+    assert_eq!(
+        s.breaker.counts().await.unwrap().failures,
+        1,
+        "a clean window"
+    );
+
+    // an open flag that is not 1: admission reports it, then repairs it
+    AsyncStorage::set(&s.store.inner, "circuit_svc", 42, None)
+        .await
+        .unwrap();
+    match run(&s.breaker, &ran, false).await.unwrap_err() {
+        Error::Storage(e) => assert_eq!(e.kind(), StorageErrorKind::Corrupt),
+        other => panic!("{other:?}"),
+    }
+    assert!(run(&s.breaker, &ran, false).await.is_ok());
+}
+
+#[tokio::test]
+async fn listeners_hear_every_state_change_in_order_and_every_rejection() {
+    let clock = ManualClock::new();
+    let events = Arc::new(Recorder::default());
+    let changes = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&changes);
+    let b = CircuitBreaker::builder("svc")
+        .storage(MemoryStorage::with_clock(clock.clone()))
+        .max_failures(1)
+        .circuit_timeout(10 * SEC)
+        .listener(Arc::clone(&events))
+        .on_state_change(move |_, _, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let ran = AtomicUsize::new(0);
+    let _ = run(&b, &ran, true).await;
+    let _ = run(&b, &ran, false).await;
+    clock.advance(10 * SEC);
+    let _ = run(&b, &ran, true).await; // trial fails
+    clock.advance(10 * SEC);
+    let _ = run(&b, &ran, false).await; // trial succeeds
+    assert_eq!(
+        events.events(),
+        [
+            "svc: closed -> open",
+            "svc: rejected",
+            "svc: open -> half-open",
+            "svc: half-open -> open",
+            "svc: open -> half-open",
+            "svc: half-open -> closed",
+        ]
+    );
+    assert_eq!(changes.load(Ordering::SeqCst), 5);
+}
