@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lasier_core::{
-    AsyncStorage, BreakerCore, Counts, Error, Outcome, Permit, State, StorageError,
+    AsyncStorage, BreakerCore, Counts, Error, Metrics, Outcome, Permit, State, StorageError,
     StorageErrorKind, Ticket, Transition,
 };
 
@@ -257,6 +257,18 @@ impl CircuitBreaker {
             (None, Some(store)) => store.counts(core.circuit()).await,
             (None, None) => Ok(Counts::default()),
         }
+    }
+
+    /// The breaker's figures now: state, counts of the current window,
+    /// calls rejected, time until half-open, and whether it is in fallback.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error, if it failed.
+    pub async fn metrics(&self) -> Result<Metrics, StorageError> {
+        let state = self.state().await?;
+        let counts = self.counts().await?;
+        Ok(self.core().metrics(state, counts))
     }
 
     /// Closes the circuit and clears its counters by deleting this

@@ -47,16 +47,18 @@
 mod breaker;
 mod builder;
 mod guard;
+mod registry;
 
 pub use breaker::CircuitBreaker;
 pub use builder::CircuitBreakerBuilder;
 pub use guard::Guard;
+pub use registry::{Registry, DEFAULT_CAPACITY, DEFAULT_MAX_IDLE};
 
 pub use lasier_core::clock;
 pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
     async_trait, AsyncStorage, ConfigError, Counts, Error, Listener, MaxFailuresRule,
-    MemoryStorage, PercentageFailuresRule, Rule, RuleError, State, StorageError, StorageErrorKind,
-    StorageFailurePolicy,
+    MemoryStorage, Metrics, PercentageFailuresRule, Rule, RuleError, State, StorageError,
+    StorageErrorKind, StorageFailurePolicy,
 };

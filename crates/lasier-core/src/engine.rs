@@ -91,6 +91,25 @@ pub struct BreakerCore<S: ?Sized> {
     /// While in fallback: when (ms on `clock`) the store may be probed
     /// next; 0 when not in fallback.
     next_probe: AtomicU64,
+    /// Calls this breaker rejected.
+    rejected: AtomicU64,
+}
+
+/// A breaker's figures at one instant; from `metrics()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The circuit's state.
+    pub state: State,
+    /// Failures and requests (when the rule counts them) in the current
+    /// window.
+    pub counts: Counts,
+    /// Calls this breaker (in this process) rejected since it was built.
+    pub rejected: u64,
+    /// While open: how long until trial calls may pass, where known.
+    pub open_for: Option<Duration>,
+    /// Whether the store failed and calls are protected in-process.
+    pub in_fallback: bool,
 }
 
 impl<S: ?Sized> BreakerCore<S> {
@@ -114,6 +133,7 @@ impl<S: ?Sized> BreakerCore<S> {
             open_until: AtomicU64::new(0),
             fallback: LocalCircuit::new(),
             next_probe: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         }
     }
 
@@ -194,8 +214,7 @@ impl<S: ?Sized> BreakerCore<S> {
         let now = now_ms(&*self.clock);
         if now < until {
             let retry_after = Some(Duration::from_millis(until - now));
-            self.emit(|l| l.on_call_rejected(self.name(), retry_after));
-            return Some(Err(self.rejected(retry_after)));
+            return Some(Err(self.reject(retry_after)));
         }
         // The deadline has passed: ask the store again.
         let _ = self
@@ -289,10 +308,36 @@ impl<S: ?Sized> BreakerCore<S> {
     fn decide(&self, admission: Admission, source: Source) -> Result<Ticket, Error> {
         match admission {
             Admission::Admitted(permit) => Ok(Ticket { permit, source }),
-            Admission::Rejected { retry_after } => {
-                self.emit(|l| l.on_call_rejected(self.name(), retry_after));
-                Err(self.rejected(retry_after))
+            Admission::Rejected { retry_after } => Err(self.reject(retry_after)),
+        }
+    }
+
+    #[cold]
+    fn reject(&self, retry_after: Option<Duration>) -> Error {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.emit(|l| l.on_call_rejected(self.name(), retry_after));
+        self.rejected(retry_after)
+    }
+
+    /// The breaker's figures, given the state and counts (from the store for
+    /// a store engine, from [`local_state`](Self::local_state) and
+    /// [`local_counts`](Self::local_counts) otherwise).
+    pub fn metrics(&self, state: State, counts: Counts) -> Metrics {
+        let open_for = match (&self.engine, self.in_fallback()) {
+            (Engine::Local(local), _) => local.circuit.open_for(&*local.clock),
+            (Engine::Store(_), true) => self.fallback.open_for(&*self.clock),
+            (Engine::Store(_), false) => {
+                let until = self.open_until.load(Ordering::Acquire);
+                let now = now_ms(&*self.clock);
+                (until > now).then(|| Duration::from_millis(until - now))
             }
+        };
+        Metrics {
+            state,
+            counts,
+            rejected: self.rejected.load(Ordering::Relaxed),
+            open_for: if state == State::Open { open_for } else { None },
+            in_fallback: self.in_fallback(),
         }
     }
 

@@ -69,6 +69,9 @@ pub mod async_storage;
 #[cfg(feature = "std")]
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub mod memory;
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+pub mod registry;
 
 pub use lasier_rules as rules;
 pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
@@ -77,7 +80,7 @@ pub use state::{Admission, Outcome, Permit, State, Transition};
 #[cfg(feature = "alloc")]
 pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};
 #[cfg(feature = "alloc")]
-pub use engine::{BreakerCore, Engine, Source, Ticket};
+pub use engine::{BreakerCore, Engine, Metrics, Source, Ticket};
 #[cfg(feature = "alloc")]
 pub use error::{Error, StorageError, StorageErrorKind};
 #[cfg(feature = "alloc")]

@@ -341,6 +341,13 @@ impl LocalCircuit {
         Counts::new(read(&self.failures), read(&self.requests.0))
     }
 
+    /// Whether the circuit is closed with nothing counted: the same as a
+    /// new one.
+    pub fn is_pristine(&self, clock: &dyn Clock) -> bool {
+        self.phase.0.load(Ordering::Acquire) == CLOSED_WORD
+            && self.counts(clock) == Counts::default()
+    }
+
     /// Closes the circuit and empties its counters.
     pub fn reset(&self) {
         self.phase.0.store(CLOSED_WORD, Ordering::Release);

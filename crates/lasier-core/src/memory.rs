@@ -58,6 +58,10 @@ struct Entry {
     expires_at: Option<u64>,
 }
 
+/// Unused circuits are swept when their number reaches a power of two from
+/// this one on.
+const CIRCUITS_BEFORE_SWEEP: usize = 1024;
+
 /// Expired entries are swept once every this many writes.
 const SWEEP_EVERY: u64 = 1024;
 
@@ -89,6 +93,12 @@ impl MemoryStorage {
         }
     }
 
+    /// How many circuits it holds: those breakers use, and those with state
+    /// to keep (open, or counting) that no breaker uses any more.
+    pub fn circuit_count(&self) -> usize {
+        lock(&self.shared.circuits).len()
+    }
+
     /// The clock this storage keeps time by.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.shared.clock
@@ -97,14 +107,20 @@ impl MemoryStorage {
     /// The in-process state of `circuit`, created on first use.
     fn circuit(&self, circuit: &Circuit) -> Arc<LocalCircuit> {
         let mut circuits = lock(&self.shared.circuits);
-        match circuits.get(circuit.keys().failures()) {
-            Some(c) => Arc::clone(c),
-            None => {
-                let c = Arc::new(LocalCircuit::new());
-                circuits.insert(circuit.keys().failures().to_owned(), Arc::clone(&c));
-                c
-            }
+        if let Some(c) = circuits.get(circuit.keys().failures()) {
+            return Arc::clone(c);
         }
+        if circuits.len() >= CIRCUITS_BEFORE_SWEEP && circuits.len().is_power_of_two() {
+            // Many names come and go (a breaker per host, per tenant):
+            // forget the circuits no breaker holds that are as good as new,
+            // so that memory follows the breakers alive, not every name ever
+            // seen. Nothing is lost: a new one would start the same way.
+            let clock = &*self.shared.clock;
+            circuits.retain(|_, c| Arc::strong_count(c) > 1 || !c.is_pristine(clock));
+        }
+        let c = Arc::new(LocalCircuit::new());
+        circuits.insert(circuit.keys().failures().to_owned(), Arc::clone(&c));
+        c
     }
 
     fn now(&self) -> u64 {

@@ -2,7 +2,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use lasier_core::{
-    BreakerCore, Counts, Error, Outcome, State, Storage, StorageError, StorageErrorKind, Ticket,
+    BreakerCore, Counts, Error, Metrics, Outcome, State, Storage, StorageError, StorageErrorKind,
+    Ticket,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -23,6 +24,10 @@ impl CircuitBreaker {
     /// the store).
     pub fn builder(name: impl Into<String>) -> CircuitBreakerBuilder {
         CircuitBreakerBuilder::new(name)
+    }
+
+    fn core(&self) -> &BreakerCore<dyn Storage> {
+        &self.core
     }
 
     pub(crate) fn from_core(core: BreakerCore<dyn Storage>) -> Self {
@@ -165,6 +170,18 @@ impl CircuitBreaker {
             (None, Some(store)) => store.counts(self.core.circuit()),
             (None, None) => Ok(Counts::default()),
         }
+    }
+
+    /// The breaker's figures now: state, counts of the current window,
+    /// calls rejected, time until half-open, and whether it is in fallback.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error, if it failed.
+    pub fn metrics(&self) -> Result<Metrics, StorageError> {
+        let state = self.state()?;
+        let counts = self.counts()?;
+        Ok(self.core().metrics(state, counts))
     }
 
     /// Closes the circuit and clears its counters by deleting this

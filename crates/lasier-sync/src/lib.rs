@@ -34,15 +34,18 @@
 mod breaker;
 mod builder;
 mod guard;
+mod registry;
 
 pub use breaker::CircuitBreaker;
 pub use builder::CircuitBreakerBuilder;
 pub use guard::Guard;
+pub use registry::{Registry, DEFAULT_CAPACITY, DEFAULT_MAX_IDLE};
 
 pub use lasier_core::clock;
 pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
-    ConfigError, Counts, Error, Listener, MaxFailuresRule, MemoryStorage, PercentageFailuresRule,
-    Rule, RuleError, State, Storage, StorageError, StorageErrorKind, StorageFailurePolicy,
+    ConfigError, Counts, Error, Listener, MaxFailuresRule, MemoryStorage, Metrics,
+    PercentageFailuresRule, Rule, RuleError, State, Storage, StorageError, StorageErrorKind,
+    StorageFailurePolicy,
 };

@@ -435,3 +435,70 @@ fn breaker_is_send_sync_and_names_no_generics() {
             .unwrap(),
     };
 }
+
+#[test]
+fn a_registry_gives_one_breaker_per_key_with_bounded_memory() {
+    let clock = ManualClock::new();
+    let storage = lasier_sync::MemoryStorage::with_clock(clock.clone());
+    let hosts = lasier_sync::Registry::with_clock(
+        move |host| {
+            CircuitBreaker::builder(format!("http:{host}"))
+                .storage(storage.clone())
+                .max_failures(1)
+                .circuit_timeout(10 * SEC)
+        },
+        2,
+        60 * SEC,
+        clock.clone(),
+    );
+    let a = hosts.get("a").unwrap();
+    let _ = fail(&a);
+    assert_eq!(hosts.get("a").unwrap().state().unwrap(), State::Open);
+    assert_eq!(hosts.get("b").unwrap().state().unwrap(), State::Closed);
+    assert_eq!(hosts.get("a").unwrap().name(), "http:a");
+    // a third key evicts the least recently used breaker, not its circuit
+    clock.advance(SEC);
+    hosts.get("c").unwrap();
+    hosts.get("a").unwrap();
+    assert_eq!(hosts.len(), 2);
+    assert_eq!(hosts.get("a").unwrap().state().unwrap(), State::Open);
+    // a recipe that fails for a key is an error, and inserts nothing
+    let strict = lasier_sync::Registry::new(|key| {
+        let b = CircuitBreaker::builder(key);
+        if key.is_empty() {
+            b
+        } else {
+            b.max_failures(1)
+        }
+    });
+    assert_eq!(strict.get("").unwrap_err(), ConfigError::EmptyName);
+    assert!(strict.is_empty());
+}
+
+#[test]
+fn memory_storage_forgets_circuits_no_breaker_uses_once_they_are_as_good_as_new() {
+    let storage = lasier_sync::MemoryStorage::new();
+    let open = CircuitBreaker::builder("kept-open")
+        .storage(storage.clone())
+        .max_failures(1)
+        .build()
+        .unwrap();
+    let _ = fail(&open);
+    drop(open);
+    for i in 0..5_000 {
+        let b = CircuitBreaker::builder(format!("transient-{i}"))
+            .storage(storage.clone())
+            .max_failures(1)
+            .build()
+            .unwrap();
+        ok(&b).unwrap();
+    }
+    assert!(storage.circuit_count() <= 2_048, "{storage:?}");
+    // the open circuit had state to keep, so it was kept
+    let again = CircuitBreaker::builder("kept-open")
+        .storage(storage)
+        .max_failures(1)
+        .build()
+        .unwrap();
+    assert_eq!(again.state().unwrap(), State::Open);
+}

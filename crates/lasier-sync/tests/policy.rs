@@ -231,3 +231,34 @@ fn listeners_hear_every_state_change_in_order_and_every_rejection() {
     );
     assert_eq!(changes.load(Ordering::SeqCst), 5);
 }
+
+#[test]
+fn metrics_give_state_counts_rejections_and_time_until_half_open() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder("svc")
+        .storage(MemoryStorage::with_clock(clock.clone()))
+        .max_failures(2)
+        .circuit_timeout(10 * SEC)
+        .build()
+        .unwrap();
+    let ran = AtomicUsize::new(0);
+    let _ = run(&b, &ran, true);
+    let m = b.metrics().unwrap();
+    assert_eq!(
+        (m.state, m.counts.failures, m.rejected),
+        (State::Closed, 1, 0)
+    );
+    assert_eq!(m.open_for, None);
+    let _ = run(&b, &ran, true);
+    clock.advance(4 * SEC);
+    for _ in 0..3 {
+        let _ = run(&b, &ran, false);
+    }
+    let m = b.metrics().unwrap();
+    assert_eq!(
+        (m.state, m.counts.failures, m.rejected),
+        (State::Open, 0, 3)
+    );
+    assert_eq!(m.open_for, Some(6 * SEC));
+    assert!(!m.in_fallback);
+}
