@@ -112,7 +112,10 @@ impl CircuitBreaker {
         P: FnOnce(&E) -> bool,
         F: Future<Output = Result<T, E>>,
     {
-        let (ticket, period) = self.admit().await.map_err(Error::cast)?;
+        let (ticket, period) = match self.core().admit_closed() {
+            Some(ticket) => (ticket, 0),
+            None => self.admit().await.map_err(Error::cast)?,
+        };
         // Cancels the call if this future is dropped while `future` runs,
         // and counts a panic in `future` as a failure (the unwinding drops
         // it); disarmed when `future` returns.

@@ -178,6 +178,28 @@ impl<S: ?Sized> BreakerCore<S> {
     /// [`admitted`](Self::admitted).
     #[inline]
     pub fn try_admit(&self) -> Option<Result<Ticket, Error>> {
+        if let Some(ticket) = self.admit_closed() {
+            return Some(Ok(ticket));
+        }
+        self.try_admit_slow()
+    }
+
+    /// The hot path: the ticket of a call on a closed in-process circuit, or
+    /// `None` when there is more to decide ([`try_admit`](Self::try_admit)).
+    /// One atomic load.
+    #[inline]
+    pub fn admit_closed(&self) -> Option<Ticket> {
+        match &self.engine {
+            Engine::Local(local) if local.circuit.is_closed() => Some(Ticket {
+                permit: Permit::Normal,
+                source: Source::Primary,
+            }),
+            _ => None,
+        }
+    }
+
+    #[inline(never)]
+    fn try_admit_slow(&self) -> Option<Result<Ticket, Error>> {
         match &self.engine {
             Engine::Local(local) => {
                 let (admission, transition) = local.admit(self.circuit.timing());

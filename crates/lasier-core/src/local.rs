@@ -11,7 +11,10 @@
 //!   ([`Rule::counts_requests`] false, as `MaxFailuresRule`) writes nothing;
 //! * counting (requests, failures) is a compare-and-swap on a word that
 //!   carries the window's generation, so an increment never lands in a window
-//!   that has been replaced, and a new window starts with both counters at 0.
+//!   that has been replaced, and a new window starts with both counters at 0;
+//! * requests are counted on [`STRIPES`] cache lines, one chosen per thread,
+//!   so that threads sharing a circuit do not fight over one line; the count
+//!   is their sum.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,6 +76,27 @@ fn is_newer(a: u64, b: u64) -> bool {
     d != 0 && d < 0x8000
 }
 
+/// How many cache lines the request counter is spread over.
+pub const STRIPES: usize = 4;
+
+/// The stripe of the request counter this thread counts on.
+#[inline]
+fn stripe() -> usize {
+    #[cfg(feature = "std")]
+    {
+        use core::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        std::thread_local! {
+            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        }
+        STRIPE.try_with(|s| *s).unwrap_or(0)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        0
+    }
+}
+
 /// Keeps a hot word on a cache line of its own, so that counting requests
 /// does not slow down the admission loads of other threads.
 #[repr(align(128))]
@@ -90,7 +114,8 @@ pub struct LocalCircuit {
     window: AtomicU64,
     /// Generation (16 bits) and count (48 bits) of each counter.
     failures: AtomicU64,
-    requests: Padded,
+    /// Requests, spread over stripes; the count is their sum.
+    requests: [Padded; STRIPES],
 }
 
 impl LocalCircuit {
@@ -100,8 +125,20 @@ impl LocalCircuit {
             phase: Padded(AtomicU64::new(CLOSED_WORD)),
             window: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            requests: Padded(AtomicU64::new(0)),
+            requests: [
+                Padded(AtomicU64::new(0)),
+                Padded(AtomicU64::new(0)),
+                Padded(AtomicU64::new(0)),
+                Padded(AtomicU64::new(0)),
+            ],
         }
+    }
+
+    /// Whether the circuit is closed: then [`admit`](Self::admit) would
+    /// admit a normal call and change nothing. One atomic load.
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.phase.0.load(Ordering::Acquire) == CLOSED_WORD
     }
 
     /// Asks to run a call.
@@ -189,15 +226,21 @@ impl LocalCircuit {
             return None;
         }
         let now = now_ms(clock);
+        let stripe = &self.requests[stripe()].0;
+        if outcome == Outcome::Success {
+            // Counted only if the rule counts requests (see `record`).
+            self.bump(stripe, now, timing);
+            return None;
+        }
+        if counts_requests {
+            self.bump(stripe, now, timing);
+        }
+        let (gen, failures) = self.bump(&self.failures, now, timing);
         let requests = if counts_requests {
-            self.bump(&self.requests.0, now, timing)
+            self.requests_in(gen)
         } else {
             0
         };
-        if outcome == Outcome::Success {
-            return None;
-        }
-        let failures = self.bump(&self.failures, now, timing);
         if !rule.should_open(Counts::new(failures, requests)) {
             return None;
         }
@@ -338,7 +381,7 @@ impl LocalCircuit {
                 0
             }
         };
-        Counts::new(read(&self.failures), read(&self.requests.0))
+        Counts::new(read(&self.failures), self.requests_in(gen))
     }
 
     /// Whether the circuit is closed with nothing counted: the same as a
@@ -346,6 +389,21 @@ impl LocalCircuit {
     pub fn is_pristine(&self, clock: &dyn Clock) -> bool {
         self.phase.0.load(Ordering::Acquire) == CLOSED_WORD
             && self.counts(clock) == Counts::default()
+    }
+
+    /// The requests counted in the window of generation `gen`.
+    fn requests_in(&self, gen: u64) -> u64 {
+        self.requests
+            .iter()
+            .map(|stripe| {
+                let word = stripe.0.load(Ordering::Acquire);
+                if generation(word) == gen {
+                    word & LOW_48
+                } else {
+                    0
+                }
+            })
+            .sum()
     }
 
     /// Closes the circuit and empties its counters.
@@ -385,9 +443,9 @@ impl LocalCircuit {
         }
     }
 
-    /// Adds one to `counter` in the window current at `now`; returns the
-    /// count in that window.
-    fn bump(&self, counter: &AtomicU64, now: u64, timing: &Timing) -> u64 {
+    /// Adds one to `counter` in the window current at `now`; returns that
+    /// window's generation and the counter's count in it.
+    fn bump(&self, counter: &AtomicU64, now: u64, timing: &Timing) -> (u64, u64) {
         'window: loop {
             let gen = generation(self.window_at(now, timing));
             let mut word = counter.load(Ordering::Acquire);
@@ -403,7 +461,7 @@ impl LocalCircuit {
                 };
                 match counter.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
                 {
-                    Ok(_) => return next & LOW_48,
+                    Ok(_) => return (gen, next & LOW_48),
                     Err(actual) => word = actual,
                 }
             }
@@ -522,12 +580,18 @@ mod tests {
         let rule = MaxFailuresRule::new(2).unwrap();
         let before = (
             c.window.load(Ordering::Relaxed),
-            c.requests.0.load(Ordering::Relaxed),
+            c.requests
+                .iter()
+                .map(|r| r.0.load(Ordering::Relaxed))
+                .sum::<u64>(),
         );
         c.record(Permit::Normal, Outcome::Success, &rule, &clock, &T);
         let after = (
             c.window.load(Ordering::Relaxed),
-            c.requests.0.load(Ordering::Relaxed),
+            c.requests
+                .iter()
+                .map(|r| r.0.load(Ordering::Relaxed))
+                .sum::<u64>(),
         );
         assert_eq!(before, after);
     }

@@ -82,7 +82,10 @@ impl CircuitBreaker {
         P: FnOnce(&E) -> bool,
         F: FnOnce() -> Result<T, E>,
     {
-        let ticket = self.admit().map_err(Error::cast)?;
+        let ticket = match self.core.admit_closed() {
+            Some(ticket) => ticket,
+            None => self.admit().map_err(Error::cast)?,
+        };
         // Counts a panic in `f` as a failure; forgotten when `f` returns.
         let on_panic = Guard::new(self, ticket);
         let result = f();

@@ -502,3 +502,33 @@ fn memory_storage_forgets_circuits_no_breaker_uses_once_they_are_as_good_as_new(
         .unwrap();
     assert_eq!(again.state().unwrap(), State::Open);
 }
+
+#[test]
+fn counts_are_exact_under_many_threads() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .percentage_failures(100, 1_000_000)
+            .build()
+            .unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let b = &b;
+                s.spawn(move || {
+                    for i in 0..500 {
+                        if (i + t) % 10 == 0 {
+                            let _ = fail(b);
+                        } else {
+                            ok(b).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            b.counts().unwrap(),
+            lasier_sync::Counts::new(400, 4_000),
+            "{kind:?}"
+        );
+    }
+}
