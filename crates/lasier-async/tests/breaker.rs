@@ -23,8 +23,11 @@ use tokio::time::{sleep, timeout};
 const SEC: Duration = Duration::from_secs(1);
 
 fn builder(kind: Kind, clock: &ManualClock) -> CircuitBreakerBuilder {
+    // The breaker's own clock (its cached open deadline on a shared store)
+    // is the storage's, as in production where both follow real time.
     CircuitBreaker::builder("svc")
         .storage(storage(kind, clock))
+        .clock(clock.clone())
         .failure_timeout(60 * SEC)
         .circuit_timeout(10 * SEC)
 }
@@ -520,6 +523,7 @@ async fn a_trial_cancelled_after_another_breaker_ended_its_period_frees_no_slot(
         let make = || {
             CircuitBreaker::builder("svc")
                 .storage(Arc::clone(&shared))
+                .clock(clock.clone())
                 .circuit_timeout(10 * SEC)
                 .max_failures(1)
                 .half_open_max_calls(2)

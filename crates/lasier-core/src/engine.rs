@@ -428,8 +428,18 @@ impl<S: ?Sized> BreakerCore<S> {
             Ok(transition) => {
                 self.leave_fallback();
                 if let Some(transition) = transition {
-                    if transition.to == State::Closed {
-                        self.open_until.store(0, Ordering::Release);
+                    match transition.to {
+                        State::Closed => self.open_until.store(0, Ordering::Release),
+                        // This call opened the circuit: its own process
+                        // rejects without asking the store until it may
+                        // pass again.
+                        State::Open => {
+                            let until = now_ms(&*self.clock)
+                                .saturating_add(self.circuit.timing().circuit_timeout_ms)
+                                .max(1);
+                            self.open_until.store(until, Ordering::Release);
+                        }
+                        _ => {}
                     }
                     self.changed(transition);
                 }

@@ -41,8 +41,14 @@ macro_rules! fused_steps {
             }
             let max = i64::from(c.timing().half_open_max_calls);
             let normal = (Admission::Admitted(Permit::Normal), None);
-            if max == 0 || s.get(c.keys().trials()) $($aw)* ?.is_none() {
+            let full = (Admission::Rejected { retry_after: None }, None);
+            if max == 0 {
                 return Ok(normal);
+            }
+            match s.get(c.keys().trials()) $($aw)* ? {
+                None => return Ok(normal),
+                Some(taken) if taken >= max => return Ok(full),
+                Some(_) => {}
             }
             let taken = s.incr(c.keys().trials(), 1) $($aw)* ?;
             if taken == 1 {
@@ -54,7 +60,9 @@ macro_rules! fused_steps {
                 let transition = (taken == 1).then_some(Transition { from: State::Open, to: State::HalfOpen });
                 Ok((Admission::Admitted(Permit::Trial { episode: 0 }), transition))
             } else {
-                Ok((Admission::Rejected { retry_after: None }, None))
+                // Lost a race for the last slot: a rejection takes no permit.
+                s.incr(c.keys().trials(), -1) $($aw)* ?;
+                Ok(full)
             }
         }
 

@@ -15,8 +15,11 @@ use support::{storage, Kind, KINDS};
 const SEC: Duration = Duration::from_secs(1);
 
 fn builder(kind: Kind, clock: &ManualClock) -> CircuitBreakerBuilder {
+    // The breaker's own clock (its cached open deadline on a shared store)
+    // is the storage's, as in production where both follow real time.
     CircuitBreaker::builder("svc")
         .storage(storage(kind, clock))
+        .clock(clock.clone())
         .failure_timeout(60 * SEC)
         .circuit_timeout(10 * SEC)
 }

@@ -1,0 +1,42 @@
+//! The plain commands behind the primitives (and the reset), shared by both
+//! storages. TTLs are in milliseconds.
+
+use std::time::Duration;
+
+use lasier_core::Circuit;
+use redis::Cmd;
+
+use crate::scripts::ttl_ms;
+
+/// `SET key value NX [PX ttl]`: replies `OK` if written, nil if not.
+pub(crate) fn add(key: &str, value: i64, ttl: Option<Duration>) -> Cmd {
+    let mut cmd = set(key, value, ttl);
+    cmd.arg("NX");
+    cmd
+}
+
+/// `SET key value [PX ttl]`.
+pub(crate) fn set(key: &str, value: i64, ttl: Option<Duration>) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        cmd.arg("PX").arg(ttl_ms(ttl));
+    }
+    cmd
+}
+
+/// `PEXPIRE key ttl`: does nothing to a missing key.
+pub(crate) fn expire(key: &str, ttl: Duration) -> Cmd {
+    let mut cmd = redis::cmd("PEXPIRE");
+    cmd.arg(key).arg(ttl_ms(ttl));
+    cmd
+}
+
+/// `DEL` of the circuit's keys, and nothing else: one round trip.
+pub(crate) fn reset(circuit: &Circuit) -> Cmd {
+    let mut cmd = redis::cmd("DEL");
+    for key in circuit.keys().all() {
+        cmd.arg(key);
+    }
+    cmd
+}

@@ -1,0 +1,319 @@
+//! The Lua scripts behind the fused steps, and what both storages share:
+//! building each invocation from a [`Circuit`] and reading its reply.
+//!
+//! Each script is atomic and runs in one round trip (`EVALSHA`, loaded with
+//! `SCRIPT LOAD` and retried on `NOSCRIPT`). They implement the default
+//! steps of `lasier-core` (same keys, TTLs and half-open protocol) with the
+//! races of a read-then-write sequence gone. The sources are in
+//! `src/scripts/*.lua`, each with a header that says its keys, arguments and
+//! reply.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
+use lasier_core::{Circuit, Counts, Rule, StorageError, StorageErrorKind};
+use redis::{Script, ScriptInvocation};
+
+macro_rules! lua {
+    ($file:literal) => {
+        concat!(
+            include_str!("scripts/prelude.lua"),
+            include_str!(concat!("scripts/", $file))
+        )
+    };
+}
+
+/// The scripts, hashed once per process.
+pub(crate) struct Scripts {
+    admit: Script,
+    record: Script,
+    trial: Script,
+    release: Script,
+    open: Script,
+    state: Script,
+    counts: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        admit: Script::new(lua!("admit.lua")),
+        record: Script::new(lua!("record.lua")),
+        trial: Script::new(lua!("trial.lua")),
+        release: Script::new(lua!("release.lua")),
+        open: Script::new(lua!("open.lua")),
+        state: Script::new(lua!("state.lua")),
+        counts: Script::new(lua!("counts.lua")),
+    })
+}
+
+/// Whole milliseconds, rounded up, at least 1 (Redis rejects `PX 0`), at
+/// most what Redis accepts as a relative TTL.
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
+    const MAX: u64 = 1 << 52;
+    let ms = ttl.as_millis() + u128::from(ttl.subsec_nanos() % 1_000_000 != 0);
+    u64::try_from(ms).unwrap_or(MAX).clamp(1, MAX)
+}
+
+fn flag(on: bool) -> u8 {
+    u8::from(on)
+}
+
+/// The half-open marker's TTL: twice the open time (0: no half-open state).
+fn marker_ms(circuit: &Circuit) -> u64 {
+    let timing = circuit.timing();
+    if timing.half_open_max_calls == 0 {
+        0
+    } else {
+        timing.circuit_timeout_ms.saturating_mul(2)
+    }
+}
+
+pub(crate) fn admit(circuit: &Circuit) -> ScriptInvocation<'static> {
+    let keys = circuit.keys();
+    let timing = circuit.timing();
+    let mut invocation = scripts().admit.prepare_invoke();
+    invocation
+        .key(keys.open())
+        .key(keys.trials())
+        .arg(timing.half_open_max_calls)
+        .arg(timing.circuit_timeout_ms);
+    invocation
+}
+
+pub(crate) fn record(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'static> {
+    let keys = circuit.keys();
+    let timing = circuit.timing();
+    let mut invocation = scripts().record.prepare_invoke();
+    invocation
+        .key(keys.open())
+        .key(keys.trials())
+        .key(keys.failures())
+        .key(keys.requests())
+        .arg(flag(outcome == Outcome::Failure))
+        .arg(flag(circuit.counts_requests()))
+        .arg(timing.half_open_max_calls)
+        .arg(timing.failure_timeout_ms);
+    invocation
+}
+
+pub(crate) fn trial(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'static> {
+    let keys = circuit.keys();
+    let timing = circuit.timing();
+    let mut invocation = scripts().trial.prepare_invoke();
+    invocation
+        .key(keys.open())
+        .key(keys.trials())
+        .key(keys.trials_passed())
+        .key(keys.failures())
+        .key(keys.requests())
+        .arg(flag(outcome == Outcome::Failure))
+        .arg(timing.half_open_max_calls)
+        .arg(timing.circuit_timeout_ms)
+        .arg(marker_ms(circuit));
+    invocation
+}
+
+pub(crate) fn release(circuit: &Circuit) -> ScriptInvocation<'static> {
+    let mut invocation = scripts().release.prepare_invoke();
+    invocation.key(circuit.keys().trials());
+    invocation
+}
+
+/// Opens the circuit; with `only_if_closed`, only if it is still closed
+/// (the trip after a rule said open).
+pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<'static> {
+    let keys = circuit.keys();
+    let mut invocation = scripts().open.prepare_invoke();
+    invocation
+        .key(keys.open())
+        .key(keys.trials())
+        .key(keys.trials_passed())
+        .key(keys.failures())
+        .key(keys.requests())
+        .arg(circuit.timing().circuit_timeout_ms)
+        .arg(marker_ms(circuit))
+        .arg(flag(only_if_closed));
+    invocation
+}
+
+pub(crate) fn state(circuit: &Circuit) -> ScriptInvocation<'static> {
+    let keys = circuit.keys();
+    let mut invocation = scripts().state.prepare_invoke();
+    invocation
+        .key(keys.open())
+        .key(keys.trials())
+        .arg(circuit.timing().half_open_max_calls);
+    invocation
+}
+
+pub(crate) fn counts(circuit: &Circuit) -> ScriptInvocation<'static> {
+    let keys = circuit.keys();
+    let mut invocation = scripts().counts.prepare_invoke();
+    invocation
+        .key(keys.failures())
+        .key(keys.requests())
+        .arg(flag(circuit.counts_requests()));
+    invocation
+}
+
+/// A reply that our scripts cannot have sent.
+fn unexpected(script: &str, reply: &[i64]) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Other,
+        format!("unexpected reply {reply:?} from the {script} script"),
+    )
+}
+
+fn count(key: &str, value: i64) -> Result<u64, StorageError> {
+    u64::try_from(value)
+        .map_err(|_| StorageError::corrupt(key, format!("negative counter {value}")))
+}
+
+pub(crate) fn admitted(reply: &[i64]) -> Result<(Admission, Option<Transition>), StorageError> {
+    match *reply {
+        [0, pttl] => {
+            let retry_after = u64::try_from(pttl)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis);
+            Ok((Admission::Rejected { retry_after }, None))
+        }
+        [1, _] => Ok((Admission::Admitted(Permit::Normal), None)),
+        [2, taken] => {
+            let transition = (taken == 1).then_some(Transition {
+                from: State::Open,
+                to: State::HalfOpen,
+            });
+            Ok((
+                Admission::Admitted(Permit::Trial { episode: 0 }),
+                transition,
+            ))
+        }
+        [3, _] => Ok((Admission::Rejected { retry_after: None }, None)),
+        _ => Err(unexpected("admit", reply)),
+    }
+}
+
+/// Whether a normal call's outcome trips the circuit: the rule is asked on
+/// the counts the record script returned, after a counted failure.
+pub(crate) fn trips(
+    circuit: &Circuit,
+    outcome: Outcome,
+    reply: &[i64],
+    rule: &dyn Rule,
+) -> Result<bool, StorageError> {
+    match *reply {
+        [0, _, _] => Ok(false),
+        [1, failures, requests] => {
+            let keys = circuit.keys();
+            let counts = Counts::new(
+                count(keys.failures(), failures)?,
+                count(keys.requests(), requests)?,
+            );
+            Ok(outcome == Outcome::Failure && rule.should_open(counts))
+        }
+        _ => Err(unexpected("record", reply)),
+    }
+}
+
+/// The transition of a trip that `opened` (or found the circuit no longer
+/// closed).
+pub(crate) fn tripped(opened: i64) -> Option<Transition> {
+    (opened == 1).then_some(Transition {
+        from: State::Closed,
+        to: State::Open,
+    })
+}
+
+pub(crate) fn trial_ended(reply: i64) -> Result<Option<Transition>, StorageError> {
+    match reply {
+        0 => Ok(None),
+        1 => Ok(Some(Transition {
+            from: State::HalfOpen,
+            to: State::Open,
+        })),
+        2 => Ok(Some(Transition {
+            from: State::HalfOpen,
+            to: State::Closed,
+        })),
+        _ => Err(unexpected("trial", &[reply])),
+    }
+}
+
+pub(crate) fn state_of(reply: i64) -> Result<State, StorageError> {
+    match reply {
+        0 => Ok(State::Closed),
+        1 => Ok(State::Open),
+        2 => Ok(State::HalfOpen),
+        _ => Err(unexpected("state", &[reply])),
+    }
+}
+
+pub(crate) fn counts_of(circuit: &Circuit, reply: &[i64]) -> Result<Counts, StorageError> {
+    match *reply {
+        [failures, requests] => {
+            let keys = circuit.keys();
+            Ok(Counts::new(
+                count(keys.failures(), failures)?,
+                count(keys.requests(), requests)?,
+            ))
+        }
+        _ => Err(unexpected("counts", reply)),
+    }
+}
+
+/// The value at `key` from a `GET` reply: `None` if missing, corrupt unless
+/// a decimal integer.
+pub(crate) fn integer(key: &str, reply: Option<Vec<u8>>) -> Result<Option<i64>, StorageError> {
+    let Some(bytes) = reply else { return Ok(None) };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            StorageError::corrupt(
+                key,
+                format!("{:?} is not an integer", String::from_utf8_lossy(&bytes)),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_and_stay_in_range() {
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        assert_eq!(ttl_ms(Duration::from_micros(1500)), 2);
+        assert_eq!(ttl_ms(Duration::from_secs(2)), 2000);
+        assert_eq!(ttl_ms(Duration::MAX), 1 << 52);
+    }
+
+    #[test]
+    fn replies_that_scripts_cannot_send_are_errors_not_panics() {
+        assert!(admitted(&[]).is_err());
+        assert!(admitted(&[9, 9]).is_err());
+        assert!(trial_ended(7).is_err());
+        assert!(state_of(-1).is_err());
+        let garbage = integer("k", Some(b"x1".to_vec())).unwrap_err();
+        assert_eq!(garbage.kind(), StorageErrorKind::Corrupt);
+        assert_eq!(integer("k", Some(b"-3".to_vec())).unwrap(), Some(-3));
+        assert_eq!(integer("k", None).unwrap(), None);
+    }
+
+    #[test]
+    fn rejection_carries_the_time_left_when_there_is_one() {
+        let (admission, _) = admitted(&[0, 1500]).unwrap();
+        assert_eq!(
+            admission,
+            Admission::Rejected {
+                retry_after: Some(Duration::from_millis(1500))
+            }
+        );
+        let (admission, _) = admitted(&[0, -1]).unwrap();
+        assert_eq!(admission, Admission::Rejected { retry_after: None });
+    }
+}

@@ -1,0 +1,32 @@
+-- admit: may a call run?
+-- KEYS: open flag, trial permits
+-- ARGV: half_open_max_calls, circuit_timeout_ms
+-- Reply {code, n}: {0, pttl} rejected, open for pttl ms more (-1: no TTL);
+-- {1, 0} admitted; {2, taken} admitted as trial number `taken`;
+-- {3, 0} rejected, every trial permit is taken.
+local open, err = is_open(KEYS[1])
+if err then return err end
+if open then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+local max = tonumber(ARGV[1])
+if max == 0 then
+  return {1, 0}
+end
+local taken
+taken, err = count(KEYS[2])
+if err then return err end
+if taken == false then
+  return {1, 0}
+end
+if taken >= max then
+  return {3, 0}
+end
+taken, err = incr(KEYS[2], 1)
+if err then return err end
+if taken == 1 then
+  -- The first trial: it has one circuit timeout to report, after which a
+  -- vanished holder's permit frees itself (the marker expires).
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return {2, taken}

@@ -1,0 +1,29 @@
+-- open: opens the circuit and starts a fresh window.
+-- KEYS: open flag, trial permits, trials passed, failures, requests
+-- ARGV: circuit_timeout_ms, half_open_marker_ms (0: no half-open state),
+--       only_if_closed (0/1)
+-- Reply: 1 if this call opened the circuit; 0 if, with only_if_closed, it
+-- was open or half-open already (someone else decided first).
+if ARGV[3] == '1' then
+  local open, err = is_open(KEYS[1])
+  if err then return err end
+  if open then
+    return 0
+  end
+  if ARGV[2] ~= '0' then
+    local trials
+    trials, err = count(KEYS[2])
+    if err then return err end
+    if trials then
+      return 0
+    end
+  end
+end
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+if ARGV[2] ~= '0' then
+  -- Marks the half-open period that follows the open one.
+  redis.call('SET', KEYS[2], 0, 'PX', ARGV[2])
+  redis.call('DEL', KEYS[3])
+end
+redis.call('DEL', KEYS[4], KEYS[5])
+return 1

@@ -1,0 +1,59 @@
+-- Helpers shared by every lasier script (prepended to each one).
+-- A value the breaker cannot have written (text in a counter, a key of
+-- another type) is reported as a `CORRUPT` error reply, before the script
+-- writes anything.
+
+local function corrupt(key, detail)
+  return redis.error_reply('CORRUPT key ' .. string.format('%q', key) .. ': ' .. detail)
+end
+
+-- The integer at `key`; false when the key is missing; nil and an error
+-- reply when it holds anything else.
+local function int(key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' then
+    return nil, corrupt(key, tostring(v.err))
+  end
+  if not v then
+    return false
+  end
+  if not string.find(v, '^%-?%d+$') then
+    return nil, corrupt(key, 'not an integer')
+  end
+  return tonumber(v)
+end
+
+-- A counter at `key`: as `int`, and negative values are corrupt too.
+local function count(key)
+  local v, err = int(key)
+  if v and v < 0 then
+    return nil, corrupt(key, 'negative counter ' .. tostring(v))
+  end
+  return v, err
+end
+
+-- Whether the open flag is set; it holds 1 while open (as the Python
+-- original writes it), and anything else there is corrupt.
+local function is_open(key)
+  local v, err = int(key)
+  if err then
+    return nil, err
+  end
+  if v == false then
+    return false
+  end
+  if v ~= 1 then
+    return nil, corrupt(key, 'open flag is ' .. tostring(v) .. ', expected 1')
+  end
+  return true
+end
+
+-- INCRBY that reports an overflow as corrupt instead of raising.
+local function incr(key, delta)
+  local v = redis.pcall('INCRBY', key, delta)
+  if type(v) == 'table' then
+    return nil, corrupt(key, tostring(v.err))
+  end
+  return v
+end
+
