@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lasier_core::{
-    AsyncStorage, BreakerCore, Counts, Error, Metrics, Outcome, Permit, State, StorageError,
-    StorageErrorKind, Ticket, Transition,
+    AsyncStorage, BreakerCore, Counts, Error, Manual, Metrics, Outcome, Permit, State,
+    StorageError, StorageErrorKind, Ticket, Transition,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -259,6 +259,53 @@ impl CircuitBreaker {
             (Some(counts), _) => Ok(counts),
             (None, Some(store)) => store.counts(core.circuit()).await,
             (None, None) => Ok(Counts::default()),
+        }
+    }
+
+    /// Opens the circuit by hand (isolates the dependency): every call is
+    /// rejected until [`force_close`](Self::force_close). On a shared store
+    /// every breaker sharing the circuit sees it, and so does a Python
+    /// `lasier` service (the original's open flag is set, without a TTL).
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the circuit may not have changed.
+    pub async fn force_open(&self) -> Result<(), StorageError> {
+        self.set_manual(Manual::ForceOpen).await
+    }
+
+    /// Closes the circuit by hand and empties its counters; ends a forced
+    /// open or a disable.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the circuit may not have changed.
+    pub async fn force_close(&self) -> Result<(), StorageError> {
+        self.set_manual(Manual::Close).await
+    }
+
+    /// Switches the breaker off by hand: every call passes, outcomes are
+    /// still counted (for metrics) but never open the circuit, until
+    /// [`force_close`](Self::force_close).
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the circuit may not have changed.
+    pub async fn disable(&self) -> Result<(), StorageError> {
+        self.set_manual(Manual::Disable).await
+    }
+
+    async fn set_manual(&self, manual: Manual) -> Result<(), StorageError> {
+        let core = self.core();
+        if core.try_set_manual(manual) {
+            return Ok(());
+        }
+        match core.store() {
+            Some(store) => {
+                let answer = store.set_manual(core.circuit(), manual).await;
+                core.manual_set(manual, answer)
+            }
+            None => Ok(()),
         }
     }
 

@@ -32,7 +32,7 @@ use lasier_rules::{Counts, Rule};
 use crate::config::Circuit;
 use crate::error::StorageError;
 use crate::local::LocalBinding;
-use crate::state::{Admission, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
 use crate::steps::nonblocking as steps;
 
 /// An async store for circuit state: [`Storage`](crate::Storage), async.
@@ -106,6 +106,17 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
         steps::repair(self, circuit).await
     }
 
+    /// Changes the circuit's state by hand, for every breaker sharing it:
+    /// forced open, closed (counters emptied), or disabled. Returns the
+    /// change, if any.
+    async fn set_manual(
+        &self,
+        circuit: &Circuit,
+        manual: Manual,
+    ) -> Result<Option<Transition>, StorageError> {
+        steps::set_manual(self, circuit, manual).await
+    }
+
     /// Deletes the circuit's keys, and nothing else.
     async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         steps::reset(self, circuit).await
@@ -160,6 +171,9 @@ macro_rules! forward_async_storage {
             }
             async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).repair(circuit).await
+            }
+            async fn set_manual(&self, circuit: &Circuit, manual: Manual) -> Result<Option<Transition>, StorageError> {
+                (**self).set_manual(circuit, manual).await
             }
             async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).reset(circuit).await

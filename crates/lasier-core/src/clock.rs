@@ -43,6 +43,14 @@ pub(crate) fn now_ms(clock: &dyn Clock) -> u64 {
         .saturating_add(u64::from(now.subsec_millis()))
 }
 
+/// Whole milliseconds in `duration`, rounded up: how long a TTL given in
+/// milliseconds (as Redis takes them) must be to last at least `duration`.
+/// Saturates at `u64::MAX`.
+pub fn ceil_millis(duration: Duration) -> u64 {
+    let ms = duration.as_millis() + u128::from(!duration.subsec_nanos().is_multiple_of(1_000_000));
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
 /// A clock that only moves when told to: for tests and benches.
 ///
 /// Clones share one time, so a test keeps a clone and advances the clock that

@@ -293,11 +293,9 @@ fn timeout_ms(timeout: Duration, setting: &'static str) -> Result<u64, ConfigErr
     if timeout > MAX_TIMEOUT {
         return Err(ConfigError::TimeoutTooLong { setting });
     }
-    let ms = timeout.as_millis() + u128::from(timeout.subsec_nanos() % 1_000_000 != 0);
-    match u64::try_from(ms) {
-        Ok(0) => Err(ConfigError::ZeroTimeout { setting }),
-        Ok(ms) => Ok(ms),
-        Err(_) => Err(ConfigError::TimeoutTooLong { setting }),
+    match crate::clock::ceil_millis(timeout) {
+        0 => Err(ConfigError::ZeroTimeout { setting }),
+        ms => Ok(ms),
     }
 }
 

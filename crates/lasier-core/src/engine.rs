@@ -21,7 +21,7 @@ use crate::config::{Circuit, Config, StorageFailurePolicy};
 use crate::error::{Error, StorageError};
 use crate::events::Listener;
 use crate::local::{LocalBinding, LocalCircuit};
-use crate::state::{Admission, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
 
 /// Where a breaker's circuit lives.
 pub enum Engine<S: ?Sized> {
@@ -481,6 +481,49 @@ impl<S: ?Sized> BreakerCore<S> {
             }
             (Source::Unchecked, _) => true,
         }
+    }
+
+    /// Changes the state by hand without a store round trip, for an
+    /// in-process circuit; `false` for a store engine: call the store's
+    /// `set_manual`, then [`manual_set`](Self::manual_set).
+    pub fn try_set_manual(&self, manual: Manual) -> bool {
+        match &self.engine {
+            Engine::Local(local) => {
+                let transition =
+                    local
+                        .circuit
+                        .set_manual(manual, &*local.clock, self.circuit.timing());
+                if let Some(transition) = transition {
+                    self.changed(transition);
+                }
+                true
+            }
+            Engine::Store(_) => false,
+        }
+    }
+
+    /// The store's answer to a change by hand.
+    ///
+    /// # Errors
+    ///
+    /// The store's error: the change may not have been made.
+    pub fn manual_set(
+        &self,
+        manual: Manual,
+        answer: Result<Option<Transition>, StorageError>,
+    ) -> Result<(), StorageError> {
+        let transition = answer?;
+        // Whatever this process cached about the open deadline or learnt
+        // in fallback no longer holds.
+        self.open_until.store(0, Ordering::Release);
+        if manual == Manual::Close {
+            self.fallback.reset();
+        }
+        self.leave_fallback();
+        if let Some(transition) = transition {
+            self.changed(transition);
+        }
+        Ok(())
     }
 
     /// The state of an in-process circuit, or of the fallback circuit while

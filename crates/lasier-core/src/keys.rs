@@ -10,6 +10,7 @@
 //! | `circuit_<name>`                 | `1` while open, with the open time as TTL | the original |
 //! | `lasier:half_open:<name>`        | half-open trial permits handed out      | lasier-rs    |
 //! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
+//! | `lasier:mode:<name>`             | set by hand: `1` forced open, `2` disabled | lasier-rs |
 //!
 //! Every key contains the name unchanged, so a name with a Redis Cluster hash
 //! tag (`{payments}`) keeps all of a breaker's keys in one slot.
@@ -25,6 +26,7 @@ pub struct CircuitKeys {
     open: String,
     trials: String,
     trials_passed: String,
+    mode: String,
 }
 
 impl CircuitKeys {
@@ -37,6 +39,7 @@ impl CircuitKeys {
             open: format!("circuit_{name}"),
             trials: format!("lasier:half_open:{name}"),
             trials_passed: format!("lasier:half_open_ok:{name}"),
+            mode: format!("lasier:mode:{name}"),
         }
     }
 
@@ -66,14 +69,21 @@ impl CircuitKeys {
         &self.trials_passed
     }
 
+    /// The manual mode, set by `force_open()` (`1`) or `disable()` (`2`):
+    /// `lasier:mode:<name>`.
+    pub fn mode(&self) -> &str {
+        &self.mode
+    }
+
     /// All keys of the circuit, for a scoped reset.
-    pub fn all(&self) -> [&str; 5] {
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.failures,
             &self.requests,
             &self.open,
             &self.trials,
             &self.trials_passed,
+            &self.mode,
         ]
     }
 }

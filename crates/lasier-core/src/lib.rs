@@ -75,7 +75,7 @@ pub mod registry;
 
 pub use lasier_rules as rules;
 pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
-pub use state::{Admission, Outcome, Permit, State, Transition};
+pub use state::{Admission, Manual, Outcome, Permit, State, Transition};
 
 #[cfg(feature = "alloc")]
 pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};

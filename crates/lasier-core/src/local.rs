@@ -22,15 +22,18 @@ use lasier_rules::{Counts, Rule};
 
 use crate::clock::{now_ms, Clock};
 use crate::state::{
-    self, Admission, Outcome, Permit, Phase, State, Timing, Transition, EPISODE_MASK,
+    self, Admission, Manual, Outcome, Permit, Phase, State, Timing, Transition, EPISODE_MASK,
 };
 
 const TAG_SHIFT: u32 = 61;
 const TAG_CLOSED: u64 = 0;
 const TAG_OPEN: u64 = 1;
 const TAG_HALF_OPEN: u64 = 2;
+const TAG_FORCED_OPEN: u64 = 3;
+const TAG_DISABLED: u64 = 4;
 const LOW_61: u64 = (1 << TAG_SHIFT) - 1;
 const CLOSED_WORD: u64 = TAG_CLOSED << TAG_SHIFT;
+const DISABLED_WORD: u64 = TAG_DISABLED << TAG_SHIFT;
 
 const GEN_SHIFT: u32 = 48;
 const LOW_48: u64 = (1 << GEN_SHIFT) - 1;
@@ -49,6 +52,8 @@ fn encode(phase: Phase) -> u64 {
                 | (u64::from(taken) << 16)
                 | u64::from(passed)
         }
+        Phase::ForcedOpen => TAG_FORCED_OPEN << TAG_SHIFT,
+        Phase::Disabled => DISABLED_WORD,
     }
 }
 
@@ -62,6 +67,8 @@ fn decode(word: u64) -> Phase {
             taken: (word >> 16) as u16,
             passed: word as u16,
         },
+        TAG_FORCED_OPEN => Phase::ForcedOpen,
+        TAG_DISABLED => Phase::Disabled,
         _ => Phase::Closed,
     }
 }
@@ -221,8 +228,10 @@ impl LocalCircuit {
         timing: &Timing,
     ) -> Option<Transition> {
         // As in the original, outcomes that arrive once the circuit has left
-        // the closed state are not counted.
-        if self.phase.0.load(Ordering::Acquire) != CLOSED_WORD {
+        // the closed state are not counted (a disabled one counts, for
+        // metrics, and never trips).
+        let phase = self.phase.0.load(Ordering::Acquire);
+        if phase != CLOSED_WORD && phase != DISABLED_WORD {
             return None;
         }
         let now = now_ms(clock);
@@ -299,7 +308,9 @@ impl LocalCircuit {
                             State::Closed
                         }
                         Phase::Open { .. } => State::Open,
-                        Phase::HalfOpen { .. } => return None,
+                        Phase::HalfOpen { .. } | Phase::ForcedOpen | Phase::Disabled => {
+                            return None
+                        }
                     };
                     return Some(Transition {
                         from: State::HalfOpen,
@@ -309,6 +320,28 @@ impl LocalCircuit {
                 Err(actual) => word = actual,
             }
         }
+    }
+
+    /// Changes the state by hand: forced open, closed (counters emptied) or
+    /// disabled (counters kept). Returns the change, if any.
+    pub fn set_manual(
+        &self,
+        manual: Manual,
+        clock: &dyn Clock,
+        timing: &Timing,
+    ) -> Option<Transition> {
+        let next = match manual {
+            Manual::ForceOpen => Phase::ForcedOpen,
+            Manual::Close => Phase::Closed,
+            Manual::Disable => Phase::Disabled,
+        };
+        let previous = decode(self.phase.0.swap(encode(next), Ordering::AcqRel));
+        if manual != Manual::Disable {
+            self.new_window();
+        }
+        let from = previous.state_at(now_ms(clock), timing);
+        let to = next.state_at(0, timing);
+        (from != to).then_some(Transition { from, to })
     }
 
     /// Opens the circuit for its circuit timeout from now, whatever its
@@ -475,6 +508,8 @@ fn stored_state(phase: Phase) -> State {
         Phase::Closed => State::Closed,
         Phase::Open { .. } => State::Open,
         Phase::HalfOpen { .. } => State::HalfOpen,
+        Phase::ForcedOpen => State::ForcedOpen,
+        Phase::Disabled => State::Disabled,
     }
 }
 
@@ -516,6 +551,8 @@ mod tests {
                 taken: 0,
                 passed: 1,
             },
+            Phase::ForcedOpen,
+            Phase::Disabled,
         ] {
             assert_eq!(decode(encode(phase)), phase);
         }

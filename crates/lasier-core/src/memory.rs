@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use lasier_rules::{Counts, Rule};
 
-use crate::clock::{now_ms, Clock, MonotonicClock};
+use crate::clock::{ceil_millis, now_ms, Clock, MonotonicClock};
 use crate::config::Circuit;
 use crate::error::StorageError;
 use crate::local::{LocalBinding, LocalCircuit};
-use crate::state::{Admission, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
 use crate::storage::Storage;
 
 /// Keys that live in memory, and circuits that live in this process.
@@ -70,11 +70,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn ttl_ms(ttl: Duration) -> u64 {
-    let ms = ttl.as_millis() + u128::from(ttl.subsec_nanos() % 1_000_000 != 0);
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
 impl MemoryStorage {
     /// An empty storage on the operating system's monotonic clock.
     pub fn new() -> Self {
@@ -128,7 +123,7 @@ impl MemoryStorage {
     }
 
     fn deadline(&self, ttl: Option<Duration>) -> Option<u64> {
-        ttl.map(|ttl| self.now().saturating_add(ttl_ms(ttl)))
+        ttl.map(|ttl| self.now().saturating_add(ceil_millis(ttl)))
     }
 
     /// The live entries, after dropping the expired one at `key`, if any.
@@ -143,7 +138,7 @@ impl MemoryStorage {
             entries.remove(key);
         }
         if self.shared.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            entries.retain(|_, e| e.expires_at.map_or(true, |at| at > now));
+            entries.retain(|_, e| e.expires_at.is_none_or(|at| at > now));
         }
         entries
     }
@@ -265,6 +260,16 @@ impl Storage for MemoryStorage {
         Ok(self.circuit(circuit).counts(&*self.shared.clock))
     }
 
+    fn set_manual(
+        &self,
+        circuit: &Circuit,
+        manual: Manual,
+    ) -> Result<Option<Transition>, StorageError> {
+        Ok(self
+            .circuit(circuit)
+            .set_manual(manual, &*self.shared.clock, circuit.timing()))
+    }
+
     fn repair(&self, _circuit: &Circuit) -> Result<(), StorageError> {
         // The breaker's state here is atomics, never text: nothing to repair.
         Ok(())
@@ -335,6 +340,13 @@ impl crate::AsyncStorage for MemoryStorage {
     }
     async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
         Storage::counts(self, circuit)
+    }
+    async fn set_manual(
+        &self,
+        circuit: &Circuit,
+        manual: Manual,
+    ) -> Result<Option<Transition>, StorageError> {
+        Storage::set_manual(self, circuit, manual)
     }
     async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
         Storage::repair(self, circuit)

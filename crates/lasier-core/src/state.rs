@@ -29,6 +29,12 @@ pub enum State {
     /// A bounded number of trial calls pass; their outcome closes or reopens
     /// the circuit.
     HalfOpen,
+    /// Opened by hand (`force_open()`): every call is rejected until
+    /// `force_close()`.
+    ForcedOpen,
+    /// Switched off by hand (`disable()`): every call passes; outcomes are
+    /// still counted, for metrics, but never open the circuit.
+    Disabled,
 }
 
 impl core::fmt::Display for State {
@@ -37,6 +43,8 @@ impl core::fmt::Display for State {
             Self::Closed => "closed",
             Self::Open => "open",
             Self::HalfOpen => "half-open",
+            Self::ForcedOpen => "forced open",
+            Self::Disabled => "disabled",
         })
     }
 }
@@ -84,6 +92,23 @@ pub enum Phase {
         /// Trials that succeeded.
         passed: u16,
     },
+    /// Rejects every call until closed by hand.
+    ForcedOpen,
+    /// Admits every call; counts, never trips.
+    Disabled,
+}
+
+/// A change of state made by hand, through the store for a shared circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Manual {
+    /// Reject every call until [`Manual::Close`] (isolate the dependency).
+    ForceOpen,
+    /// Close the circuit and empty its counters (ends a forced open or a
+    /// disable too).
+    Close,
+    /// Let every call pass, still counting, never opening.
+    Disable,
 }
 
 impl Phase {
@@ -96,6 +121,8 @@ impl Phase {
             Phase::Open { until } if now < until => State::Open,
             Phase::Open { .. } if timing.half_open_max_calls == 0 => State::Closed,
             Phase::Open { .. } | Phase::HalfOpen { .. } => State::HalfOpen,
+            Phase::ForcedOpen => State::ForcedOpen,
+            Phase::Disabled => State::Disabled,
         }
     }
 }
@@ -154,7 +181,8 @@ pub(crate) const EPISODE_MASK: u32 = (1 << 29) - 1;
 /// Admission at `now`. Returns the next phase and the decision.
 pub fn admit(phase: Phase, now: u64, timing: &Timing) -> (Phase, Admission) {
     match phase {
-        Phase::Closed => (phase, Admission::Admitted(Permit::Normal)),
+        Phase::Closed | Phase::Disabled => (phase, Admission::Admitted(Permit::Normal)),
+        Phase::ForcedOpen => (phase, Admission::Rejected { retry_after: None }),
         Phase::Open { until } if now < until => (
             phase,
             Admission::Rejected {
@@ -364,6 +392,22 @@ mod tests {
             trial_outcome(Phase::Closed, 7, Outcome::Failure, 0, &T),
             Phase::Closed
         );
+    }
+
+    #[test]
+    fn manual_phases_hold_until_changed_by_hand() {
+        assert_eq!(
+            admit(Phase::ForcedOpen, u64::MAX, &T),
+            (Phase::ForcedOpen, Admission::Rejected { retry_after: None })
+        );
+        assert_eq!(
+            admit(Phase::Disabled, 0, &T),
+            (Phase::Disabled, Admission::Admitted(Permit::Normal))
+        );
+        assert_eq!(trip(Phase::Disabled, 0, &T), None);
+        assert_eq!(trip(Phase::ForcedOpen, 0, &T), None);
+        assert_eq!(Phase::ForcedOpen.state_at(u64::MAX, &T), State::ForcedOpen);
+        assert_eq!(Phase::Disabled.state_at(0, &T), State::Disabled);
     }
 
     #[test]

@@ -16,7 +16,25 @@ macro_rules! fused_steps {
 
         use crate::config::Circuit;
         use crate::error::StorageError;
-        use crate::state::{Admission, Outcome, Permit, State, Transition};
+        use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+
+        /// The mode set by hand.
+        #[derive(PartialEq, Eq)]
+        enum Mode {
+            Normal,
+            ForcedOpen,
+            Disabled,
+        }
+
+        $($kw)? fn mode<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<Mode, StorageError> {
+            let key = c.keys().mode();
+            match s.get(key) $($aw)* ? {
+                None => Ok(Mode::Normal),
+                Some(1) => Ok(Mode::ForcedOpen),
+                Some(2) => Ok(Mode::Disabled),
+                Some(other) => Err(StorageError::corrupt(key, alloc::format!("mode is {other}, expected 1 or 2"))),
+            }
+        }
 
         /// Whether the open flag is set (`1`); anything else there is corrupt.
         $($kw)? fn is_open<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<bool, StorageError> {
@@ -36,6 +54,11 @@ macro_rules! fused_steps {
             s: &S,
             c: &Circuit,
         ) -> Result<(Admission, Option<Transition>), StorageError> {
+            match mode(s, c) $($aw)* ? {
+                Mode::Disabled => return Ok((Admission::Admitted(Permit::Normal), None)),
+                Mode::ForcedOpen => return Ok((Admission::Rejected { retry_after: None }, None)),
+                Mode::Normal => {}
+            }
             if is_open(s, c) $($aw)* ? {
                 return Ok((Admission::Rejected { retry_after: None }, None));
             }
@@ -81,11 +104,17 @@ macro_rules! fused_steps {
                         return Ok(None);
                     }
                     // As in the original: nothing is counted while open, and
-                    // (ours) nothing but trials while half-open.
-                    if is_open(s, c) $($aw)* ? {
+                    // (ours) nothing but trials while half-open. Disabled by
+                    // hand: everything is counted, nothing trips.
+                    let mode = mode(s, c) $($aw)* ?;
+                    if mode == Mode::ForcedOpen {
                         return Ok(None);
                     }
-                    if c.timing().half_open_max_calls > 0 && s.get(keys.trials()) $($aw)* ?.is_some() {
+                    let disabled = mode == Mode::Disabled;
+                    if !disabled && is_open(s, c) $($aw)* ? {
+                        return Ok(None);
+                    }
+                    if !disabled && c.timing().half_open_max_calls > 0 && s.get(keys.trials()) $($aw)* ?.is_some() {
                         return Ok(None);
                     }
                     let mut failures_created = false;
@@ -110,7 +139,7 @@ macro_rules! fused_steps {
                         s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
                     }
                     let failures = count(keys.failures(), s.incr(keys.failures(), 1) $($aw)* ?)?;
-                    if rule.should_open(Counts::new(failures, requests)) {
+                    if !disabled && rule.should_open(Counts::new(failures, requests)) {
                         open_circuit(s, c) $($aw)* ?;
                         return Ok(Some(Transition { from: State::Closed, to: State::Open }));
                     }
@@ -176,6 +205,11 @@ macro_rules! fused_steps {
         }
 
         pub(crate) $($kw)? fn state<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<State, StorageError> {
+            match mode(s, c) $($aw)* ? {
+                Mode::ForcedOpen => return Ok(State::ForcedOpen),
+                Mode::Disabled => return Ok(State::Disabled),
+                Mode::Normal => {}
+            }
             if is_open(s, c) $($aw)* ? {
                 return Ok(State::Open);
             }
@@ -197,7 +231,11 @@ macro_rules! fused_steps {
             for key in keys.all() {
                 let corrupt = match s.get(key) $($aw)* {
                     Ok(None) => false,
-                    Ok(Some(value)) => value < 0 || (key == keys.open() && value != 1),
+                    Ok(Some(value)) => {
+                        value < 0
+                            || (key == keys.open() && value != 1)
+                            || (key == keys.mode() && !(1..=2).contains(&value))
+                    }
                     Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => true,
                     Err(e) => return Err(e),
                 };
@@ -206,6 +244,39 @@ macro_rules! fused_steps {
                 }
             }
             Ok(())
+        }
+
+        pub(crate) $($kw)? fn set_manual<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            manual: Manual,
+        ) -> Result<Option<Transition>, StorageError> {
+            let keys = c.keys();
+            let from = state(s, c) $($aw)* ?;
+            let to = match manual {
+                Manual::ForceOpen => {
+                    s.set(keys.mode(), 1, None) $($aw)* ?;
+                    // The original's flag too, without a TTL: a Python
+                    // service sharing the circuit sees it open as well.
+                    s.set(keys.open(), 1, None) $($aw)* ?;
+                    for key in [keys.trials(), keys.trials_passed(), keys.failures(), keys.requests()] {
+                        s.delete(key) $($aw)* ?;
+                    }
+                    State::ForcedOpen
+                }
+                Manual::Close => {
+                    reset(s, c) $($aw)* ?;
+                    State::Closed
+                }
+                Manual::Disable => {
+                    s.set(keys.mode(), 2, None) $($aw)* ?;
+                    for key in [keys.open(), keys.trials(), keys.trials_passed()] {
+                        s.delete(key) $($aw)* ?;
+                    }
+                    State::Disabled
+                }
+            };
+            Ok((from != to).then_some(Transition { from, to }))
         }
 
         pub(crate) $($kw)? fn reset<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {

@@ -100,7 +100,7 @@ use crate::error::StorageError;
 #[allow(unused_imports)] // used by the docs
 use crate::error::StorageErrorKind;
 use crate::local::LocalBinding;
-use crate::state::{Admission, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
 use crate::steps::blocking as steps;
 
 /// A blocking store for circuit state. See the [module docs](self) for the
@@ -173,6 +173,17 @@ pub trait Storage: fmt::Debug + Send + Sync {
         steps::repair(self, circuit)
     }
 
+    /// Changes the circuit's state by hand, for every breaker sharing it:
+    /// forced open, closed (counters emptied), or disabled. Returns the
+    /// change, if any.
+    fn set_manual(
+        &self,
+        circuit: &Circuit,
+        manual: Manual,
+    ) -> Result<Option<Transition>, StorageError> {
+        steps::set_manual(self, circuit, manual)
+    }
+
     /// Deletes the circuit's keys, and nothing else.
     fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         steps::reset(self, circuit)
@@ -229,6 +240,9 @@ macro_rules! forward_storage {
             }
             fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).repair(circuit)
+            }
+            fn set_manual(&self, circuit: &Circuit, manual: Manual) -> Result<Option<Transition>, StorageError> {
+                (**self).set_manual(circuit, manual)
             }
             fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).reset(circuit)

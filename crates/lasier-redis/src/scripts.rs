@@ -52,8 +52,7 @@ fn scripts() -> &'static Scripts {
 /// most what Redis accepts as a relative TTL.
 pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     const MAX: u64 = 1 << 52;
-    let ms = ttl.as_millis() + u128::from(ttl.subsec_nanos() % 1_000_000 != 0);
-    u64::try_from(ms).unwrap_or(MAX).clamp(1, MAX)
+    lasier_core::clock::ceil_millis(ttl).clamp(1, MAX)
 }
 
 fn flag(on: bool) -> u8 {
@@ -77,6 +76,7 @@ pub(crate) fn admit(circuit: &Circuit) -> ScriptInvocation<'static> {
     invocation
         .key(keys.open())
         .key(keys.trials())
+        .key(keys.mode())
         .arg(timing.half_open_max_calls)
         .arg(timing.circuit_timeout_ms);
     invocation
@@ -91,6 +91,7 @@ pub(crate) fn record(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'s
         .key(keys.trials())
         .key(keys.failures())
         .key(keys.requests())
+        .key(keys.mode())
         .arg(flag(outcome == Outcome::Failure))
         .arg(flag(circuit.counts_requests()))
         .arg(timing.half_open_max_calls)
@@ -132,6 +133,7 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .key(keys.trials_passed())
         .key(keys.failures())
         .key(keys.requests())
+        .key(keys.mode())
         .arg(circuit.timing().circuit_timeout_ms)
         .arg(marker_ms(circuit))
         .arg(flag(only_if_closed));
@@ -144,6 +146,7 @@ pub(crate) fn state(circuit: &Circuit) -> ScriptInvocation<'static> {
     invocation
         .key(keys.open())
         .key(keys.trials())
+        .key(keys.mode())
         .arg(circuit.timing().half_open_max_calls);
     invocation
 }
@@ -205,7 +208,8 @@ pub(crate) fn trips(
     rule: &dyn Rule,
 ) -> Result<bool, StorageError> {
     match *reply {
-        [0, _, _] => Ok(false),
+        // 0: nothing counted; 2: counted while disabled by hand
+        [0 | 2, _, _] => Ok(false),
         [1, failures, requests] => {
             let keys = circuit.keys();
             let counts = Counts::new(
@@ -247,6 +251,8 @@ pub(crate) fn state_of(reply: i64) -> Result<State, StorageError> {
         0 => Ok(State::Closed),
         1 => Ok(State::Open),
         2 => Ok(State::HalfOpen),
+        3 => Ok(State::ForcedOpen),
+        4 => Ok(State::Disabled),
         _ => Err(unexpected("state", &[reply])),
     }
 }

@@ -2,8 +2,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use lasier_core::{
-    BreakerCore, Counts, Error, Metrics, Outcome, State, Storage, StorageError, StorageErrorKind,
-    Ticket,
+    BreakerCore, Counts, Error, Manual, Metrics, Outcome, State, Storage, StorageError,
+    StorageErrorKind, Ticket,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -172,6 +172,53 @@ impl CircuitBreaker {
             (Some(counts), _) => Ok(counts),
             (None, Some(store)) => store.counts(self.core.circuit()),
             (None, None) => Ok(Counts::default()),
+        }
+    }
+
+    /// Opens the circuit by hand (isolates the dependency): every call is
+    /// rejected until [`force_close`](Self::force_close). On a shared store
+    /// every breaker sharing the circuit sees it, and so does a Python
+    /// `lasier` service (the original's open flag is set, without a TTL).
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the circuit may not have changed.
+    pub fn force_open(&self) -> Result<(), StorageError> {
+        self.set_manual(Manual::ForceOpen)
+    }
+
+    /// Closes the circuit by hand and empties its counters; ends a forced
+    /// open or a disable.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the circuit may not have changed.
+    pub fn force_close(&self) -> Result<(), StorageError> {
+        self.set_manual(Manual::Close)
+    }
+
+    /// Switches the breaker off by hand: every call passes, outcomes are
+    /// still counted (for metrics) but never open the circuit, until
+    /// [`force_close`](Self::force_close).
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the circuit may not have changed.
+    pub fn disable(&self) -> Result<(), StorageError> {
+        self.set_manual(Manual::Disable)
+    }
+
+    fn set_manual(&self, manual: Manual) -> Result<(), StorageError> {
+        let core = self.core();
+        if core.try_set_manual(manual) {
+            return Ok(());
+        }
+        match core.store() {
+            Some(store) => {
+                let answer = store.set_manual(core.circuit(), manual);
+                core.manual_set(manual, answer)
+            }
+            None => Ok(()),
         }
     }
 

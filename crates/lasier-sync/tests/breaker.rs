@@ -535,3 +535,87 @@ fn counts_are_exact_under_many_threads() {
         );
     }
 }
+
+#[test]
+fn force_open_isolates_until_force_close_for_every_breaker_sharing_the_circuit() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let shared: Arc<dyn lasier_sync::Storage> = Arc::from(storage(kind, &clock));
+        let make = || {
+            CircuitBreaker::builder("svc")
+                .storage(Arc::clone(&shared))
+                .clock(clock.clone())
+                .max_failures(1)
+                .circuit_timeout(10 * SEC)
+                .build()
+                .unwrap()
+        };
+        let (here, there) = (make(), make());
+        here.force_open().unwrap();
+        assert_eq!(there.state().unwrap(), State::ForcedOpen, "{kind:?}");
+        let err = ok(&there).unwrap_err();
+        assert!(err.is_open() && err.retry_after().is_none(), "{kind:?}");
+        // no timeout ends it
+        clock.advance(3600 * SEC);
+        assert!(ok(&there).unwrap_err().is_open(), "{kind:?}");
+        there.force_close().unwrap();
+        assert_eq!(here.state().unwrap(), State::Closed, "{kind:?}");
+        assert_eq!(ok(&here).unwrap(), 7);
+    }
+}
+
+#[test]
+fn disable_lets_everything_through_and_keeps_counting() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .percentage_failures(50, 1)
+            .build()
+            .unwrap();
+        let _ = fail(&b);
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+        b.disable().unwrap();
+        assert_eq!(b.state().unwrap(), State::Disabled, "{kind:?}");
+        for _ in 0..10 {
+            assert!(matches!(fail(&b), Err(Error::Inner("boom"))), "{kind:?}");
+        }
+        ok(&b).unwrap();
+        assert_eq!(
+            b.counts().unwrap(),
+            lasier_sync::Counts::new(10, 11),
+            "{kind:?}"
+        );
+        assert_eq!(b.state().unwrap(), State::Disabled, "{kind:?}");
+        b.force_close().unwrap();
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        assert_eq!(
+            b.counts().unwrap(),
+            lasier_sync::Counts::default(),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn manual_changes_fire_events() {
+    let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&changes);
+    let b = CircuitBreaker::builder("svc")
+        .max_failures(1)
+        .on_state_change(move |_, from, to| seen.lock().unwrap().push((from, to)))
+        .build()
+        .unwrap();
+    b.force_open().unwrap();
+    b.disable().unwrap();
+    b.force_close().unwrap();
+    b.force_close().unwrap();
+    assert_eq!(
+        *changes.lock().unwrap(),
+        [
+            (State::Closed, State::ForcedOpen),
+            (State::ForcedOpen, State::Disabled),
+            (State::Disabled, State::Closed),
+        ]
+    );
+}

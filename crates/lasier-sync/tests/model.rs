@@ -265,7 +265,7 @@ proptest! {
                     match (expected, &result) {
                         (None, Err(e)) => prop_assert!(e.is_open(), "step {step}: {e:?}"),
                         (Some(permit), _) => {
-                            prop_assert!(result.as_ref().err().map_or(true, |e| !e.is_open()), "step {step}: rejected, model admitted");
+                            prop_assert!(result.as_ref().err().is_none_or(|e| !e.is_open()), "step {step}: rejected, model admitted");
                             model.record(permit, v);
                         }
                         (None, Ok(())) => prop_assert!(false, "step {step}: admitted, model rejected"),

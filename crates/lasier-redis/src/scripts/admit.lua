@@ -1,10 +1,20 @@
 -- admit: may a call run?
--- KEYS: open flag, trial permits
+-- KEYS: open flag, trial permits, mode
 -- ARGV: half_open_max_calls, circuit_timeout_ms
 -- Reply {code, n}: {0, pttl} rejected, open for pttl ms more (-1: no TTL);
 -- {1, 0} admitted; {2, taken} admitted as trial number `taken`;
--- {3, 0} rejected, every trial permit is taken.
-local open, err = is_open(KEYS[1])
+-- {3, 0} rejected, every trial permit is taken or forced open by hand.
+local manual, err = mode(KEYS[3])
+if err then return err end
+if manual == 2 then
+  -- disabled by hand: everything passes
+  return {1, 0}
+end
+if manual == 1 then
+  return {3, 0}
+end
+local open
+open, err = is_open(KEYS[1])
 if err then return err end
 if open then
   return {0, redis.call('PTTL', KEYS[1])}

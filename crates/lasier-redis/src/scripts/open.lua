@@ -1,11 +1,18 @@
 -- open: opens the circuit and starts a fresh window.
--- KEYS: open flag, trial permits, trials passed, failures, requests
+-- KEYS: open flag, trial permits, trials passed, failures, requests, mode
 -- ARGV: circuit_timeout_ms, half_open_marker_ms (0: no half-open state),
 --       only_if_closed (0/1)
 -- Reply: 1 if this call opened the circuit; 0 if, with only_if_closed, it
--- was open or half-open already (someone else decided first).
+-- was open or half-open already (someone else decided first), or its mode
+-- was set by hand (forced open or disabled).
 if ARGV[3] == '1' then
-  local open, err = is_open(KEYS[1])
+  local manual, err = mode(KEYS[6])
+  if err then return err end
+  if manual then
+    return 0
+  end
+  local open
+  open, err = is_open(KEYS[1])
   if err then return err end
   if open then
     return 0

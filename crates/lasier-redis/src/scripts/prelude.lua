@@ -57,3 +57,16 @@ local function incr(key, delta)
   return v
 end
 
+
+-- The mode set by hand at `key`: false (none), 1 (forced open) or
+-- 2 (disabled); anything else is corrupt.
+local function mode(key)
+  local v, err = int(key)
+  if err then
+    return nil, err
+  end
+  if v ~= false and v ~= 1 and v ~= 2 then
+    return nil, corrupt(key, 'mode is ' .. tostring(v) .. ', expected 1 or 2')
+  end
+  return v
+end

@@ -1,16 +1,24 @@
 -- record: counts the outcome of a call admitted on a closed circuit.
--- KEYS: open flag, trial permits, failures, requests
+-- KEYS: open flag, trial permits, failures, requests, mode
 -- ARGV: failed (0/1), counts_requests (0/1), half_open_max_calls,
 --       failure_timeout_ms
 -- Reply {counted, failures, requests}: {0, 0, 0} when nothing was counted
 -- because the circuit is open or half-open (as in the original, a call that
--- ends while open is not counted).
-local open, err = is_open(KEYS[1])
+-- ends while open is not counted); counted 1: the rule decides; counted 2:
+-- disabled by hand, counted for metrics, never trips.
+local manual, err = mode(KEYS[5])
 if err then return err end
-if open then
+if manual == 1 then
   return {0, 0, 0}
 end
-if ARGV[3] ~= '0' then
+local disabled = manual == 2
+local open
+open, err = is_open(KEYS[1])
+if err then return err end
+if open and not disabled then
+  return {0, 0, 0}
+end
+if ARGV[3] ~= '0' and not disabled then
   local trials
   trials, err = count(KEYS[2])
   if err then return err end
@@ -42,8 +50,10 @@ if ARGV[2] == '1' then
     redis.call('PEXPIRE', KEYS[4], window)
   end
 end
+local counted = 1
+if disabled then counted = 2 end
 if ARGV[1] == '0' then
-  return {1, 0, requests}
+  return {counted, 0, requests}
 end
 local ttl = redis.call('PTTL', KEYS[3])
 if ttl == -2 then
@@ -60,4 +70,4 @@ elseif ttl == -1 then
 end
 failures, err = incr(KEYS[3], 1)
 if err then return err end
-return {1, failures, requests}
+return {counted, failures, requests}
