@@ -11,6 +11,10 @@
 //! | [`rules`] | always | `Rule`, `MaxFailuresRule`, `PercentageFailuresRule` |
 //! | `sync` | `sync` (default) | the blocking `CircuitBreaker` |
 //! | `future` | `async` | the async `CircuitBreaker`: same names, `.await` |
+//! | `redis` | `redis` | `RedisStorage` (with `sync`), `AsyncRedisStorage` (with `async`) |
+//! | `tower` | `tower` | a tower `Layer` / `Service` guarding any service |
+//! | `circuit_breaker` | `macros` | `#[circuit_breaker(BREAKER)]` on a fn |
+//! | [`events`] | always (`tracing` adds tracing events) | `Listener`, state changes, rejections, fallback |
 //! | [`storage`] | always | `Storage` (and `AsyncStorage` with `async`), `MemoryStorage` |
 //! | [`clock`] | always | `Clock`, `ManualClock` for tests |
 //!
@@ -34,6 +38,8 @@ pub use lasier_core::{
 };
 
 pub use lasier_core::clock;
+pub use lasier_core::events;
+pub use lasier_core::{Listener, Manual, Metrics, StorageFailurePolicy};
 
 /// Where circuits live: the storage traits and the in-memory default.
 pub mod storage {
@@ -49,16 +55,37 @@ pub mod storage {
 #[cfg(feature = "sync")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sync")))]
 pub mod sync {
-    pub use lasier_sync::{CircuitBreaker, CircuitBreakerBuilder, Guard};
+    pub use lasier_sync::{CircuitBreaker, CircuitBreakerBuilder, Guard, Registry};
 }
 
 /// The async circuit breaker ([`lasier-async`](lasier_async)): the same
-/// names and methods as [`sync`](crate::sync), with futures.
+/// names and methods as [`sync`], with futures.
 #[cfg(feature = "async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub mod future {
-    pub use lasier_async::{CircuitBreaker, CircuitBreakerBuilder, Guard};
+    pub use lasier_async::{CircuitBreaker, CircuitBreakerBuilder, Guard, Registry};
 }
+
+/// Redis storages ([`lasier-redis`](lasier_redis)): one circuit shared by a
+/// fleet.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis {
+    pub use lasier_redis::*;
+}
+
+/// A tower `Layer` / `Service` ([`lasier-tower`](lasier_tower)).
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower {
+    pub use lasier_tower::*;
+}
+
+/// `#[circuit_breaker(BREAKER)]`: guards a fn, the decorator form of the
+/// original ([`lasier-macros`](lasier_macros)).
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use lasier_macros::circuit_breaker;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(all(doctest, feature = "sync", feature = "async"))]

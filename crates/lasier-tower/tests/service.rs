@@ -1,0 +1,187 @@
+//! The service's contract with tower: readiness, calls on an open circuit,
+//! classifiers; against an in-process backend whose readiness the test
+//! sets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::{poll_fn, Ready};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use lasier_async::State;
+use lasier_tower::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService, Error};
+use tower::{Layer, Service};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendError {
+    Down,
+    NotFound,
+    Broken,
+}
+
+const READY: u8 = 0;
+const PENDING: u8 = 1;
+const BROKEN: u8 = 2;
+
+/// Answers `n` with `Ok(n)`, except 0 (`Down`) and 404 (`NotFound`); its
+/// readiness is whatever the test set.
+#[derive(Clone, Default)]
+struct Backend {
+    readiness: Arc<AtomicU8>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    fn set(&self, readiness: u8) {
+        self.readiness.store(readiness, Ordering::SeqCst);
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Service<u32> for Backend {
+    type Response = u32;
+    type Error = BackendError;
+    type Future = Ready<Result<u32, BackendError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BackendError>> {
+        match self.readiness.load(Ordering::SeqCst) {
+            READY => Poll::Ready(Ok(())),
+            PENDING => Poll::Pending,
+            _ => Poll::Ready(Err(BackendError::Broken)),
+        }
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(match n {
+            0 => Err(BackendError::Down),
+            404 => Err(BackendError::NotFound),
+            n => Ok(n),
+        })
+    }
+}
+
+fn breaker(name: &str, max_failures: u64) -> CircuitBreaker {
+    CircuitBreaker::builder(name)
+        .max_failures(max_failures)
+        .build()
+        .unwrap()
+}
+
+/// One poll of `poll_ready`, as a caller driving the service sees it.
+async fn poll_ready_once<S: Service<R>, R>(service: &mut S) -> Poll<Result<(), S::Error>> {
+    poll_fn(|cx| Poll::Ready(service.poll_ready(cx))).await
+}
+
+async fn ready_call<S: Service<R>, R>(
+    service: &mut S,
+    request: R,
+) -> Result<S::Response, S::Error> {
+    assert!(matches!(
+        poll_ready_once(service).await,
+        Poll::Ready(Ok(()))
+    ));
+    service.call(request).await
+}
+
+#[tokio::test]
+async fn poll_ready_is_the_inner_services_readiness_whatever_the_circuit() {
+    let backend = Backend::default();
+    let mut service = CircuitBreakerService::new(backend.clone(), breaker("tower-ready", 1));
+
+    backend.set(PENDING);
+    assert!(poll_ready_once(&mut service).await.is_pending());
+    backend.set(READY);
+    assert!(matches!(
+        poll_ready_once(&mut service).await,
+        Poll::Ready(Ok(()))
+    ));
+
+    // Open the circuit: readiness is still the backend's, in both directions.
+    assert!(matches!(
+        service.call(0).await,
+        Err(Error::Inner(BackendError::Down))
+    ));
+    assert_eq!(service.breaker().state().await.unwrap(), State::Open);
+    assert!(matches!(
+        poll_ready_once(&mut service).await,
+        Poll::Ready(Ok(()))
+    ));
+    backend.set(PENDING);
+    assert!(poll_ready_once(&mut service).await.is_pending());
+}
+
+#[tokio::test]
+async fn an_open_circuit_rejects_in_call_without_calling_the_inner_service() {
+    let backend = Backend::default();
+    let mut service = CircuitBreakerLayer::new(breaker("tower-open", 2)).layer(backend.clone());
+
+    assert_eq!(ready_call(&mut service, 7).await.unwrap(), 7);
+    for _ in 0..2 {
+        assert!(matches!(
+            ready_call(&mut service, 0).await,
+            Err(Error::Inner(BackendError::Down))
+        ));
+    }
+    assert_eq!(backend.calls(), 3);
+
+    for _ in 0..3 {
+        let error = ready_call(&mut service, 7).await.unwrap_err();
+        assert!(error.is_open(), "{error:?}");
+        assert!(error.retry_after().is_some());
+    }
+    assert_eq!(backend.calls(), 3, "a rejected request reached the backend");
+}
+
+#[tokio::test]
+async fn an_inner_poll_ready_error_is_an_inner_error_and_not_a_failure() {
+    let backend = Backend::default();
+    let mut service = CircuitBreakerService::new(backend.clone(), breaker("tower-broken", 1));
+
+    backend.set(BROKEN);
+    assert!(matches!(
+        poll_ready_once(&mut service).await,
+        Poll::Ready(Err(Error::Inner(BackendError::Broken)))
+    ));
+    assert_eq!(service.breaker().state().await.unwrap(), State::Closed);
+    assert_eq!(service.breaker().counts().await.unwrap().failures, 0);
+    assert_eq!(backend.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_closure_classifier_decides_which_outcomes_count() {
+    let backend = Backend::default();
+    // `NotFound` is an answer, not a failure; the answer 13 is a failure.
+    let layer = CircuitBreakerLayer::new(breaker("tower-closure", 1)).classifier(
+        |outcome: Result<&u32, &BackendError>| matches!(outcome, Ok(13) | Err(BackendError::Down)),
+    );
+    let mut service = layer.layer(backend.clone());
+
+    for _ in 0..3 {
+        assert!(matches!(
+            ready_call(&mut service, 404).await,
+            Err(Error::Inner(BackendError::NotFound))
+        ));
+    }
+    assert_eq!(service.breaker().state().await.unwrap(), State::Closed);
+
+    // Counted as a failure, and still returned as a response.
+    assert_eq!(ready_call(&mut service, 13).await.unwrap(), 13);
+    assert!(ready_call(&mut service, 7).await.unwrap_err().is_open());
+    assert_eq!(backend.calls(), 4);
+}
+
+#[tokio::test]
+async fn clones_of_the_service_share_one_circuit() {
+    let backend = Backend::default();
+    let layer = CircuitBreakerLayer::new(breaker("tower-clones", 1));
+    let mut first = layer.layer(backend.clone());
+    let mut second = first.clone();
+
+    assert!(ready_call(&mut first, 0).await.is_err());
+    assert!(ready_call(&mut second, 7).await.unwrap_err().is_open());
+    assert_eq!(backend.calls(), 1);
+}
