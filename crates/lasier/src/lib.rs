@@ -12,6 +12,7 @@
 //! | `sync` | `sync` (default) | the blocking `CircuitBreaker` |
 //! | `future` | `async` | the async `CircuitBreaker`: same names, `.await` |
 //! | `redis` | `redis` | `RedisStorage` (with `sync`), `AsyncRedisStorage` (with `async`) |
+//! | `moka` | `moka` | `MokaStorage` (with `sync`), `AsyncMokaStorage` (with `async`) |
 //! | `tower` | `tower` | a tower `Layer` / `Service` guarding any service |
 //! | `circuit_breaker` | `macros` | `#[circuit_breaker(BREAKER)]` on a fn |
 //! | [`events`] | always (`tracing` adds tracing events) | `Listener`, state changes, rejections, fallback |
@@ -72,6 +73,14 @@ pub mod future {
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis {
     pub use lasier_redis::*;
+}
+
+/// moka-backed storages ([`lasier-moka`](lasier_moka)): many breakers in one
+/// process, in bounded memory.
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+pub mod moka {
+    pub use lasier_moka::*;
 }
 
 /// A tower `Layer` / `Service` ([`lasier-tower`](lasier_tower)).

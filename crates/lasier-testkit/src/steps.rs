@@ -1,0 +1,617 @@
+//! The checks of the fused steps: scenarios driven through `admit`,
+//! `record`, `release`, `open_circuit`, `state`, `counts` and `reset` on the
+//! storage under test and on a reference that has only the primitives (so
+//! runs the default bodies), compared step by step.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lasier_core::{Admission, Circuit, Config, Counts, Outcome, Permit, Rule, State, Transition};
+
+use crate::probe::{ensure, Broken, Names, Probe, Timeline};
+use crate::store::{Reference, Store, SyncStore};
+
+/// Timeouts that never run out during a scenario.
+const LONG: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RuleSpec {
+    Max(u64),
+    Percentage(u8, u64),
+}
+
+/// One breaker of a scenario. Timeouts are in ticks; `None` is [`LONG`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Breaker {
+    pub(crate) name: &'static str,
+    pub(crate) rule: RuleSpec,
+    pub(crate) failure_ticks: Option<u32>,
+    pub(crate) circuit_ticks: Option<u32>,
+    pub(crate) half_open: u32,
+}
+
+const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
+    Breaker {
+        name,
+        rule,
+        failure_ticks: None,
+        circuit_ticks: None,
+        half_open: 1,
+    }
+}
+
+const fn windowed(rule: RuleSpec, failure_ticks: u32) -> Breaker {
+    Breaker {
+        failure_ticks: Some(failure_ticks),
+        ..breaker("svc", rule)
+    }
+}
+
+const fn opening(rule: RuleSpec, circuit_ticks: u32, half_open: u32) -> Breaker {
+    Breaker {
+        circuit_ticks: Some(circuit_ticks),
+        half_open,
+        ..breaker("svc", rule)
+    }
+}
+
+/// A step on breaker `.0` (or permit slot, for `Record` and `Release`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step {
+    /// `admit`, then `record` the outcome if admitted: one guarded call.
+    Call(usize, Outcome),
+    /// `admit`, keeping the permit in slot `.1`.
+    Admit(usize, usize),
+    /// `record` the outcome of the call admitted in slot `.0`.
+    Record(usize, Outcome),
+    /// `release` the permit in slot `.0`.
+    Release(usize),
+    Open(usize),
+    StateOf(usize),
+    CountsOf(usize),
+    Reset(usize),
+    /// Time moves on by `.0` half ticks.
+    Advance(u32),
+}
+
+use Outcome::{Failure as Fail, Success as Pass};
+use Step::{Admit, Advance, Call, CountsOf, Open, Record, Release, Reset, StateOf};
+
+/// A sequence of steps, the name of the check that runs it, and what it
+/// shows.
+pub(crate) struct Scenario {
+    pub(crate) check: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) breakers: &'static [Breaker],
+    pub(crate) steps: &'static [Step],
+}
+
+impl fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.check)
+    }
+}
+
+impl Scenario {
+    pub(crate) fn is_timed(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Advance(_)))
+    }
+}
+
+pub(crate) static SCENARIOS: &[Scenario] = &[
+    Scenario {
+        check: "steps_max_failures_opens_the_circuit",
+        what: "MaxFailuresRule(3): successes are not counted, the third failure opens, then calls are rejected",
+        breakers: &[breaker("svc", RuleSpec::Max(3))],
+        steps: &[
+            Call(0, Pass), CountsOf(0), Call(0, Fail), CountsOf(0), Call(0, Pass), Call(0, Fail),
+            StateOf(0), CountsOf(0), Call(0, Fail), StateOf(0), CountsOf(0), Call(0, Pass),
+            Admit(0, 0), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_percentage_rule_counts_requests",
+        what: "PercentageFailuresRule(50 %, more than 4 requests): requests and failures are counted, 4 failures of 8 open",
+        breakers: &[breaker("svc", RuleSpec::Percentage(50, 4))],
+        steps: &[
+            Call(0, Pass), Call(0, Pass), Call(0, Pass), Call(0, Pass), CountsOf(0), Call(0, Fail),
+            CountsOf(0), Call(0, Fail), Call(0, Fail), CountsOf(0), StateOf(0), Call(0, Fail),
+            StateOf(0), CountsOf(0), Call(0, Fail),
+        ],
+    },
+    Scenario {
+        check: "steps_outcomes_after_opening_are_not_counted",
+        what: "MaxFailuresRule(1): a call admitted before the circuit opened and failing after it is not counted",
+        breakers: &[breaker("svc", RuleSpec::Max(1))],
+        steps: &[
+            Admit(0, 0), Admit(0, 1), Record(0, Fail), Record(1, Fail), StateOf(0), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_open_circuit_and_reset",
+        what: "MaxFailuresRule(5): open_circuit opens and empties the window; reset closes and empties it",
+        breakers: &[breaker("svc", RuleSpec::Max(5))],
+        steps: &[
+            Call(0, Fail), Open(0), StateOf(0), CountsOf(0), Call(0, Pass), Reset(0), StateOf(0),
+            CountsOf(0), Call(0, Fail), CountsOf(0), Open(0), Open(0), StateOf(0), Reset(0),
+            Reset(0), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_failures_expire_with_their_window",
+        what: "MaxFailuresRule(2), failure_timeout 2 ticks: a failure older than the window no longer counts",
+        breakers: &[windowed(RuleSpec::Max(2), 2)],
+        steps: &[
+            Call(0, Fail), CountsOf(0), Advance(5), CountsOf(0), StateOf(0), Call(0, Fail),
+            CountsOf(0), Advance(2), CountsOf(0), Call(0, Fail), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_requests_and_failures_share_a_window",
+        what: "PercentageFailuresRule(50 %, more than 2 requests), failure_timeout 2 ticks: both counters expire together",
+        breakers: &[windowed(RuleSpec::Percentage(50, 2), 2)],
+        steps: &[
+            Call(0, Pass), Call(0, Fail), CountsOf(0), Advance(3), Call(0, Pass), CountsOf(0),
+            Advance(2), CountsOf(0), Call(0, Fail), CountsOf(0), Call(0, Pass), Call(0, Pass),
+            CountsOf(0), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_half_open_trial_success_closes",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 1 half-open call: after the open time one trial passes and its success closes",
+        breakers: &[opening(RuleSpec::Max(1), 2, 1)],
+        steps: &[
+            Call(0, Fail), StateOf(0), Call(0, Pass), Advance(5), StateOf(0), Admit(0, 0),
+            Admit(0, 1), StateOf(0), Record(0, Pass), StateOf(0), CountsOf(0), Call(0, Pass),
+            Call(0, Fail), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_half_open_trial_failure_reopens",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 1 half-open call: a failed trial reopens for a full open time",
+        breakers: &[opening(RuleSpec::Max(1), 2, 1)],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Record(0, Fail), StateOf(0), Call(0, Pass),
+            Advance(2), StateOf(0), Advance(3), StateOf(0), Call(0, Pass), StateOf(0),
+            CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_half_open_needs_every_trial",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 2 half-open calls: two trials pass, a third is rejected, both must succeed to close",
+        breakers: &[opening(RuleSpec::Max(1), 2, 2)],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Admit(0, 1), Admit(0, 2), Record(0, Pass),
+            StateOf(0), Record(1, Pass), StateOf(0), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_released_trial_frees_its_slot",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 1 half-open call: a trial that ends without a verdict gives its slot back, and a rejected call takes none",
+        breakers: &[opening(RuleSpec::Max(1), 2, 1)],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Admit(0, 1), Release(0), StateOf(0),
+            Admit(0, 2), Admit(0, 3), Release(2), Admit(0, 1), Record(1, Pass), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_without_half_open_state",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 0 half-open calls: the circuit closes when its open time is over",
+        breakers: &[opening(RuleSpec::Max(1), 2, 0)],
+        steps: &[
+            Call(0, Fail), StateOf(0), Advance(5), StateOf(0), Call(0, Pass), Call(0, Fail),
+            StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "circuits_do_not_share_state",
+        what: "two breakers on one storage: counting, opening and resetting one leaves the other as it was",
+        breakers: &[breaker("svc-a", RuleSpec::Max(2)), breaker("svc-b", RuleSpec::Max(2))],
+        steps: &[
+            Call(0, Fail), Call(1, Fail), Call(1, Fail), StateOf(0), CountsOf(0), StateOf(1),
+            Reset(1), StateOf(1), CountsOf(0), Call(0, Fail), StateOf(0), StateOf(1),
+            CountsOf(1), Call(1, Fail), Open(1), Reset(0), StateOf(0), StateOf(1), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "similar_names_do_not_share_state",
+        what: "breakers whose names look alike (case, a suffix, a space, a hash tag, an accent, a long common prefix): each keeps its own counts and state",
+        breakers: &[
+            breaker("svc", RuleSpec::Max(9)),
+            breaker("Svc", RuleSpec::Max(9)),
+            breaker("svc2", RuleSpec::Max(9)),
+            breaker("svc ", RuleSpec::Max(9)),
+            breaker("svc:eu", RuleSpec::Max(9)),
+            breaker("{svc}", RuleSpec::Max(9)),
+            breaker("sv\u{e7}", RuleSpec::Max(9)),
+            breaker(LONG_A, RuleSpec::Max(9)),
+            breaker(LONG_B, RuleSpec::Max(9)),
+        ],
+        steps: &[
+            Call(0, Fail), Call(1, Fail), Call(1, Fail), Call(2, Fail), Call(2, Fail),
+            Call(2, Fail), Call(3, Fail), Call(4, Fail), Call(4, Fail), Call(5, Fail),
+            Call(5, Fail), Call(5, Fail), Call(6, Fail), Call(7, Fail), Call(7, Fail),
+            Call(8, Fail), Call(8, Fail), Call(8, Fail), CountsOf(0), CountsOf(1), CountsOf(2),
+            CountsOf(3), CountsOf(4), CountsOf(5), CountsOf(6), CountsOf(7), CountsOf(8),
+            Reset(0), Reset(7), Open(2), Open(3), CountsOf(1), CountsOf(4), CountsOf(5),
+            CountsOf(6), CountsOf(8), StateOf(0), StateOf(1), StateOf(4), StateOf(5),
+            StateOf(6), StateOf(7), StateOf(8),
+        ],
+    },
+];
+
+/// Two names of 200 characters that differ only in their last one.
+const LONG_A: &str = concat!(
+    "long-name-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxa"
+);
+const LONG_B: &str = concat!(
+    "long-name-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxb"
+);
+
+/// An admission, without what may differ between equivalent storages (the
+/// `retry_after` hint, the trial's episode number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admitted {
+    Normal,
+    Trial,
+    Rejected,
+}
+
+fn admitted(admission: Admission) -> Admitted {
+    match admission {
+        Admission::Admitted(Permit::Normal) => Admitted::Normal,
+        Admission::Admitted(Permit::Trial { .. }) => Admitted::Trial,
+        Admission::Rejected { .. } => Admitted::Rejected,
+    }
+}
+
+/// What a step returned, as compared. The transition that `admit` reports
+/// is informational and not compared; the one `record` reports is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Call(Admitted, Option<Transition>),
+    Admit(Admitted),
+    Record(Option<Transition>),
+    NoPermit,
+    Done,
+    State(State),
+    Counts(Counts),
+}
+
+struct ShowTransition(Option<Transition>);
+
+impl fmt::Display for ShowTransition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("no state change"),
+            Some(t) => write!(f, "{} -> {}", t.from, t.to),
+        }
+    }
+}
+
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Seen::Call(Admitted::Rejected, _) => f.write_str("rejected"),
+            Seen::Call(a, t) => write!(f, "{a:?} permit, {}", ShowTransition(*t)),
+            Seen::Admit(a) => write!(f, "{a:?}"),
+            Seen::Record(t) => write!(f, "{}", ShowTransition(*t)),
+            Seen::NoPermit => f.write_str("(no permit in that slot)"),
+            Seen::Done => f.write_str("Ok"),
+            Seen::State(s) => write!(f, "{s}"),
+            Seen::Counts(c) => write!(f, "failures: {}, requests: {}", c.failures, c.requests),
+        }
+    }
+}
+
+fn describe(step: Step, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) -> String {
+    let on = |b: usize| breakers.get(b).map_or("?", |b| b.name);
+    let slot = |s: usize| slots.get(s).copied().flatten().map_or("?", on);
+    match step {
+        Call(b, o) => format!("a call on {:?} that ends in {o:?} (admit + record)", on(b)),
+        Admit(b, s) => format!("admit on {:?} (permit #{s})", on(b)),
+        Record(s, o) => format!("record {o:?} for permit #{s} on {:?}", slot(s)),
+        Release(s) => format!("release permit #{s} on {:?}", slot(s)),
+        Open(b) => format!("open_circuit on {:?}", on(b)),
+        StateOf(b) => format!("state of {:?}", on(b)),
+        CountsOf(b) => format!("counts of {:?}", on(b)),
+        Reset(b) => format!("reset of {:?}", on(b)),
+        Advance(h) => format!("time moves on by {} ticks", f64::from(h) / 2.0),
+    }
+}
+
+const SLOTS: usize = 4;
+
+/// One side of the comparison: a store and the permits it handed out.
+struct Side<'a> {
+    store: &'a dyn Store,
+    permits: [Option<Permit>; SLOTS],
+}
+
+impl Side<'_> {
+    async fn run(
+        &mut self,
+        step: Step,
+        circuits: &[(Circuit, Arc<dyn Rule>)],
+        slots: &[Option<usize>; SLOTS],
+    ) -> Result<Seen, lasier_core::StorageError> {
+        let breaker = |b: usize| circuits.get(b);
+        let s = self.store;
+        Ok(match step {
+            Call(b, outcome) => {
+                let Some((c, rule)) = breaker(b) else {
+                    return Ok(Seen::NoPermit);
+                };
+                match s.admit(c).await?.0 {
+                    Admission::Admitted(permit) => {
+                        let kind = admitted(Admission::Admitted(permit));
+                        Seen::Call(kind, s.record(c, permit, outcome, &**rule).await?)
+                    }
+                    rejected @ Admission::Rejected { .. } => Seen::Call(admitted(rejected), None),
+                }
+            }
+            Admit(b, slot) => {
+                let Some((c, _)) = breaker(b) else {
+                    return Ok(Seen::NoPermit);
+                };
+                let admission = s.admit(c).await?.0;
+                if let (Admission::Admitted(permit), Some(p)) =
+                    (admission, self.permits.get_mut(slot))
+                {
+                    *p = Some(permit);
+                }
+                Seen::Admit(admitted(admission))
+            }
+            Record(slot, outcome) => {
+                let permit = self.permits.get_mut(slot).and_then(Option::take);
+                match (permit, slots.get(slot).copied().flatten().and_then(breaker)) {
+                    (Some(permit), Some((c, rule))) => {
+                        Seen::Record(s.record(c, permit, outcome, &**rule).await?)
+                    }
+                    _ => Seen::NoPermit,
+                }
+            }
+            Release(slot) => {
+                let permit = self.permits.get_mut(slot).and_then(Option::take);
+                match (permit, slots.get(slot).copied().flatten().and_then(breaker)) {
+                    (Some(permit), Some((c, _))) => {
+                        s.release(c, permit).await?;
+                        Seen::Done
+                    }
+                    _ => Seen::NoPermit,
+                }
+            }
+            Open(b) => match breaker(b) {
+                Some((c, _)) => {
+                    s.open_circuit(c).await?;
+                    Seen::Done
+                }
+                None => Seen::NoPermit,
+            },
+            StateOf(b) => match breaker(b) {
+                Some((c, _)) => Seen::State(s.state(c).await?),
+                None => Seen::NoPermit,
+            },
+            CountsOf(b) => match breaker(b) {
+                Some((c, _)) => Seen::Counts(s.counts(c).await?),
+                None => Seen::NoPermit,
+            },
+            Reset(b) => match breaker(b) {
+                Some((c, _)) => {
+                    s.reset(c).await?;
+                    Seen::Done
+                }
+                None => Seen::NoPermit,
+            },
+            Advance(_) => Seen::Done,
+        })
+    }
+}
+
+fn build(b: &Breaker, names: &Names, tick: Duration) -> Result<(Circuit, Arc<dyn Rule>), Broken> {
+    let mut config = Config::new(names.circuit_name(b.name));
+    match b.rule {
+        RuleSpec::Max(n) => config.max_failures(n),
+        RuleSpec::Percentage(p, min) => config.percentage_failures(p, min),
+    };
+    config
+        .failure_timeout(b.failure_ticks.map_or(LONG, |n| tick * n))
+        .circuit_timeout(b.circuit_ticks.map_or(LONG, |n| tick * n))
+        .half_open_max_calls(b.half_open);
+    let built = config.validate().map_err(|e| {
+        Broken(format!(
+            "the kit built an invalid breaker ({e}); please report this"
+        ))
+    })?;
+    names.track(&built.0);
+    Ok(built)
+}
+
+/// Runs `scenario` on the storage under test and on the reference, step by
+/// step, and fails at the first step whose results differ.
+pub(crate) async fn compare(
+    scenario: &Scenario,
+    p: &Probe<'_>,
+    names: &Names,
+    t: &mut Timeline,
+) -> Result<(), Broken> {
+    let circuits = scenario
+        .breakers
+        .iter()
+        .map(|b| build(b, names, t.tick()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reference = SyncStore(Reference::new(t.manual_clock()));
+    let mut sut = Side {
+        store: p.0,
+        permits: [None; SLOTS],
+    };
+    let mut model = Side {
+        store: &reference,
+        permits: [None; SLOTS],
+    };
+    let mut slots: [Option<usize>; SLOTS] = [None; SLOTS];
+    let mut transcript = Vec::new();
+    for (i, step) in scenario.steps.iter().copied().enumerate() {
+        if let Advance(halves) = step {
+            t.advance_halves(halves).await;
+        }
+        if let Admit(b, slot) = step {
+            // Remember which breaker each slot's permit belongs to.
+            if let Some(s) = slots.get_mut(slot) {
+                *s = Some(b);
+            }
+        }
+        let what = describe(step, scenario.breakers, &slots);
+        let got = sut.run(step, &circuits, &slots).await.map_err(|e| {
+            Broken(format!(
+                "{}\nstep {}: {what}: the storage returned an error: {e}",
+                header(scenario, &transcript),
+                i + 1
+            ))
+        })?;
+        let expected = model.run(step, &circuits, &slots).await.map_err(|e| {
+            Broken(format!(
+                "step {}: {what}: the reference returned an error ({e}); please report this",
+                i + 1
+            ))
+        })?;
+        if got != expected {
+            return Err(Broken(format!(
+                "{}\nstep {}: {what}: the storage answered `{got}`, the default bodies over the \
+                 primitives answer `{expected}`",
+                header(scenario, &transcript),
+                i + 1
+            )));
+        }
+        if !matches!(step, Advance(_)) {
+            transcript.push(format!("{}. {what}: {got}", i + 1));
+        } else {
+            transcript.push(format!("{}. {what}", i + 1));
+        }
+    }
+    Ok(())
+}
+
+fn header(scenario: &Scenario, transcript: &[String]) -> String {
+    let mut text = format!("scenario: {}", scenario.what);
+    if !transcript.is_empty() {
+        text.push_str("\nsteps that agreed:\n  ");
+        text.push_str(&transcript.join("\n  "));
+    }
+    text
+}
+
+/// `reset` of one circuit deletes its keys and no other key, however alike.
+pub(crate) async fn reset_deletes_only_its_keys(
+    p: &Probe<'_>,
+    names: &Names,
+) -> Result<(), Broken> {
+    let name = names.circuit_name("svc");
+    let (circuit, rule) = build(&breaker("svc", RuleSpec::Max(1)), names, LONG)?;
+    let keys = circuit.keys();
+    let others = [
+        format!("{name}*"),
+        format!("{name}?"),
+        format!("{name}[a-z]"),
+        format!("{name}2"),
+        format!("{name}_requests2"),
+        format!("circuit_{name}2"),
+        format!("lasier:half_open:{name}2"),
+        name.trim_end_matches("svc").to_owned() + "sv",
+        name.to_uppercase(),
+        format!("{}*", keys.open()),
+    ];
+    for (i, key) in others.iter().enumerate() {
+        names.key_named(key);
+        p.set(key, 100 + i64::try_from(i).unwrap_or(0), Some(LONG))
+            .await?;
+    }
+    let store = p.0;
+    let fail =
+        |e: lasier_core::StorageError| Broken(format!("a fused step returned an error: {e}"));
+    if let Admission::Admitted(permit) = store.admit(&circuit).await.map_err(fail)?.0 {
+        store
+            .record(&circuit, permit, Outcome::Failure, &*rule)
+            .await
+            .map_err(fail)?;
+    }
+    store.open_circuit(&circuit).await.map_err(fail)?;
+    store.reset(&circuit).await.map_err(fail)?;
+    for (i, key) in others.iter().enumerate() {
+        let expected = Some(100 + i64::try_from(i).unwrap_or(0));
+        let back = p.get(key).await?;
+        ensure(back == expected, || {
+            format!(
+                "reset of the circuit {name:?} changed the unrelated key {key:?}: get returned \
+                 {back:?}, expected {expected:?}"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `repair` makes a circuit whose keys hold garbage usable again, and keeps
+/// the keys that hold what the breaker writes.
+pub(crate) async fn repair_deletes_only_corrupt_keys(
+    p: &Probe<'_>,
+    names: &Names,
+) -> Result<(), Broken> {
+    let rule = RuleSpec::Percentage(50, 100);
+    let (garbled, _) = build(&breaker("garbled", rule), names, LONG)?;
+    let (sound, _) = build(&breaker("sound", rule), names, LONG)?;
+    let (g, s) = (garbled.keys(), sound.keys());
+    for (key, value) in [
+        (g.open(), 5),
+        (g.failures(), -3),
+        (g.requests(), 4),
+        (s.open(), 1),
+        (s.failures(), 2),
+        (s.requests(), 4),
+    ] {
+        p.set(key, value, Some(LONG)).await?;
+    }
+    let store = p.0;
+    for circuit in [&garbled, &sound] {
+        store.repair(circuit).await.map_err(|e| {
+            Broken(format!(
+                "repair of {:?} returned an error: {e}",
+                circuit.name()
+            ))
+        })?;
+    }
+    let name = garbled.name();
+    let state = store.state(&garbled).await;
+    ensure(matches!(state, Ok(State::Closed)), || {
+        format!(
+            "after the open flag of {name:?} was set to 5 and its failure counter to -3, \
+             repair, then state returned {state:?}, expected Ok(Closed)"
+        )
+    })?;
+    let counts = store.counts(&garbled).await;
+    ensure(matches!(counts, Ok(Counts { failures: 0, .. })), || {
+        format!(
+            "after the failure counter of {name:?} was set to -3, repair, then counts returned \
+             {counts:?}, expected Ok with 0 failures"
+        )
+    })?;
+    for (key, value) in [
+        (g.requests(), 4),
+        (s.open(), 1),
+        (s.failures(), 2),
+        (s.requests(), 4),
+    ] {
+        let back = p.get(key).await?;
+        ensure(back == Some(value), || {
+            format!(
+                "repair deleted or changed {key:?}, which held {value}, a value the breaker \
+                 writes: get returned {back:?}"
+            )
+        })?;
+    }
+    Ok(())
+}
