@@ -6,7 +6,13 @@
 
 use criterion::{criterion_group, criterion_main};
 
+mod facades;
 mod local;
 
-criterion_group!(benches, local::closed_path, local::rejection);
+criterion_group!(
+    benches,
+    local::closed_path,
+    local::rejection,
+    facades::facades
+);
 criterion_main!(benches);
