@@ -233,6 +233,7 @@ macro_rules! fused_steps {
                     Ok(None) => false,
                     Ok(Some(value)) => {
                         value < 0
+                            || value == i64::MAX // a counter INCR can no longer move
                             || (key == keys.open() && value != 1)
                             || (key == keys.mode() && !(1..=2).contains(&value))
                     }

@@ -1,19 +1,18 @@
 //! [`AsyncRedisStorage`]: the async storage, over redis' `ConnectionManager`.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
-use lasier_core::{async_trait, AsyncStorage, Circuit, Counts, Rule, StorageError};
+use lasier_core::{
+    async_trait, AsyncStorage, Circuit, Counts, Rule, StorageError, StorageErrorKind,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, FromRedisValue, ScriptInvocation};
 
 use crate::error::from_redis;
-use crate::{commands, scripts, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
-
-/// Reconnection attempts of a `ConnectionManager` made by
-/// [`AsyncRedisStorage::connect`], 100 ms apart and doubling.
-const RECONNECT_RETRIES: usize = 3;
+use crate::{commands, scripts, Options};
 
 /// Circuit state in Redis, for async code (tokio): implements
 /// [`AsyncStorage`].
@@ -23,6 +22,12 @@ const RECONNECT_RETRIES: usize = 3;
 /// reconnects by itself. Clones share the connection. Breakers with the
 /// same name on the same Redis share one circuit, whatever process they run
 /// in, including Python `lasier` services.
+///
+/// Every storage step (an admission, a record, a read) ends within the
+/// [timeout](Options::timeout) of its [`Options`], 500 ms by default,
+/// measured by tokio's timer around the whole step, whatever it waits for
+/// (a reconnection, replies); a step that runs out of time fails with
+/// [`StorageErrorKind::TimedOut`] and is cancelled.
 ///
 /// ```no_run
 /// use lasier_core::AsyncStorage;
@@ -36,54 +41,112 @@ const RECONNECT_RETRIES: usize = 3;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Panics
+///
+/// Its steps use tokio's timer: they panic if run outside a tokio runtime,
+/// or in one built without timers (`Builder::enable_time`, which
+/// `#[tokio::main]` and `#[tokio::test]` turn on). The `ConnectionManager`
+/// has the same needs.
 #[derive(Clone)]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct AsyncRedisStorage {
     connection: ConnectionManager,
+    timeout: Duration,
     addr: Option<String>,
 }
 
 impl AsyncRedisStorage {
     /// Connects to the Redis server at `url` (see
-    /// [`RedisStorage::open`](crate::RedisStorage::open) for the forms),
-    /// with a 1 s connect timeout, a 500 ms timeout on every command and
-    /// up to 3 reconnection attempts each time the connection drops.
+    /// [`RedisStorage::open`](crate::RedisStorage::open) for the forms,
+    /// passwords and TLS), with the default [`Options`]: a 1 s connect
+    /// timeout per attempt, 3 reconnection attempts each time the connection
+    /// drops, and a 500 ms timeout on every step.
     ///
     /// Needs a tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`StorageErrorKind::Other`](lasier_core::StorageErrorKind::Other) if
-    /// `url` is not a valid Redis URL;
-    /// [`StorageErrorKind::Unavailable`](lasier_core::StorageErrorKind::Unavailable)
-    /// or [`TimedOut`](lasier_core::StorageErrorKind::TimedOut) if the
-    /// server cannot be reached.
+    /// [`StorageErrorKind::Other`] if `url` is not a valid Redis URL or the
+    /// server refused the credentials;
+    /// [`StorageErrorKind::Unavailable`] or [`TimedOut`](StorageErrorKind::TimedOut)
+    /// if the server cannot be reached (after the retries).
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        Self::connect_with_options(url, Options::default()).await
+    }
+
+    /// As [`connect`](Self::connect), with `options`: each connection
+    /// attempt (the first and those after a lost connection) takes at most
+    /// [`connect_timeout`](Options::connect_timeout), with
+    /// [`reconnect_retries`](Options::reconnect_retries) retries; each
+    /// request on the connection at most [`timeout`](Options::timeout), as
+    /// does each step.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with_options(url: &str, options: Options) -> Result<Self, StorageError> {
+        crate::install_crypto_provider();
         let client = Client::open(url).map_err(from_redis)?;
         let addr = client.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(RECONNECT_RETRIES);
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(options.reconnect_retries);
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(from_redis)?;
         Ok(Self {
             connection,
+            timeout: options.timeout,
             addr: Some(addr),
         })
     }
 
-    /// A storage over `connection`, with whatever timeouts and reconnection
-    /// policy it was configured with.
+    /// A storage over `connection`, with its own timeouts and reconnection
+    /// policy, and the default step [timeout](Options::timeout) (500 ms)
+    /// on top.
     pub fn new(connection: ConnectionManager) -> Self {
+        Self::with_options(connection, Options::default())
+    }
+
+    /// A storage over `connection`, with its own timeouts and reconnection
+    /// policy; of `options`, only the step [timeout](Options::timeout)
+    /// applies (the others are the `ConnectionManager`'s business).
+    pub fn with_options(connection: ConnectionManager, options: Options) -> Self {
+        crate::install_crypto_provider();
         Self {
             connection,
+            timeout: options.timeout,
             addr: None,
         }
     }
 
-    async fn run<T: FromRedisValue>(
+    /// The step timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs one storage step, within the timeout.
+    async fn step<T>(
+        &self,
+        step: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        match tokio::time::timeout(self.timeout, step).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(StorageError::new(
+                StorageErrorKind::TimedOut,
+                match &self.addr {
+                    Some(addr) => {
+                        format!("no answer from Redis at {addr} within {:?}", self.timeout)
+                    }
+                    None => format!("no answer from Redis within {:?}", self.timeout),
+                },
+            )),
+        }
+    }
+
+    async fn invoke<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StorageError> {
@@ -94,12 +157,22 @@ impl AsyncRedisStorage {
             .map_err(from_redis)
     }
 
+    async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StorageError> {
+        self.step(self.invoke(invocation)).await
+    }
+
     async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StorageError> {
-        let mut connection = self.connection.clone();
-        command
-            .query_async(&mut connection)
-            .await
-            .map_err(from_redis)
+        self.step(async {
+            let mut connection = self.connection.clone();
+            command
+                .query_async(&mut connection)
+                .await
+                .map_err(from_redis)
+        })
+        .await
     }
 }
 
@@ -107,6 +180,7 @@ impl fmt::Debug for AsyncRedisStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRedisStorage")
             .field("addr", &self.addr)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -164,12 +238,16 @@ impl AsyncStorage for AsyncRedisStorage {
                 if outcome == Outcome::Success && !circuit.counts_requests() {
                     return Ok(None);
                 }
-                let reply: Vec<i64> = self.run(&scripts::record(circuit, outcome)).await?;
-                if !scripts::trips(circuit, outcome, &reply, rule)? {
-                    return Ok(None);
-                }
-                let opened: i64 = self.run(&scripts::open(circuit, true)).await?;
-                Ok(scripts::tripped(opened))
+                // One step, one deadline: the trip's round trip too.
+                self.step(async {
+                    let reply: Vec<i64> = self.invoke(&scripts::record(circuit, outcome)).await?;
+                    if !scripts::trips(circuit, outcome, &reply, rule)? {
+                        return Ok(None);
+                    }
+                    let opened: i64 = self.invoke(&scripts::open(circuit, true)).await?;
+                    Ok(scripts::tripped(opened))
+                })
+                .await
             }
             Permit::Trial { .. } => {
                 let reply: i64 = self.run(&scripts::trial(circuit, outcome)).await?;

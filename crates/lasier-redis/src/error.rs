@@ -44,18 +44,10 @@ pub(crate) fn from_redis(error: RedisError) -> StorageError {
     let message = match (kind, error.code(), error.detail()) {
         // Our own reply says it all: `key "...": ...`.
         (StorageErrorKind::Corrupt, Some(CORRUPT), Some(detail)) => detail.to_owned(),
+        _ if error.kind() == ErrorKind::AuthenticationFailed => format!(
+            "Redis refused the credentials (check the password or user in the URL): {error}"
+        ),
         _ => error.to_string(),
     };
     StorageError::new(kind, message).with_source(error)
-}
-
-/// A pool that could not hand out a connection in time: the server is
-/// unreachable or every connection is busy.
-#[cfg(feature = "sync")]
-pub(crate) fn from_pool(error: r2d2::Error) -> StorageError {
-    StorageError::new(
-        StorageErrorKind::Unavailable,
-        format!("no Redis connection: {error}"),
-    )
-    .with_source(error)
 }

@@ -94,25 +94,66 @@
 //! and the scripts check everything before writing anything. Nothing
 //! panics on a reply.
 //!
-//! # Timeouts
+//! # When Redis fails
 //!
-//! Connecting times out after 1 s, every command after 500 ms, and waiting
-//! for a free pooled connection (sync) after 1 s. What a breaker does when
-//! the store fails is the facade's business.
+//! Every storage step (an admission, a record, a read) ends within its
+//! [timeout](Options::timeout), 500 ms by default (see [`Options`] for why):
+//! [`RedisStorage`] sets its sockets' timeouts to the time the step has
+//! left and bounds the wait for a pooled connection; [`AsyncRedisStorage`]
+//! runs each step under tokio's timer. A step that runs out of time fails
+//! with [`StorageErrorKind::TimedOut`](lasier_core::StorageErrorKind::TimedOut),
+//! one that cannot reach the server with
+//! [`Unavailable`](lasier_core::StorageErrorKind::Unavailable). What the
+//! breaker then does with the call is its
+//! [store-failure policy](lasier_core::StorageFailurePolicy): by default it
+//! protects calls with an in-process circuit and probes Redis once a
+//! second until it answers.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lasier_redis::{Options, RedisStorage};
+//!
+//! let storage = RedisStorage::open_with_options(
+//!     "redis://127.0.0.1:6379",
+//!     Options::new().timeout(Duration::from_millis(100)).pool_size(32),
+//! )?;
+//! # let _ = storage;
+//! # Ok::<(), lasier_core::StorageError>(())
+//! ```
+//!
+//! # Passwords, users, TLS
+//!
+//! Credentials go in the URL, as redis takes them:
+//! `redis://:password@host:6379` (`requirepass`) or
+//! `redis://user:password@host:6379` (an ACL user), percent-encoded. A
+//! wrong password fails the first step (the connection is made on first
+//! use) with a [`StorageError`](lasier_core::StorageError) of kind
+//! [`Other`](lasier_core::StorageErrorKind::Other) whose source is redis'
+//! authentication error; [`AsyncRedisStorage::connect`] fails with it.
+//!
+//! With the feature `tls`, `rediss://host:6380` connects over TLS (rustls,
+//! with the `ring` provider, checking the server against the system's root
+//! certificates). For a private CA or client certificates, build the
+//! client with `redis::Client::build_with_tls` (feature `tls`) and pass it to
+//! [`RedisStorage::with_options`] or to a `ConnectionManager` for
+//! [`AsyncRedisStorage::with_options`]. Nothing else changes.
 //!
 //! # Features
 //!
 //! * `sync` (default): [`RedisStorage`].
 //! * `async` (default): [`AsyncRedisStorage`], on tokio.
+//! * `tls`: `rediss://` URLs, with rustls (for the async storage, through
+//!   tokio-rustls; enabling it brings tokio in even without `async`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
-
-#[cfg(any(feature = "sync", feature = "async"))]
-use std::time::Duration;
+#![forbid(unsafe_code)]
 
 #[cfg(any(feature = "sync", feature = "async"))]
 mod commands;
 #[cfg(any(feature = "sync", feature = "async"))]
 mod error;
+mod options;
+#[cfg(feature = "sync")]
+mod pool;
 #[cfg(any(feature = "sync", feature = "async"))]
 mod scripts;
 
@@ -123,6 +164,7 @@ mod sync_storage;
 
 #[cfg(feature = "async")]
 pub use async_storage::AsyncRedisStorage;
+pub use options::Options;
 #[cfg(feature = "sync")]
 pub use sync_storage::RedisStorage;
 
@@ -130,12 +172,13 @@ pub use sync_storage::RedisStorage;
 /// `aio::ConnectionManager` without a version mismatch.
 pub use redis;
 
-/// How long a connection attempt may take.
-#[cfg(any(feature = "sync", feature = "async"))]
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a command may wait for its reply.
-#[cfg(any(feature = "sync", feature = "async"))]
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
-/// Connections in a `RedisStorage`'s pool.
-#[cfg(feature = "sync")]
-const POOL_SIZE: u32 = 16;
+/// rustls needs a process-wide crypto provider, and panics without one when
+/// a TLS connection is set up: install ring's, unless the application
+/// installed one already.
+#[cfg(all(feature = "tls", any(feature = "sync", feature = "async")))]
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(all(not(feature = "tls"), any(feature = "sync", feature = "async")))]
+pub(crate) fn install_crypto_provider() {}

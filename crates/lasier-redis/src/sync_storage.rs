@@ -6,100 +6,144 @@ use std::time::Duration;
 
 use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
 use lasier_core::{Circuit, Counts, Rule, Storage, StorageError};
-use redis::{Client, Connection, ConnectionLike, FromRedisValue, RedisError, ScriptInvocation};
+use redis::{Client, FromRedisValue, ScriptInvocation};
 
-use crate::error::{from_pool, from_redis};
-use crate::{scripts, CONNECT_TIMEOUT, POOL_SIZE, RESPONSE_TIMEOUT};
-
-type Pool = r2d2::Pool<Manager>;
-type Pooled = r2d2::PooledConnection<Manager>;
+use crate::error::from_redis;
+use crate::pool::{Pool, Session};
+use crate::{scripts, Options};
 
 /// Circuit state in Redis, for blocking code: implements [`Storage`].
 ///
-/// Holds a pool of connections (r2d2, up to 16), so that threads sharing one
-/// storage do not wait on one another's round trips. Clones share the pool.
-/// Breakers with the same name on the same Redis share one circuit, whatever
-/// process they run in, including Python `lasier` services.
+/// Holds a pool of connections (up to 16 by default), so that threads
+/// sharing one storage do not wait on one another's round trips. Clones
+/// share the pool. Breakers with the same name on the same Redis share one
+/// circuit, whatever process they run in, including Python `lasier`
+/// services.
 ///
-/// Connections are made on first use, each with a 1 s connect timeout and a
-/// 500 ms timeout on every command; a call that cannot get a connection
-/// within 1 s fails with [`StorageErrorKind::Unavailable`]. No call blocks
-/// forever.
+/// Every storage step (an admission, a record, a read) ends within the
+/// [timeout](Options::timeout) of its [`Options`], 500 ms by default,
+/// whatever it waits for: a free connection, a new one, or replies. A step
+/// that runs out of time fails with [`StorageErrorKind::TimedOut`]; a
+/// server that cannot be reached fails it with
+/// [`StorageErrorKind::Unavailable`], at once when it refuses connections.
+/// No call blocks forever.
 ///
 /// ```no_run
-/// use lasier_redis::RedisStorage;
+/// use std::time::Duration;
+/// use lasier_redis::{Options, RedisStorage};
 /// use lasier_sync::CircuitBreaker;
 ///
+/// let storage = RedisStorage::open_with_options(
+///     "redis://127.0.0.1:6379",
+///     Options::new().timeout(Duration::from_millis(200)),
+/// )?;
 /// let breaker = CircuitBreaker::builder("payments")
-///     .storage(RedisStorage::open("redis://127.0.0.1:6379")?)
+///     .storage(storage)
 ///     .max_failures(5)
 ///     .build()?;
 /// let answer = breaker.call(|| -> Result<u32, std::io::Error> { Ok(42) });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// [`StorageErrorKind::TimedOut`]: lasier_core::StorageErrorKind::TimedOut
 /// [`StorageErrorKind::Unavailable`]: lasier_core::StorageErrorKind::Unavailable
 #[derive(Clone)]
 #[cfg_attr(docsrs, doc(cfg(feature = "sync")))]
 pub struct RedisStorage {
-    pool: Pool,
+    pool: Arc<Pool>,
     addr: Arc<str>,
 }
 
 impl RedisStorage {
-    /// A storage on the Redis server at `url` (`redis://[:password@]host[:port][/db]`,
-    /// `rediss://` for TLS if redis' TLS features are on, `redis+unix:///path`).
+    /// A storage on the Redis server at `url`, with the default [`Options`].
     /// Connections are made on first use, as with [`Client::open`].
+    ///
+    /// The URL forms are redis': `redis://[[user]:password@]host[:port][/db]`,
+    /// `rediss://` for TLS (feature `tls`), `redis+unix:///path`.
+    /// A password or user in the URL authenticates every connection (`AUTH`);
+    /// percent-encode characters such as `@` or `/` in it.
     ///
     /// # Errors
     ///
     /// [`StorageErrorKind::Other`](lasier_core::StorageErrorKind::Other) if
-    /// `url` is not a valid Redis URL.
+    /// `url` is not a valid Redis URL (or asks for TLS without the `tls`
+    /// feature).
     pub fn open(url: &str) -> Result<Self, StorageError> {
-        Ok(Self::new(Client::open(url).map_err(from_redis)?))
+        Self::open_with_options(url, Options::default())
     }
 
-    /// A storage on the server of `client`. Connects on first use.
+    /// As [`open`](Self::open), with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with_options(url: &str, options: Options) -> Result<Self, StorageError> {
+        Ok(Self::with_options(
+            Client::open(url).map_err(from_redis)?,
+            options,
+        ))
+    }
+
+    /// A storage on the server of `client`, with the default [`Options`].
+    /// Connects on first use.
     pub fn new(client: Client) -> Self {
-        let addr = Arc::from(client.get_connection_info().addr().to_string());
-        let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
-            // Connections are made when needed; none is kept open idle.
-            .min_idle(Some(0))
-            // No PING before each use: it would double the round trips.
-            // A broken connection is dropped when it fails instead.
-            .test_on_check_out(false)
-            .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(Manager {
-                client,
-                connect_timeout: CONNECT_TIMEOUT,
-                response_timeout: RESPONSE_TIMEOUT,
-            });
-        Self { pool, addr }
+        Self::with_options(client, Options::default())
     }
 
-    fn connection(&self) -> Result<Pooled, StorageError> {
-        self.pool.get().map_err(from_pool)
+    /// A storage on the server of `client` (for instance one built with
+    /// `Client::build_with_tls` (feature `tls`) and certificates of your own), with
+    /// `options`. Connects on first use.
+    pub fn with_options(client: Client, options: Options) -> Self {
+        crate::install_crypto_provider();
+        let addr = Arc::from(client.get_connection_info().addr().to_string());
+        Self {
+            pool: Arc::new(Pool::new(client, options)),
+            addr,
+        }
+    }
+
+    /// The options it was built with.
+    pub fn options(&self) -> &Options {
+        self.pool.options()
+    }
+
+    /// The client it connects with.
+    pub fn client(&self) -> &Client {
+        self.pool.client()
+    }
+
+    /// Starts a storage step: a connection and a deadline.
+    fn session(&self) -> Result<Session<'_>, StorageError> {
+        self.pool.session()
     }
 
     fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StorageError> {
-        let mut connection = self.connection()?;
-        invocation.invoke(&mut *connection).map_err(from_redis)
+        run(&mut self.session()?, invocation)
     }
 
     fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StorageError> {
-        let mut connection = self.connection()?;
-        command.query(&mut *connection).map_err(from_redis)
+        let mut session = self.session()?;
+        command.query(&mut session.link()).map_err(from_redis)
     }
+}
+
+/// Runs a script within the session's deadline (loading it first if the
+/// server lost it).
+fn run<T: FromRedisValue>(
+    session: &mut Session<'_>,
+    invocation: &ScriptInvocation<'_>,
+) -> Result<T, StorageError> {
+    invocation.invoke(&mut session.link()).map_err(from_redis)
 }
 
 impl fmt::Debug for RedisStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.pool.state();
+        let (connections, idle) = self.pool.state();
         f.debug_struct("RedisStorage")
             .field("addr", &self.addr)
-            .field("connections", &state.connections)
-            .field("idle", &state.idle_connections)
+            .field("timeout", &self.options().timeout)
+            .field("connections", &connections)
+            .field("idle", &idle)
             .finish()
     }
 }
@@ -148,11 +192,13 @@ impl Storage for RedisStorage {
                 if outcome == Outcome::Success && !circuit.counts_requests() {
                     return Ok(None);
                 }
-                let reply: Vec<i64> = self.run(&scripts::record(circuit, outcome))?;
+                // One step, one deadline: the trip's round trip too.
+                let mut session = self.session()?;
+                let reply: Vec<i64> = run(&mut session, &scripts::record(circuit, outcome))?;
                 if !scripts::trips(circuit, outcome, &reply, rule)? {
                     return Ok(None);
                 }
-                let opened: i64 = self.run(&scripts::open(circuit, true))?;
+                let opened: i64 = run(&mut session, &scripts::open(circuit, true))?;
                 Ok(scripts::tripped(opened))
             }
             Permit::Trial { .. } => {
@@ -184,35 +230,5 @@ impl Storage for RedisStorage {
 
     fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         self.query::<()>(&crate::commands::reset(circuit))
-    }
-}
-
-/// Makes the pool's connections, with timeouts.
-#[derive(Debug)]
-struct Manager {
-    client: Client,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-}
-
-impl r2d2::ManageConnection for Manager {
-    type Connection = Connection;
-    type Error = RedisError;
-
-    fn connect(&self) -> Result<Connection, RedisError> {
-        let connection = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)?;
-        connection.set_read_timeout(Some(self.response_timeout))?;
-        connection.set_write_timeout(Some(self.response_timeout))?;
-        Ok(connection)
-    }
-
-    fn is_valid(&self, connection: &mut Connection) -> Result<(), RedisError> {
-        redis::cmd("PING").query::<()>(connection)
-    }
-
-    fn has_broken(&self, connection: &mut Connection) -> bool {
-        !connection.is_open()
     }
 }

@@ -92,7 +92,7 @@ struct Python {
 
 fn python(server: &Server, name: &str, rule: &str, calls: &[&str]) -> Python {
     let output = Command::new("python3")
-        .args(["-c", PYTHON, &server.port.to_string(), name, rule])
+        .args(["-c", PYTHON, &server.port().to_string(), name, rule])
         .args(calls)
         .output()
         .expect("running python3");

@@ -1,58 +1,43 @@
-//! A real `redis-server` for each test binary, started on a free port of
-//! 127.0.0.1 and stopped when the binary exits, plus helpers.
+//! lasier-test-support's harness, plus what only lasier-redis' tests need:
+//! storages on a test server.
 //!
-//! Never a mock, never the machine's shared server: every test talks to the
-//! server this module started, and uses key names of its own (tests run in
-//! parallel on one server), so nothing is ever flushed.
-//!
-//! Where `redis-server` is missing, tests print a loud message and pass
-//! without running, unless `LASIER_REQUIRE_REDIS=1`, which makes them fail.
-#![allow(dead_code, unreachable_pub)]
+//! Every test binary gets a real `redis-server` of its own, started on a
+//! free port of 127.0.0.1 on first use and killed when the binary exits;
+//! tests share it, each with keys of its own (never a mock, never the
+//! machine's shared server, never a flush). Where `redis-server` is
+//! missing, tests skip loudly, or fail with `LASIER_REQUIRE_REDIS=1`.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::ops::Deref;
+use std::sync::OnceLock;
 
-use lasier_redis::redis;
+pub use lasier_test_support::{
+    eventually, required, skip, unique, Fault, Proxy, RedisServer, SentCommand, ServerOptions,
+};
 
-/// Whether a missing tool fails the tests instead of skipping them.
-pub fn required() -> bool {
-    std::env::var("LASIER_REQUIRE_REDIS").is_ok_and(|v| v == "1")
-}
+use lasier_redis::{AsyncRedisStorage, Options, RedisStorage};
 
-/// Says loudly, bypassing the test harness' output capture, that tests are
-/// skipped, or fails if `LASIER_REQUIRE_REDIS=1`.
-pub fn skip(what: &str) {
-    if required() {
-        panic!("{what}, and LASIER_REQUIRE_REDIS=1: failing instead of skipping");
+/// A test server, with storage constructors.
+#[derive(Debug, Clone, Copy)]
+pub struct Server(pub &'static RedisServer);
+
+impl Deref for Server {
+    type Target = RedisServer;
+
+    fn deref(&self) -> &RedisServer {
+        self.0
     }
-    let bar = "!".repeat(78);
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n{bar}\n!! SKIPPED: {what}.\n!! Tests of {} did not run. Set LASIER_REQUIRE_REDIS=1 to fail instead.\n{bar}\n",
-        std::env::args().next().unwrap_or_default(),
-    );
 }
 
-/// A `redis-server` this test binary started.
-pub struct Server {
-    pub port: u16,
-    /// A shell that runs redis-server and kills it once its stdin closes,
-    /// which happens when this process exits, however it exits.
-    _watchdog: Mutex<(Child, ChildStdin)>,
-}
-
-/// The test binary's server, started on first use; `None` (after a loud
-/// message) if `redis-server` is missing.
+/// This test binary's shared server; `None` after a loud skip message.
 pub fn server() -> Option<&'static Server> {
     static SERVER: OnceLock<Option<Server>> = OnceLock::new();
-    SERVER.get_or_init(start).as_ref()
+    SERVER
+        .get_or_init(|| lasier_test_support::server().map(Server))
+        .as_ref()
 }
 
-/// Returns the server, or skips the calling test (see [`skip`]).
+/// Returns this binary's shared server, or skips the calling test.
 #[macro_export]
 macro_rules! server_or_skip {
     () => {
@@ -63,149 +48,171 @@ macro_rules! server_or_skip {
     };
 }
 
-fn start() -> Option<Server> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        skip("redis-server is not installed (apt-get install redis-server)");
-        return None;
-    }
-    let mut last = String::new();
-    for _ in 0..5 {
-        match try_start() {
-            Ok(server) => return Some(server),
-            Err(e) => last = e,
-        }
-    }
-    panic!("could not start redis-server: {last}");
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn try_start() -> Result<Server, String> {
-    let port = free_port()?;
-    let dir = std::env::temp_dir();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        // redis-server in the background; a subshell kills it when our
-        // stdin (kept as fd 3: background jobs get /dev/null as stdin)
-        // reaches EOF; the shell itself exits when redis-server does.
-        .arg(concat!(
-            r#"exec 3<&0; redis-server "$@" </dev/null & pid=$!; "#,
-            r#"(cat <&3 >/dev/null; kill "$pid" 2>/dev/null) & wait "$pid""#
-        ))
-        .arg("sh")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(&dir)
-        .args(["--logfile", ""])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("spawning redis-server: {e}"))?;
-    let stdin = child.stdin.take().ok_or("no stdin for the watchdog")?;
-    let url = format!("redis://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("redis-server on port {port} exited with {status}"));
-        }
-        let ping = redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-        if ping.is_ok() {
-            return Ok(Server {
-                port,
-                _watchdog: Mutex::new((child, stdin)),
-            });
-        }
-        if Instant::now() > deadline {
-            drop(stdin);
-            let _ = child.kill();
-            return Err(format!("redis-server on port {port} did not answer"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Server {
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// A plain connection, to look at keys and server stats.
-    pub fn raw(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-            .expect("connecting to the test redis-server")
-    }
-
+/// Storages on any test server.
+pub trait Storages {
     /// A new sync storage (a pool of its own) on this server.
-    pub fn storage(&self) -> lasier_redis::RedisStorage {
-        lasier_redis::RedisStorage::open(&self.url()).expect("valid url")
+    fn storage(&self) -> RedisStorage;
+    /// A new sync storage with `options`.
+    fn storage_with(&self, options: Options) -> RedisStorage;
+}
+
+impl Storages for RedisServer {
+    fn storage(&self) -> RedisStorage {
+        self.storage_with(Options::default())
     }
 
-    /// Runs `args` as one command on a plain connection.
-    pub fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
-        }
-        cmd.query(&mut self.raw())
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    fn storage_with(&self, options: Options) -> RedisStorage {
+        RedisStorage::open_with_options(&self.url(), options).expect("valid url")
     }
 }
 
 impl Server {
-    /// Redis' clock, in whole milliseconds.
-    pub fn time_ms(&self) -> i64 {
-        let (secs, micros): (i64, i64) = redis::cmd("TIME").query(&mut self.raw()).unwrap();
-        secs * 1000 + micros / 1000
+    /// A new sync storage (a pool of its own) on this server.
+    pub fn storage(&self) -> RedisStorage {
+        Storages::storage(self.0)
+    }
+}
+
+/// A new async storage (a connection of its own) on the server at `url`.
+pub async fn async_storage(url: &str, options: Options) -> AsyncRedisStorage {
+    AsyncRedisStorage::connect_with_options(url, options)
+        .await
+        .expect("connecting to the test server")
+}
+
+/// What a breaker told its listener, with when.
+#[derive(Debug, Default)]
+pub struct Events {
+    log: std::sync::Mutex<Vec<(std::time::Instant, Event)>>,
+}
+
+/// One event of [`Events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A state change.
+    Changed(lasier_core::State, lasier_core::State),
+    /// A rejection.
+    Rejected,
+    /// The store failed: fallback.
+    FallbackEntered(lasier_core::StorageErrorKind),
+    /// The store answers again.
+    FallbackLeft,
+    /// A storage operation failed.
+    StorageError(lasier_core::StorageErrorKind),
+}
+
+impl Events {
+    fn push(&self, event: Event) {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((std::time::Instant::now(), event));
     }
 
-    /// Runs `write` and checks that it gave `key` a TTL of exactly `ttl_ms`
-    /// from the moment Redis ran it: the deadline is `ttl_ms` after a
-    /// reading of Redis' clock taken between one just before and one just
-    /// after. However slow the machine, nothing here depends on timing.
-    pub fn assert_ttl(&self, key: &str, ttl_ms: i64, write: impl FnOnce()) {
-        let before = self.time_ms();
-        write();
-        let after = self.time_ms();
-        let deadline: i64 = self.cmd(&["PEXPIRETIME", key]);
+    /// Every event so far, with when it happened.
+    pub fn log(&self) -> Vec<(std::time::Instant, Event)> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many events `keep` selects.
+    pub fn count(&self, keep: impl Fn(&Event) -> bool) -> usize {
+        self.log().iter().filter(|(_, e)| keep(e)).count()
+    }
+
+    /// When the first event that `keep` selects happened.
+    pub fn first(&self, keep: impl Fn(&Event) -> bool) -> Option<std::time::Instant> {
+        self.log().iter().find(|(_, e)| keep(e)).map(|(at, _)| *at)
+    }
+}
+
+impl lasier_core::events::Listener for Events {
+    fn on_state_change(&self, _: &str, from: lasier_core::State, to: lasier_core::State) {
+        self.push(Event::Changed(from, to));
+    }
+    fn on_call_rejected(&self, _: &str, _: Option<std::time::Duration>) {
+        self.push(Event::Rejected);
+    }
+    fn on_fallback_entered(&self, _: &str, error: &lasier_core::StorageError) {
+        self.push(Event::FallbackEntered(error.kind()));
+    }
+    fn on_fallback_left(&self, _: &str) {
+        self.push(Event::FallbackLeft);
+    }
+    fn on_storage_error(&self, _: &str, error: &lasier_core::StorageError) {
+        self.push(Event::StorageError(error.kind()));
+    }
+}
+
+/// How long guarded calls took: the longest, and how many took longer than
+/// a bound.
+#[derive(Debug)]
+pub struct Latencies {
+    bound: std::time::Duration,
+    calls: std::sync::atomic::AtomicU64,
+    over: std::sync::atomic::AtomicU64,
+    max_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Latencies {
+    /// Counts calls longer than `bound`.
+    pub fn new(bound: std::time::Duration) -> Self {
+        Self {
+            bound,
+            calls: 0.into(),
+            over: 0.into(),
+            max_micros: 0.into(),
+        }
+    }
+
+    /// Records one call that took `took`.
+    pub fn record(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        if took > self.bound {
+            self.over.fetch_add(1, Relaxed);
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.max_micros.fetch_max(micros, Relaxed);
+    }
+
+    /// Calls recorded.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Calls that took longer than the bound.
+    pub fn over(&self) -> u64 {
+        self.over.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The longest call.
+    pub fn max(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.max_micros.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Prints a figure of a proof test where `cargo test -- --nocapture` (and
+/// CI's log) shows it.
+pub fn figure(test: &str, what: impl std::fmt::Display, value: impl std::fmt::Display) {
+    println!("FIGURE {test}: {what} = {value}");
+}
+
+/// [`eventually`] for async checks: waits (bounded, 10 s) until `done`
+/// resolves to true, without blocking the runtime.
+pub async fn until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + lasier_test_support::EVENTUALLY;
+    while !done().await {
         assert!(
-            before + ttl_ms <= deadline && deadline <= after + ttl_ms,
-            "{key}: TTL {} ms (± {} ms), expected {ttl_ms} ms",
-            deadline - before,
-            after - before
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
         );
-    }
-}
-
-/// A circuit name no other test uses.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Waits (bounded) until `done` holds; for states that Redis' own clock
-/// produces. Panics with `what` if it never does.
-pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
