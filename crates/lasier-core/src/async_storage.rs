@@ -122,6 +122,19 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
         steps::reset(self, circuit).await
     }
 
+    /// Checks, when a breaker is built, that this storage can hold
+    /// `circuit` (a Redis Cluster needs all of a circuit's keys in one hash
+    /// slot, for example). The default accepts every circuit.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::ConfigError) that `build()` returns as is;
+    /// its message should say how to fix the configuration.
+    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        let _ = circuit;
+        Ok(())
+    }
+
     /// See [`Storage::local_circuit`](crate::Storage::local_circuit).
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
         let _ = circuit;
@@ -177,6 +190,9 @@ macro_rules! forward_async_storage {
             }
             async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).reset(circuit).await
+            }
+            fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+                (**self).validate(circuit)
             }
             fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
                 (**self).local_circuit(circuit)

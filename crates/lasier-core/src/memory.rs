@@ -348,6 +348,9 @@ impl crate::AsyncStorage for MemoryStorage {
     ) -> Result<Option<Transition>, StorageError> {
         Storage::set_manual(self, circuit, manual)
     }
+    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        Storage::validate(self, circuit)
+    }
     async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
         Storage::repair(self, circuit)
     }

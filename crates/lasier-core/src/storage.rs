@@ -189,6 +189,19 @@ pub trait Storage: fmt::Debug + Send + Sync {
         steps::reset(self, circuit)
     }
 
+    /// Checks, when a breaker is built, that this storage can hold
+    /// `circuit` (a Redis Cluster needs all of a circuit's keys in one hash
+    /// slot, for example). The default accepts every circuit.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::ConfigError) that `build()` returns as is;
+    /// its message should say how to fix the configuration.
+    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        let _ = circuit;
+        Ok(())
+    }
+
     /// For storages that keep circuits in this process: the circuit's
     /// lock-free state, which the breaker then uses directly, bypassing the
     /// steps above. Called once, when a breaker is built. The default,
@@ -246,6 +259,9 @@ macro_rules! forward_storage {
             }
             fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
                 (**self).reset(circuit)
+            }
+            fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+                (**self).validate(circuit)
             }
             fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
                 (**self).local_circuit(circuit)

@@ -142,12 +142,14 @@ impl CircuitBreakerBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] for an empty name, a missing or invalid rule, a zero
-    /// or too long timeout, too many half-open calls or a bad request key.
+    /// or too long timeout, too many half-open calls or a bad request key, or
+    /// a circuit the storage cannot hold (see `Storage::validate`).
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         let (circuit, rule) = self.config.validate()?;
         let storage = self
             .storage
             .unwrap_or_else(|| Arc::new(MemoryStorage::new()));
+        storage.validate(&circuit)?;
         let engine = match storage.local_circuit(&circuit) {
             Some(local) => Engine::Local(local),
             None => Engine::Store(storage),
