@@ -121,11 +121,13 @@ impl CircuitBreaker {
         // it); disarmed when `future` returns.
         let in_flight = Guard::new(self, ticket, period);
         let result = future.await;
-        in_flight.disarm();
+        // The predicate runs while the guard is armed: if it panics, the
+        // call still ends (as a failure) and its permit is not lost.
         let outcome = match &result {
             Err(e) if is_failure(e) => Outcome::Failure,
             _ => Outcome::Success,
         };
+        in_flight.disarm();
         self.record(ticket, outcome).await;
         result.map_err(Error::Inner)
     }

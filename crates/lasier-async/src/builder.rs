@@ -102,6 +102,15 @@ impl CircuitBreakerBuilder {
         self
     }
 
+    /// How long a breaker on a shared store trusts an open state it read
+    /// before asking the store again (default one second). While open, it
+    /// rejects without a round trip for that long; and a `force_close()` or
+    /// `disable()` made by another process reaches it within that bound.
+    pub fn max_staleness(mut self, staleness: Duration) -> Self {
+        self.config.max_staleness(staleness);
+        self
+    }
+
     /// Adds a [`Listener`] for the breaker's events.
     pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
         self.config.listener(Arc::new(listener));
@@ -134,6 +143,14 @@ impl CircuitBreakerBuilder {
     /// `MemoryStorage` keeps time by its own clock.)
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Sets the storage if the recipe of a registry gave none.
+    pub(crate) fn or_storage(mut self, storage: impl FnOnce() -> Arc<dyn AsyncStorage>) -> Self {
+        if self.storage.is_none() {
+            self.storage = Some(storage());
+        }
         self
     }
 

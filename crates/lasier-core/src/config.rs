@@ -59,6 +59,9 @@ impl Default for StorageFailurePolicy {
     }
 }
 
+/// The default [`Config::max_staleness`]: one second.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(1);
+
 /// An invalid breaker configuration, from `build()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -142,6 +145,7 @@ pub struct Config {
     request_key: Option<String>,
     policy: StorageFailurePolicy,
     listeners: Vec<Arc<dyn Listener>>,
+    max_staleness: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -155,6 +159,7 @@ impl fmt::Debug for Config {
             .field("request_key", &self.request_key)
             .field("policy", &self.policy)
             .field("listeners", &self.listeners.len())
+            .field("max_staleness", &self.max_staleness)
             .finish()
     }
 }
@@ -171,7 +176,23 @@ impl Config {
             request_key: None,
             policy: StorageFailurePolicy::default(),
             listeners: Vec::new(),
+            max_staleness: DEFAULT_MAX_STALENESS,
         }
+    }
+
+    /// How long a breaker on a shared store trusts an open state it read
+    /// before asking the store again (default one second). While the
+    /// circuit is open this costs at most one round trip per interval, and
+    /// it bounds how long a `force_close()` or `disable()` made by another
+    /// process takes to reach this one. Zero: always ask.
+    pub fn max_staleness(&mut self, staleness: Duration) -> &mut Self {
+        self.max_staleness = staleness;
+        self
+    }
+
+    /// See [`Config::max_staleness`](Self::max_staleness).
+    pub fn staleness(&self) -> Duration {
+        self.max_staleness
     }
 
     /// What to do when the store fails; see [`StorageFailurePolicy`].

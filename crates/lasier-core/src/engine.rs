@@ -93,6 +93,8 @@ pub struct BreakerCore<S: ?Sized> {
     next_probe: AtomicU64,
     /// Calls this breaker rejected.
     rejected: AtomicU64,
+    /// How long (ms) an open state read from the store is trusted.
+    max_staleness_ms: u64,
 }
 
 /// A breaker's figures at one instant; from `metrics()`.
@@ -134,6 +136,7 @@ impl<S: ?Sized> BreakerCore<S> {
             fallback: LocalCircuit::new(),
             next_probe: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            max_staleness_ms: crate::clock::ceil_millis(config.staleness()),
         }
     }
 
@@ -263,11 +266,20 @@ impl<S: ?Sized> BreakerCore<S> {
             retry_after: Some(after),
         } = admission
         {
-            let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-            let until = now_ms(&*self.clock).saturating_add(ms).max(1);
-            self.open_until.store(until, Ordering::Release);
+            self.cache_open_for(crate::clock::ceil_millis(after));
         }
         self.decide(admission, Source::Primary)
+    }
+
+    /// Trusts an open state read from the store for `open_ms`, or for the
+    /// staleness bound if shorter.
+    fn cache_open_for(&self, open_ms: u64) {
+        let ms = open_ms.min(self.max_staleness_ms);
+        if ms == 0 {
+            return;
+        }
+        let until = now_ms(&*self.clock).saturating_add(ms).max(1);
+        self.open_until.store(until, Ordering::Release);
     }
 
     fn admission_failed(&self, error: StorageError) -> Result<Ticket, Error> {
@@ -434,10 +446,7 @@ impl<S: ?Sized> BreakerCore<S> {
                         // rejects without asking the store until it may
                         // pass again.
                         State::Open => {
-                            let until = now_ms(&*self.clock)
-                                .saturating_add(self.circuit.timing().circuit_timeout_ms)
-                                .max(1);
-                            self.open_until.store(until, Ordering::Release);
+                            self.cache_open_for(self.circuit.timing().circuit_timeout_ms)
                         }
                         _ => {}
                     }

@@ -32,6 +32,8 @@ const TAG_HALF_OPEN: u64 = 2;
 const TAG_FORCED_OPEN: u64 = 3;
 const TAG_DISABLED: u64 = 4;
 const LOW_61: u64 = (1 << TAG_SHIFT) - 1;
+/// The first closed word; later ones carry the number of the closed period
+/// (see [`LocalCircuit::closed_word`]).
 const CLOSED_WORD: u64 = TAG_CLOSED << TAG_SHIFT;
 const DISABLED_WORD: u64 = TAG_DISABLED << TAG_SHIFT;
 
@@ -110,12 +112,24 @@ fn stripe() -> usize {
 #[derive(Debug, Default)]
 struct Padded(AtomicU64);
 
+fn is_closed_word(word: u64) -> bool {
+    word >> TAG_SHIFT == TAG_CLOSED
+}
+
 /// The in-process state of one circuit. See the [module docs](self).
 ///
 /// All methods take `&self`; share it between threads in an `Arc`.
 #[derive(Debug, Default)]
 pub struct LocalCircuit {
+    /// The phase; a closed phase carries the number of its closed period, so
+    /// that a failure counted in one closed period can never trip the next.
     phase: Padded,
+    /// Closed periods started so far.
+    closes: core::sync::atomic::AtomicU32,
+    /// When (ms) the current half-open period started: its trials have one
+    /// circuit timeout to report, after which their permits are taken as
+    /// lost and a new period starts.
+    half_open_since: AtomicU64,
     /// Generation (16 bits) and end of the current window in ms (48 bits;
     /// 0: no window yet).
     window: AtomicU64,
@@ -130,6 +144,8 @@ impl LocalCircuit {
     pub const fn new() -> Self {
         Self {
             phase: Padded(AtomicU64::new(CLOSED_WORD)),
+            closes: core::sync::atomic::AtomicU32::new(0),
+            half_open_since: AtomicU64::new(0),
             window: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             requests: [
@@ -145,7 +161,7 @@ impl LocalCircuit {
     /// admit a normal call and change nothing. One atomic load.
     #[inline]
     pub fn is_closed(&self) -> bool {
-        self.phase.0.load(Ordering::Acquire) == CLOSED_WORD
+        is_closed_word(self.phase.0.load(Ordering::Acquire))
     }
 
     /// Asks to run a call.
@@ -155,7 +171,7 @@ impl LocalCircuit {
     #[inline]
     pub fn admit(&self, clock: &dyn Clock, timing: &Timing) -> (Admission, Option<Transition>) {
         let word = self.phase.0.load(Ordering::Acquire);
-        if word == CLOSED_WORD {
+        if is_closed_word(word) {
             return (Admission::Admitted(Permit::Normal), None);
         }
         self.admit_slow(word, clock, timing)
@@ -171,19 +187,47 @@ impl LocalCircuit {
         let now = now_ms(clock);
         loop {
             let phase = decode(word);
-            let (next, admission) = state::admit(phase, now, timing);
+            let (mut next, mut admission) = state::admit(phase, now, timing);
+            if let (Phase::HalfOpen { episode, .. }, Admission::Rejected { .. }) =
+                (phase, admission)
+            {
+                let since = self.half_open_since.load(Ordering::Acquire);
+                if now >= since.saturating_add(timing.circuit_timeout_ms) {
+                    // Every slot is held by a trial that has not reported in
+                    // a circuit timeout (a hung call, a leaked guard): take
+                    // its permits as lost and start a new half-open period.
+                    let fresh = (episode.wrapping_add(1)) & EPISODE_MASK;
+                    next = Phase::HalfOpen {
+                        episode: fresh,
+                        taken: 1,
+                        passed: 0,
+                    };
+                    admission = Admission::Admitted(Permit::Trial { episode: fresh });
+                }
+            }
             if next == phase {
                 return (admission, None);
             }
             match self.phase.0.compare_exchange_weak(
                 word,
-                encode(next),
+                self.word(next),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if next == Phase::Closed {
-                        self.new_window();
+                    match (phase, next) {
+                        (_, Phase::Closed) => self.new_window(),
+                        // a new half-open period: from open, or after lost trials
+                        (Phase::Open { .. }, Phase::HalfOpen { .. }) => {
+                            self.half_open_since.store(now, Ordering::Release);
+                        }
+                        (
+                            Phase::HalfOpen { episode: a, .. },
+                            Phase::HalfOpen { episode: b, .. },
+                        ) if a != b => {
+                            self.half_open_since.store(now, Ordering::Release);
+                        }
+                        _ => {}
                     }
                     let transition = Transition {
                         from: stored_state(phase),
@@ -231,7 +275,7 @@ impl LocalCircuit {
         // the closed state are not counted (a disabled one counts, for
         // metrics, and never trips).
         let phase = self.phase.0.load(Ordering::Acquire);
-        if phase != CLOSED_WORD && phase != DISABLED_WORD {
+        if !is_closed_word(phase) && phase != DISABLED_WORD {
             return None;
         }
         let now = now_ms(clock);
@@ -250,32 +294,38 @@ impl LocalCircuit {
         } else {
             0
         };
-        if !rule.should_open(Counts::new(failures, requests)) {
+        if !is_closed_word(phase) || !rule.should_open(Counts::new(failures, requests)) {
             return None;
         }
-        self.trip(now, timing)
+        self.trip(phase, clock, timing)
     }
 
+    /// Opens the circuit, only if it is still in the closed period `closed`
+    /// that the failure was counted in.
     #[cold]
-    fn trip(&self, now: u64, timing: &Timing) -> Option<Transition> {
-        let mut word = self.phase.0.load(Ordering::Acquire);
-        loop {
-            let next = state::trip(decode(word), now, timing)?;
-            match self.phase.0.compare_exchange_weak(
-                word,
-                encode(next),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.new_window();
-                    return Some(Transition {
-                        from: State::Closed,
-                        to: State::Open,
-                    });
-                }
-                Err(actual) => word = actual,
+    fn trip(&self, closed: u64, clock: &dyn Clock, timing: &Timing) -> Option<Transition> {
+        // Read the time again: the rule may have run for a while.
+        let next = state::trip(Phase::Closed, now_ms(clock), timing)?;
+        self.phase
+            .0
+            .compare_exchange(closed, self.word(next), Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        self.new_window();
+        Some(Transition {
+            from: State::Closed,
+            to: State::Open,
+        })
+    }
+
+    /// The word of `phase`; a closed phase gets the number of a new closed
+    /// period.
+    fn word(&self, phase: Phase) -> u64 {
+        match phase {
+            Phase::Closed => {
+                let period = self.closes.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+                CLOSED_WORD | u64::from(period)
             }
+            other => encode(other),
         }
     }
 
@@ -297,7 +347,7 @@ impl LocalCircuit {
             }
             match self.phase.0.compare_exchange_weak(
                 word,
-                encode(next),
+                self.word(next),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -335,7 +385,7 @@ impl LocalCircuit {
             Manual::Close => Phase::Closed,
             Manual::Disable => Phase::Disabled,
         };
-        let previous = decode(self.phase.0.swap(encode(next), Ordering::AcqRel));
+        let previous = decode(self.phase.0.swap(self.word(next), Ordering::AcqRel));
         if manual != Manual::Disable {
             self.new_window();
         }
@@ -373,7 +423,7 @@ impl LocalCircuit {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
                     let phase = decode(word);
                     let next = state::release_trial(phase, episode);
-                    (next != phase).then(|| encode(next))
+                    (next != phase).then(|| self.word(next))
                 });
         }
     }
@@ -381,7 +431,7 @@ impl LocalCircuit {
     /// The state at the clock's present time.
     pub fn state(&self, clock: &dyn Clock, timing: &Timing) -> State {
         let word = self.phase.0.load(Ordering::Acquire);
-        if word == CLOSED_WORD {
+        if is_closed_word(word) {
             return State::Closed;
         }
         decode(word).state_at(now_ms(clock), timing)
@@ -420,7 +470,7 @@ impl LocalCircuit {
     /// Whether the circuit is closed with nothing counted: the same as a
     /// new one.
     pub fn is_pristine(&self, clock: &dyn Clock) -> bool {
-        self.phase.0.load(Ordering::Acquire) == CLOSED_WORD
+        is_closed_word(self.phase.0.load(Ordering::Acquire))
             && self.counts(clock) == Counts::default()
     }
 
@@ -441,17 +491,37 @@ impl LocalCircuit {
 
     /// Closes the circuit and empties its counters.
     pub fn reset(&self) {
-        self.phase.0.store(CLOSED_WORD, Ordering::Release);
+        self.phase
+            .0
+            .store(self.word(Phase::Closed), Ordering::Release);
         self.new_window();
     }
 
     /// Ends the current window: the next count starts a new one at 0.
     fn new_window(&self) {
-        let _ = self
+        if let Ok(previous) = self
             .window
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
                 Some(((generation(w) + 1) & 0xFFFF) << GEN_SHIFT)
+            })
+        {
+            self.stamp((generation(previous) + 1) & 0xFFFF);
+        }
+    }
+
+    /// Brings every counter still in an older generation to `gen` at 0.
+    ///
+    /// Done at each change of window, so that no counter ever lags more than
+    /// a generation or two behind the window: the 16-bit generations then
+    /// compare safely across their wrap-around, and a count from a window
+    /// long gone can never come back as the current one's.
+    fn stamp(&self, gen: u64) {
+        let fresh = gen << GEN_SHIFT;
+        for counter in core::iter::once(&self.failures).chain(self.requests.iter().map(|r| &r.0)) {
+            let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                is_newer(gen, generation(word)).then_some(fresh)
             });
+        }
     }
 
     /// The current window at `now`, starting a new one if it has expired.
@@ -470,7 +540,10 @@ impl LocalCircuit {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return next,
+                Ok(_) => {
+                    self.stamp(generation(next));
+                    return next;
+                }
                 Err(actual) => window = actual,
             }
         }
@@ -486,7 +559,9 @@ impl LocalCircuit {
                 let word_gen = generation(word);
                 let next = if word_gen == gen {
                     (gen << GEN_SHIFT) | ((word & LOW_48) + 1).min(LOW_48)
-                } else if is_newer(word_gen, gen) {
+                } else if is_newer(word_gen, gen)
+                    && generation(self.window.load(Ordering::Acquire)) != gen
+                {
                     // another thread started a newer window meanwhile
                     continue 'window;
                 } else {
@@ -514,7 +589,7 @@ fn stored_state(phase: Phase) -> State {
 }
 
 #[cfg(all(test, feature = "alloc"))]
-#[allow(clippy::panic)]
+#[allow(clippy::panic, clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
@@ -631,6 +706,62 @@ mod tests {
                 .sum::<u64>(),
         );
         assert_eq!(before, after);
+    }
+
+    /// `rollovers` windows of one success each, after a first failure.
+    fn windows_of_successes(rollovers: u32) -> (ManualClock, LocalCircuit) {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = PercentageFailuresRule::new(100, 1).unwrap();
+        c.record(Permit::Normal, Outcome::Failure, &rule, &clock, &TINY);
+        for _ in 0..rollovers {
+            clock.advance(Duration::from_millis(1));
+            c.record(Permit::Normal, Outcome::Success, &rule, &clock, &TINY);
+        }
+        (clock, c)
+    }
+
+    const TINY: Timing = Timing {
+        failure_timeout_ms: 1,
+        circuit_timeout_ms: 10_000,
+        half_open_max_calls: 1,
+    };
+
+    #[test]
+    fn a_count_never_comes_back_when_the_generations_wrap() {
+        // exactly one wrap of the 16-bit generation: the window's number is
+        // the first window's again
+        let (clock, c) = windows_of_successes(1 << 16);
+        assert_eq!(c.counts(&clock), Counts::new(0, 1));
+    }
+
+    #[test]
+    fn a_failure_after_half_a_wrap_of_successes_is_counted() {
+        // the failure counter, untouched for more than half the generations,
+        // must not look newer than the window (that made `bump` spin)
+        let (clock, c) = windows_of_successes(40_000);
+        let rule = PercentageFailuresRule::new(100, 1).unwrap();
+        c.record(Permit::Normal, Outcome::Failure, &rule, &clock, &TINY);
+        assert_eq!(c.counts(&clock), Counts::new(1, 2));
+    }
+
+    #[test]
+    fn a_failure_counted_before_a_whole_open_close_cycle_cannot_trip_the_new_period() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let closed = c.phase.0.load(Ordering::Acquire);
+        let rule = MaxFailuresRule::new(1).unwrap();
+        fail(&c, &rule, &clock);
+        clock.advance(Duration::from_secs(10));
+        let (a, _) = c.admit(&clock, &T);
+        let Admission::Admitted(trial) = a else {
+            panic!("{a:?}")
+        };
+        c.record(trial, Outcome::Success, &rule, &clock, &T);
+        assert_eq!(c.state(&clock, &T), State::Closed);
+        // a thread that loaded the first closed period and stalled
+        assert_eq!(c.trip(closed, &clock, &T), None);
+        assert_eq!(c.state(&clock, &T), State::Closed);
     }
 
     #[test]

@@ -121,9 +121,12 @@ macro_rules! fused_steps {
                     let requests = if c.counts_requests() {
                         let n = s.incr(keys.requests(), 1) $($aw)* ?;
                         if n == 1 {
-                            // A new window: both counters get the same TTL.
+                            // A new window: both counters start at once, with
+                            // one TTL. A failure counter still there is from
+                            // an earlier window (or lost its TTL in a race
+                            // with an opening): it starts again from 0.
                             s.expire(keys.requests(), window) $($aw)* ?;
-                            s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
+                            s.set(keys.failures(), 0, Some(window)) $($aw)* ?;
                             failures_created = true;
                         }
                         count(keys.requests(), n)?
@@ -139,6 +142,12 @@ macro_rules! fused_steps {
                         s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
                     }
                     let failures = count(keys.failures(), s.incr(keys.failures(), 1) $($aw)* ?)?;
+                    if failures == 1 && !c.counts_requests() {
+                        // The counter is the window: if an opening deleted it
+                        // between the `add` and the `incr`, the `incr` made it
+                        // without a TTL, and it would never expire.
+                        s.expire(keys.failures(), window) $($aw)* ?;
+                    }
                     if !disabled && rule.should_open(Counts::new(failures, requests)) {
                         open_circuit(s, c) $($aw)* ?;
                         return Ok(Some(Transition { from: State::Closed, to: State::Open }));

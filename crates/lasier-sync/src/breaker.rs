@@ -89,11 +89,13 @@ impl CircuitBreaker {
         // Counts a panic in `f` as a failure; forgotten when `f` returns.
         let on_panic = Guard::new(self, ticket);
         let result = f();
-        on_panic.disarm();
+        // The predicate runs while the guard is armed: if it panics, the
+        // call still ends (as a failure) and its permit is not lost.
         let outcome = match &result {
             Err(e) if is_failure(e) => Outcome::Failure,
             _ => Outcome::Success,
         };
+        on_panic.disarm();
         self.record(ticket, outcome);
         result.map_err(Error::Inner)
     }

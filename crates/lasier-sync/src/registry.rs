@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lasier_core::clock::{Clock, MonotonicClock};
 use lasier_core::registry::Registry as Entries;
-use lasier_core::ConfigError;
+use lasier_core::{ConfigError, MemoryStorage};
 
 use crate::breaker::CircuitBreaker;
 use crate::builder::CircuitBreakerBuilder;
@@ -18,9 +18,10 @@ pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(600);
 /// One breaker per key (a downstream host, a tenant), created on first use
 /// from one recipe, with bounded memory.
 ///
-/// The recipe gets the key and returns a builder; give every breaker the
-/// same storage to share it (a `MemoryStorage`, Redis, or moka for an
-/// in-process store that bounds its own memory). The registry holds at most
+/// The recipe gets the key and returns a builder. Breakers whose builder
+/// names no storage share one `MemoryStorage` of the registry's; name a
+/// storage to share circuits with other processes (Redis) or to bound their
+/// memory on their own (moka). The registry holds at most
 /// `capacity` breakers: when full, it drops those idle for longer than
 /// `max_idle`, then the least recently used. A dropped breaker is built
 /// again on its next use; its circuit lives on in the storage.
@@ -42,6 +43,9 @@ pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(600);
 pub struct Registry {
     recipe: Box<dyn Fn(&str) -> CircuitBreakerBuilder + Send + Sync>,
     entries: Entries<CircuitBreaker>,
+    /// The storage of breakers whose recipe names none: one for the whole
+    /// registry, so that a dropped breaker's circuit outlives it.
+    storage: MemoryStorage,
 }
 
 impl Registry {
@@ -73,6 +77,7 @@ impl Registry {
         Self {
             recipe: Box::new(recipe),
             entries: Entries::new(capacity, max_idle, Arc::new(clock)),
+            storage: MemoryStorage::new(),
         }
     }
 
@@ -82,8 +87,11 @@ impl Registry {
     ///
     /// The recipe's [`ConfigError`], if its builder is invalid for this key.
     pub fn get(&self, key: &str) -> Result<CircuitBreaker, ConfigError> {
-        self.entries
-            .get_or_try_insert_with(key, || (self.recipe)(key).build())
+        self.entries.get_or_try_insert_with(key, || {
+            (self.recipe)(key)
+                .or_storage(|| Arc::new(self.storage.clone()))
+                .build()
+        })
     }
 
     /// Drops the breaker for `key` from the registry (its circuit stays in

@@ -619,3 +619,76 @@ fn manual_changes_fire_events() {
         ]
     );
 }
+
+#[test]
+fn a_force_close_made_elsewhere_reaches_a_breaker_that_cached_the_open_state_within_its_staleness()
+{
+    let clock = ManualClock::new();
+    let shared: Arc<dyn lasier_sync::Storage> = Arc::from(storage(Kind::Primitives, &clock));
+    let make = || {
+        CircuitBreaker::builder("svc")
+            .storage(Arc::clone(&shared))
+            .clock(clock.clone())
+            .max_failures(1)
+            .circuit_timeout(60 * SEC)
+            .max_staleness(2 * SEC)
+            .build()
+            .unwrap()
+    };
+    let (here, admin) = (make(), make());
+    let _ = fail(&here); // trips, and trusts "open" for up to 2 s
+    admin.force_close().unwrap();
+    assert!(
+        ok(&here).unwrap_err().is_open(),
+        "still within the staleness bound"
+    );
+    clock.advance(2 * SEC);
+    assert_eq!(
+        ok(&here).unwrap(),
+        7,
+        "asks the store again and sees it closed"
+    );
+}
+
+#[test]
+fn a_registry_without_a_storage_keeps_an_evicted_breakers_circuit() {
+    let hosts = lasier_sync::Registry::with_limits(
+        |host| CircuitBreaker::builder(format!("http:{host}")).max_failures(1),
+        1,
+        60 * SEC,
+    );
+    let _ = fail(&hosts.get("a").unwrap());
+    hosts.get("b").unwrap(); // evicts "a"
+    assert_eq!(hosts.get("a").unwrap().state().unwrap(), State::Open);
+}
+
+#[test]
+fn a_lost_trial_permit_does_not_hold_the_circuit_half_open_for_ever() {
+    let clock = ManualClock::new();
+    let b = builder(Kind::Local, &clock).max_failures(1).build().unwrap();
+    let _ = fail(&b);
+    clock.advance(10 * SEC);
+    // a trial whose guard is leaked: it will never report
+    std::mem::forget(b.enter().unwrap());
+    assert!(ok(&b).unwrap_err().is_open(), "its slot is still taken");
+    clock.advance(10 * SEC);
+    // a circuit timeout later, the permit is taken as lost: a new trial
+    assert_eq!(ok(&b).unwrap(), 7);
+    assert_eq!(b.state().unwrap(), State::Closed);
+}
+
+#[test]
+fn a_panicking_failure_predicate_does_not_lose_the_trial_permit() {
+    let clock = ManualClock::new();
+    let b = builder(Kind::Local, &clock).max_failures(1).build().unwrap();
+    let _ = fail(&b);
+    clock.advance(10 * SEC);
+    let b2 = b.clone();
+    let panicked = std::thread::spawn(move || {
+        let _ = b2.call_filtered(|_: &&str| panic!("predicate"), || Err::<(), _>("boom"));
+    })
+    .join();
+    assert!(panicked.is_err());
+    // the trial ended as a failure: open again, not stuck half-open
+    assert_eq!(b.state().unwrap(), State::Open);
+}

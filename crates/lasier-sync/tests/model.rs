@@ -60,6 +60,7 @@ enum MPhase {
         episode: u64,
         taken: u32,
         passed: u32,
+        since: u64,
     },
 }
 
@@ -96,6 +97,7 @@ impl Model {
                     episode: self.episodes,
                     taken: 1,
                     passed: 0,
+                    since: self.now,
                 };
                 Some(MPermit::Trial(self.episodes))
             }
@@ -103,14 +105,27 @@ impl Model {
                 episode,
                 taken,
                 passed,
+                since,
             } => {
                 if taken + passed < self.max_trials {
                     self.phase = MPhase::HalfOpen {
                         episode,
                         taken: taken + 1,
                         passed,
+                        since,
                     };
                     Some(MPermit::Trial(episode))
+                } else if self.now >= since + CIRCUIT_TIMEOUT {
+                    // every slot held for a circuit timeout: the trials are
+                    // taken as lost and a new half-open period starts
+                    self.episodes += 1;
+                    self.phase = MPhase::HalfOpen {
+                        episode: self.episodes,
+                        taken: 1,
+                        passed: 0,
+                        since: self.now,
+                    };
+                    Some(MPermit::Trial(self.episodes))
                 } else {
                     None
                 }
@@ -150,6 +165,7 @@ impl Model {
                     episode,
                     taken,
                     passed,
+                    since,
                 } = self.phase
                 else {
                     return;
@@ -170,6 +186,7 @@ impl Model {
                         episode,
                         taken: taken - 1,
                         passed: passed + 1,
+                        since,
                     };
                 }
             }
