@@ -8,11 +8,13 @@ use criterion::{criterion_group, criterion_main};
 
 mod facades;
 mod local;
+mod redis;
 
 criterion_group!(
     benches,
     local::closed_path,
     local::rejection,
-    facades::facades
+    facades::facades,
+    redis::redis
 );
 criterion_main!(benches);

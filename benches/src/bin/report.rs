@@ -77,6 +77,19 @@ fn format_ns(ns: f64) -> String {
     }
 }
 
+/// The CPU model and the number of CPUs, as Linux reports them.
+fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown CPU");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cpus} CPUs")
+}
+
 fn main() {
     let dir = criterion_dir();
     let groups = results(&dir);
@@ -87,6 +100,7 @@ fn main() {
         );
         std::process::exit(1);
     }
+    println!("Machine: {}\n", machine());
     println!("| group | benchmark | time per call | calls per second |");
     println!("|---|---|---:|---:|");
     for (group, rows) in &groups {

@@ -1,0 +1,213 @@
+//! Redis: guarded calls per second and Redis round trips per guarded call,
+//! against a real `redis-server` the bench starts on a free port (skipped,
+//! with a message, where `redis-server` is missing).
+//!
+//! Sync sequential, sync with 8 threads, async with 1 and with 64
+//! concurrent tasks on one `ConnectionManager`; success path and 10 %
+//! failures; both rules. The round trips per call are counted with
+//! `INFO commandstats` (script calls: `EVALSHA`, `EVAL`, `SCRIPT`) over a
+//! fixed batch and written to `target/criterion/lasier-extra.md`, which the
+//! report binary prints under its table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use lasier_redis::{AsyncRedisStorage, RedisStorage};
+use lasier_test_support::RedisServer;
+
+const OPEN: Duration = Duration::from_secs(3600);
+
+/// A rule that never opens in these benches: the figures are the closed
+/// path's, with 0 % or 10 % failures counted.
+#[derive(Clone, Copy)]
+enum Rule {
+    Max,
+    Percentage,
+}
+
+impl Rule {
+    fn name(self) -> &'static str {
+        match self {
+            Rule::Max => "MaxFailures",
+            Rule::Percentage => "PercentageFailures",
+        }
+    }
+}
+
+fn sync_breaker(storage: RedisStorage, rule: Rule, name: &str) -> lasier_sync::CircuitBreaker {
+    let b = lasier_sync::CircuitBreaker::builder(name)
+        .storage(storage)
+        .circuit_timeout(OPEN);
+    match rule {
+        Rule::Max => b.max_failures(u64::MAX),
+        Rule::Percentage => b.percentage_failures(100, u64::MAX - 1),
+    }
+    .build()
+    .unwrap()
+}
+
+fn async_breaker(
+    storage: AsyncRedisStorage,
+    rule: Rule,
+    name: &str,
+) -> lasier_async::CircuitBreaker {
+    let b = lasier_async::CircuitBreaker::builder(name)
+        .storage(storage)
+        .circuit_timeout(OPEN);
+    match rule {
+        Rule::Max => b.max_failures(u64::MAX),
+        Rule::Percentage => b.percentage_failures(100, u64::MAX - 1),
+    }
+    .build()
+    .unwrap()
+}
+
+/// Call number `i` fails one time in ten when `failing`.
+fn outcome(i: u64, failing: bool) -> Result<u64, u64> {
+    if failing && i.is_multiple_of(10) {
+        Err(i)
+    } else {
+        Ok(i)
+    }
+}
+
+/// Round trips so far: the script calls in `INFO commandstats`.
+fn round_trips(server: &RedisServer) -> u64 {
+    let info: String = server.cmd(&["INFO", "commandstats"]);
+    info.lines()
+        .filter(|l| {
+            l.starts_with("cmdstat_evalsha:")
+                || l.starts_with("cmdstat_eval:")
+                || l.starts_with("cmdstat_script|")
+                || l.starts_with("cmdstat_script:")
+        })
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+pub(crate) fn redis(c: &mut Criterion) {
+    let Some(server) = RedisServer::start() else {
+        eprintln!("\n*** redis-server is missing: the Redis benches are skipped ***\n");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut extra = BTreeMap::new();
+    let mut group = c.benchmark_group("redis");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+
+    for rule in [Rule::Max, Rule::Percentage] {
+        for failing in [false, true] {
+            let case = format!(
+                "{} {}",
+                rule.name(),
+                if failing { "10% failures" } else { "success" }
+            );
+            let name = format!("bench:{}:{failing}", rule.name());
+
+            // sync, sequential
+            let storage = RedisStorage::open(&server.url()).unwrap();
+            let b = sync_breaker(storage, rule, &name);
+            let counter = AtomicU64::new(0);
+            let call = |b: &lasier_sync::CircuitBreaker| {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let _ = b.call(|| outcome(i, failing));
+            };
+            group.bench_function(BenchmarkId::new("sync sequential", &case), |bench| {
+                bench.iter(|| call(&b))
+            });
+            let before = round_trips(&server);
+            for _ in 0..1000 {
+                call(&b);
+            }
+            let per_call = (round_trips(&server) - before) as f64 / 1000.0;
+            extra.insert(case.clone(), per_call);
+
+            // sync, 8 threads on one breaker (and one pool)
+            group.bench_function(BenchmarkId::new("sync 8 threads", &case), |bench| {
+                bench.iter_custom(|iters| {
+                    let per_thread = iters.div_ceil(8);
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for _ in 0..8 {
+                            s.spawn(|| {
+                                for _ in 0..per_thread {
+                                    call(&b);
+                                }
+                            });
+                        }
+                    });
+                    start.elapsed()
+                })
+            });
+
+            // async, 1 and 64 concurrent tasks on one ConnectionManager
+            let storage = runtime
+                .block_on(AsyncRedisStorage::connect(&server.url()))
+                .unwrap();
+            let b = Arc::new(async_breaker(storage, rule, &name));
+            for tasks in [1_u64, 64] {
+                let label = if tasks == 1 {
+                    "async 1 task"
+                } else {
+                    "async 64 tasks"
+                };
+                group.bench_function(BenchmarkId::new(label, &case), |bench| {
+                    bench.to_async(&runtime).iter_custom(|iters| {
+                        let b = Arc::clone(&b);
+                        async move {
+                            let per_task = iters.div_ceil(tasks);
+                            let start = Instant::now();
+                            let handles: Vec<_> = (0..tasks)
+                                .map(|t| {
+                                    let b = Arc::clone(&b);
+                                    tokio::spawn(async move {
+                                        for i in 0..per_task {
+                                            let n = t * per_task + i;
+                                            let _ =
+                                                b.call(async move { outcome(n, failing) }).await;
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for h in handles {
+                                let _ = h.await;
+                            }
+                            start.elapsed()
+                        }
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+
+    let mut table = String::from(
+        "| Redis round trips per guarded call (1000 calls, INFO commandstats) | per call |\n|---|---:|\n",
+    );
+    for (case, per_call) in &extra {
+        let _ = writeln!(table, "| {case} | {per_call:.2} |");
+    }
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("criterion");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("lasier-extra.md"), table);
+}
