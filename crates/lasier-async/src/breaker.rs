@@ -1,6 +1,6 @@
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lasier_core::{
@@ -369,52 +369,55 @@ impl fmt::Debug for CircuitBreaker {
 /// closed or reopened the circuit, an admission started a new period, a
 /// reset) and drops the permits of earlier ones. Periods ended by other
 /// processes go unseen; their permits are kept until the next admission.
+///
+/// Only store permits land here (an in-process circuit takes its permits
+/// back at once), and the store's steps number no episodes: every permit
+/// here is `Trial { episode: 0 }`.
 #[derive(Debug, Default)]
 struct CancelledTrials {
-    /// The episode (high 32 bits) and how many permits (low 32 bits), in one
-    /// word so that a `Drop` adds one without a lock.
-    pending: AtomicU64,
-    /// Half-open periods seen to end.
-    period: AtomicU32,
+    /// The number of half-open periods seen to end (high 32 bits) and the
+    /// permits of the current one not given back yet (low 32 bits): one
+    /// word, so that a `Drop` adds a permit to the period it was taken in
+    /// or not at all, without a lock and without racing an end of period.
+    word: AtomicU64,
 }
 
 impl CancelledTrials {
     fn period(&self) -> u32 {
-        self.period.load(Ordering::Acquire)
+        split(self.word.load(Ordering::Acquire)).0
     }
 
     fn end_period(&self) {
-        self.period.fetch_add(1, Ordering::AcqRel);
-        self.pending.store(0, Ordering::Release);
+        let _ = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                Some(join(split(word).0.wrapping_add(1), 0))
+            });
     }
 
-    /// Keeps a permit of `episode` taken in `period`, unless that period is
-    /// over.
-    fn push(&self, episode: u32, period: u32) {
-        if period != self.period() {
-            return;
-        }
+    /// Keeps a permit taken in `period`, unless that period is over.
+    fn push(&self, _episode: u32, period: u32) {
         let _ = self
-            .pending
+            .word
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                let (held, count) = split(word);
-                // Permits of two episodes belong to two half-open periods:
-                // one set is stale, keep the newest.
-                Some(if count > 0 && held == episode {
-                    join(episode, count.saturating_add(1))
-                } else {
-                    join(episode, 1)
-                })
+                let (current, count) = split(word);
+                (current == period).then(|| join(current, count.saturating_add(1)))
             });
     }
 
     /// The permits to give back: one of `count` equal permits, and `count`.
     fn take(&self) -> Option<(Permit, u32)> {
-        if self.pending.load(Ordering::Acquire) == 0 {
+        if split(self.word.load(Ordering::Acquire)).1 == 0 {
             return None;
         }
-        let (episode, count) = split(self.pending.swap(0, Ordering::AcqRel));
-        (count > 0).then_some((Permit::Trial { episode }, count))
+        let previous = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                Some(join(split(word).0, 0))
+            })
+            .unwrap_or(0);
+        let count = split(previous).1;
+        (count > 0).then_some((Permit::Trial { episode: 0 }, count))
     }
 }
 
@@ -422,6 +425,6 @@ fn split(word: u64) -> (u32, u32) {
     ((word >> 32) as u32, word as u32)
 }
 
-fn join(episode: u32, count: u32) -> u64 {
-    (u64::from(episode) << 32) | u64::from(count)
+fn join(period: u32, count: u32) -> u64 {
+    (u64::from(period) << 32) | u64::from(count)
 }
