@@ -67,6 +67,9 @@ pub mod storage;
 pub mod async_storage;
 
 #[cfg(feature = "std")]
+#[doc(hidden)]
+pub mod facade;
+#[cfg(feature = "std")]
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub mod memory;
 #[cfg(feature = "std")]

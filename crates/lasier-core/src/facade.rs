@@ -1,0 +1,327 @@
+//! What the facades share beyond `engine`: the builder and the registry,
+//! written once and expanded in each facade (the builder over its storage
+//! trait), so that `lasier-sync` and `lasier-async` keep the same methods,
+//! docs and checks.
+
+/// Defines `CircuitBreakerBuilder` in a facade crate, over the storage
+/// trait `$Storage` (`Storage` or `AsyncStorage`). The facade provides
+/// `crate::breaker::CircuitBreaker::from_core`.
+#[doc(hidden)]
+#[macro_export]
+// `crate::breaker` is meant: the facade's own breaker.
+#[allow(clippy::crate_in_macro_def)]
+macro_rules! __define_builder {
+    ($Storage:ident) => {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use $crate::clock::{Clock, MonotonicClock};
+        use $crate::events::{ignore_rejection, ignore_state_change, FnListener, Listener};
+        use $crate::{
+            BreakerCore, Config, ConfigError, Engine, MemoryStorage, Rule, State,
+            StorageFailurePolicy,
+        };
+
+        use crate::breaker::CircuitBreaker;
+
+        /// Builds a [`CircuitBreaker`]; from [`CircuitBreaker::builder`].
+        ///
+        /// Every setting is checked by [`build`](Self::build), which returns a typed
+        /// [`ConfigError`] rather than panicking.
+        #[derive(Debug)]
+        #[must_use = "a builder does nothing until .build() is called"]
+        pub struct CircuitBreakerBuilder {
+            config: Config,
+            clock: Option<Arc<dyn Clock>>,
+            storage: Option<Arc<dyn $Storage>>,
+        }
+
+        impl CircuitBreakerBuilder {
+            pub(crate) fn new(name: impl Into<String>) -> Self {
+                Self {
+                    config: Config::new(name),
+                    clock: None,
+                    storage: None,
+                }
+            }
+
+            /// The rule that decides when the circuit opens.
+            pub fn rule(mut self, rule: impl Rule + 'static) -> Self {
+                self.config.rule(rule);
+                self
+            }
+
+            /// Opens after `max_failures` failures in one window
+            /// ([`MaxFailuresRule`](crate::MaxFailuresRule)).
+            pub fn max_failures(mut self, max_failures: u64) -> Self {
+                self.config.max_failures(max_failures);
+                self
+            }
+
+            /// Opens at `max_failures_percentage` % failures once more than
+            /// `min_accepted_requests` requests were seen in the window
+            /// ([`PercentageFailuresRule`](crate::PercentageFailuresRule)).
+            pub fn percentage_failures(
+                mut self,
+                max_failures_percentage: u8,
+                min_accepted_requests: u64,
+            ) -> Self {
+                self.config
+                    .percentage_failures(max_failures_percentage, min_accepted_requests);
+                self
+            }
+
+            /// Where the circuit's state lives. Default: a new
+            /// [`MemoryStorage`] of this breaker's own; pass one `MemoryStorage`
+            /// (or a shared store) to several breakers to share circuits by name.
+            pub fn storage(mut self, storage: impl $Storage + 'static) -> Self {
+                self.storage = Some(Arc::new(storage));
+                self
+            }
+
+            /// How long a counting window lasts from its first count (default 60 s).
+            pub fn failure_timeout(mut self, timeout: Duration) -> Self {
+                self.config.failure_timeout(timeout);
+                self
+            }
+
+            /// How long the circuit stays open (default 60 s).
+            pub fn circuit_timeout(mut self, timeout: Duration) -> Self {
+                self.config.circuit_timeout(timeout);
+                self
+            }
+
+            /// How many trial calls pass while half-open (default 1). With 0 there
+            /// is no half-open state: the circuit closes when its open time is over,
+            /// as in the Python original.
+            pub fn half_open_max_calls(mut self, calls: u32) -> Self {
+                self.config.half_open_max_calls(calls);
+                self
+            }
+
+            /// Where the request counter lives, instead of `<name>_requests`.
+            pub fn request_key(mut self, key: impl Into<String>) -> Self {
+                self.config.request_key(key);
+                self
+            }
+
+            /// What to do when the store fails: let calls through
+            /// ([`FailOpen`](StorageFailurePolicy::FailOpen)), reject them
+            /// ([`FailClosed`](StorageFailurePolicy::FailClosed)), or protect them
+            /// with an in-process circuit until the store answers again
+            /// ([`LocalFallback`](StorageFailurePolicy::LocalFallback), the
+            /// default, probing the store once a second).
+            pub fn on_storage_failure(mut self, policy: StorageFailurePolicy) -> Self {
+                self.config.on_storage_failure(policy);
+                self
+            }
+
+            /// How long a breaker on a shared store trusts an open state it read
+            /// before asking the store again (default one second). While open, it
+            /// rejects without a round trip for that long; and a `force_close()` or
+            /// `disable()` made by another process reaches it within that bound.
+            pub fn max_staleness(mut self, staleness: Duration) -> Self {
+                self.config.max_staleness(staleness);
+                self
+            }
+
+            /// Adds a [`Listener`] for the breaker's events.
+            pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
+                self.config.listener(Arc::new(listener));
+                self
+            }
+
+            /// Calls `f(breaker, from, to)` on every state change.
+            pub fn on_state_change(
+                self,
+                f: impl Fn(&str, State, State) + Send + Sync + 'static,
+            ) -> Self {
+                self.listener(FnListener {
+                    state_change: f,
+                    call_rejected: ignore_rejection,
+                })
+            }
+
+            /// Calls `f(breaker, retry_after)` on every rejected call.
+            pub fn on_call_rejected(
+                self,
+                f: impl Fn(&str, Option<Duration>) + Send + Sync + 'static,
+            ) -> Self {
+                self.listener(FnListener {
+                    state_change: ignore_state_change,
+                    call_rejected: f,
+                })
+            }
+
+            /// The clock of the breaker's own timing on a shared store: the open
+            /// deadline it caches and its fallback circuit. Default: the operating
+            /// system's monotonic clock; tests pass a
+            /// [`ManualClock`](lasier_core::clock::ManualClock). (An in-process
+            /// `MemoryStorage` keeps time by its own clock.)
+            pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+                self.clock = Some(Arc::new(clock));
+                self
+            }
+
+            /// Sets the storage if the recipe of a registry gave none.
+            pub(crate) fn or_storage(
+                mut self,
+                storage: impl FnOnce() -> Arc<dyn $Storage>,
+            ) -> Self {
+                if self.storage.is_none() {
+                    self.storage = Some(storage());
+                }
+                self
+            }
+
+            /// Checks the settings and builds the breaker.
+            ///
+            /// # Errors
+            ///
+            /// A [`ConfigError`] for an empty name, a missing or invalid rule, a zero
+            /// or too long timeout, too many half-open calls or a bad request key, or
+            /// a circuit the storage cannot hold (see `Storage::validate`).
+            pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
+                let (circuit, rule) = self.config.validate()?;
+                let storage = self
+                    .storage
+                    .unwrap_or_else(|| Arc::new(MemoryStorage::new()));
+                storage.validate(&circuit)?;
+                let engine = match storage.local_circuit(&circuit) {
+                    Some(local) => Engine::Local(local),
+                    None => Engine::Store(storage),
+                };
+                let clock = self
+                    .clock
+                    .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
+                Ok(CircuitBreaker::from_core(BreakerCore::new(
+                    circuit,
+                    rule,
+                    engine,
+                    clock,
+                    &self.config,
+                )))
+            }
+        }
+    };
+}
+
+/// Defines `Registry` (one breaker per key) in a facade crate; `$example`
+/// is the doc example, in the facade's own terms.
+#[doc(hidden)]
+#[macro_export]
+// `crate::breaker` and `crate::builder` are meant: the facade's own.
+#[allow(clippy::crate_in_macro_def)]
+macro_rules! __define_registry {
+    ($example:literal) => {
+        use std::fmt;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use $crate::clock::{Clock, MonotonicClock};
+        use $crate::registry::Registry as Entries;
+        use $crate::{ConfigError, MemoryStorage};
+
+        use crate::breaker::CircuitBreaker;
+        use crate::builder::CircuitBreakerBuilder;
+
+        /// The default most breakers a [`Registry`] holds.
+        pub const DEFAULT_CAPACITY: usize = 10_000;
+
+        /// The default idle time after which a [`Registry`] may drop a breaker.
+        pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(600);
+
+        /// One breaker per key (a downstream host, a tenant), created on first use
+        /// from one recipe, with bounded memory.
+        ///
+        /// The recipe gets the key and returns a builder. Breakers whose builder
+        /// names no storage share one `MemoryStorage` of the registry's; name a
+        /// storage to share circuits with other processes (Redis) or to bound their
+        /// memory on their own (moka). The registry holds at most
+        /// `capacity` breakers: when full, it drops those idle for longer than
+        /// `max_idle`, then the least recently used. A dropped breaker is built
+        /// again on its next use; its circuit lives on in the storage.
+        ///
+        #[doc = $example]
+        pub struct Registry {
+            recipe: Box<dyn Fn(&str) -> CircuitBreakerBuilder + Send + Sync>,
+            entries: Entries<CircuitBreaker>,
+            /// The storage of breakers whose recipe names none: one for the whole
+            /// registry, so that a dropped breaker's circuit outlives it.
+            storage: MemoryStorage,
+        }
+
+        impl Registry {
+            /// A registry whose breakers are built by `recipe(key)`, holding at most
+            /// [`DEFAULT_CAPACITY`] of them and dropping those idle for
+            /// [`DEFAULT_MAX_IDLE`] first.
+            pub fn new(
+                recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
+            ) -> Self {
+                Self::with_limits(recipe, DEFAULT_CAPACITY, DEFAULT_MAX_IDLE)
+            }
+
+            /// A registry holding at most `capacity` breakers, dropping those idle
+            /// for longer than `max_idle` first when full.
+            pub fn with_limits(
+                recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
+                capacity: usize,
+                max_idle: Duration,
+            ) -> Self {
+                Self::with_clock(recipe, capacity, max_idle, MonotonicClock::new())
+            }
+
+            /// [`with_limits`](Self::with_limits) with the clock that measures idle
+            /// time (a `ManualClock` in tests).
+            pub fn with_clock(
+                recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
+                capacity: usize,
+                max_idle: Duration,
+                clock: impl Clock + 'static,
+            ) -> Self {
+                Self {
+                    recipe: Box::new(recipe),
+                    entries: Entries::new(capacity, max_idle, Arc::new(clock)),
+                    storage: MemoryStorage::new(),
+                }
+            }
+
+            /// The breaker for `key`, built on first use.
+            ///
+            /// # Errors
+            ///
+            /// The recipe's [`ConfigError`], if its builder is invalid for this key.
+            pub fn get(&self, key: &str) -> Result<CircuitBreaker, ConfigError> {
+                self.entries.get_or_try_insert_with(key, || {
+                    (self.recipe)(key)
+                        .or_storage(|| Arc::new(self.storage.clone()))
+                        .build()
+                })
+            }
+
+            /// Drops the breaker for `key` from the registry (its circuit stays in
+            /// the storage).
+            pub fn remove(&self, key: &str) {
+                self.entries.remove(key);
+            }
+
+            /// How many breakers it holds.
+            pub fn len(&self) -> usize {
+                self.entries.len()
+            }
+
+            /// Whether it holds none.
+            pub fn is_empty(&self) -> bool {
+                self.entries.is_empty()
+            }
+        }
+
+        impl fmt::Debug for Registry {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct("Registry")
+                    .field("entries", &self.entries)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
