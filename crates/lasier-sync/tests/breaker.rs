@@ -665,7 +665,10 @@ fn a_registry_without_a_storage_keeps_an_evicted_breakers_circuit() {
 #[test]
 fn a_lost_trial_permit_does_not_hold_the_circuit_half_open_for_ever() {
     let clock = ManualClock::new();
-    let b = builder(Kind::Local, &clock).max_failures(1).build().unwrap();
+    let b = builder(Kind::Local, &clock)
+        .max_failures(1)
+        .build()
+        .unwrap();
     let _ = fail(&b);
     clock.advance(10 * SEC);
     // a trial whose guard is leaked: it will never report
@@ -680,7 +683,10 @@ fn a_lost_trial_permit_does_not_hold_the_circuit_half_open_for_ever() {
 #[test]
 fn a_panicking_failure_predicate_does_not_lose_the_trial_permit() {
     let clock = ManualClock::new();
-    let b = builder(Kind::Local, &clock).max_failures(1).build().unwrap();
+    let b = builder(Kind::Local, &clock)
+        .max_failures(1)
+        .build()
+        .unwrap();
     let _ = fail(&b);
     clock.advance(10 * SEC);
     let b2 = b.clone();
