@@ -44,11 +44,12 @@ fn results(dir: &Path) -> BTreeMap<String, Vec<(String, f64, f64)>> {
                 read_json(&new.join("estimates.json")),
             ) {
                 let group = bench["group_id"].as_str().unwrap_or("?").to_owned();
-                let function = bench["function_id"]
-                    .as_str()
-                    .or_else(|| bench["value_str"].as_str())
-                    .unwrap_or("?")
-                    .to_owned();
+                let function = match (bench["function_id"].as_str(), bench["value_str"].as_str()) {
+                    (Some(f), Some(v)) => format!("{f}, {v}"),
+                    (Some(f), None) => f.to_owned(),
+                    (None, Some(v)) => v.to_owned(),
+                    (None, None) => "?".to_owned(),
+                };
                 let mean = estimates["mean"]["point_estimate"]
                     .as_f64()
                     .unwrap_or(f64::NAN);
