@@ -34,7 +34,11 @@ fn force_open_and_force_close_are_seen_by_another_process() {
     assert_eq!(there.state().unwrap(), State::ForcedOpen);
     let err = ok(&there).unwrap_err();
     assert!(err.is_open(), "{err:?}");
-    assert_eq!(err.retry_after(), None, "no deadline: open until closed by hand");
+    assert_eq!(
+        err.retry_after(),
+        None,
+        "no deadline: open until closed by hand"
+    );
     // the original's flag is set too, without a TTL, for Python services
     assert_eq!(server.cmd::<i64>(&["PTTL", &format!("circuit_{name}")]), -1);
     there.force_close().unwrap();
@@ -51,7 +55,10 @@ fn disable_is_seen_by_another_process_and_keeps_counting() {
     here.disable().unwrap();
     assert_eq!(there.state().unwrap(), State::Disabled);
     for _ in 0..5 {
-        assert!(matches!(there.call(|| Err::<(), _>("boom")), Err(Error::Inner("boom"))));
+        assert!(matches!(
+            there.call(|| Err::<(), _>("boom")),
+            Err(Error::Inner("boom"))
+        ));
     }
     assert_eq!(here.counts().unwrap().failures, 5);
     assert_eq!(here.state().unwrap(), State::Disabled);
