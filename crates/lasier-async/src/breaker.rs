@@ -167,6 +167,7 @@ impl CircuitBreaker {
                 let _ = store.release(core.circuit(), permit).await;
             }
         }
+        let asked_at = core.now_ms();
         let answer = store.admit(core.circuit()).await;
         repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
         if let Ok((
@@ -182,7 +183,7 @@ impl CircuitBreaker {
             // period's only one; its other permits then wait for the TTL.)
             cancelled.end_period();
         }
-        let ticket = core.admitted(answer)?;
+        let ticket = core.admitted(asked_at, answer)?;
         Ok((ticket, cancelled.period()))
     }
 
@@ -193,6 +194,7 @@ impl CircuitBreaker {
             return;
         }
         if let Some(store) = core.store() {
+            let asked_at = core.now_ms();
             let answer = store
                 .record(core.circuit(), ticket.permit(), outcome, core.rule())
                 .await;
@@ -207,7 +209,7 @@ impl CircuitBreaker {
                 // of the next period.
                 self.shared.cancelled.end_period();
             }
-            core.recorded(ticket, outcome, answer);
+            core.recorded(ticket, outcome, asked_at, answer);
         }
     }
 

@@ -248,10 +248,18 @@ impl<S: ?Sized> BreakerCore<S> {
         None
     }
 
-    /// The store's answer to an admission; a storage error is handled by
-    /// the policy.
+    /// The time on the breaker's clock, in milliseconds: read it just before
+    /// a store step and pass it to [`admitted`](Self::admitted) or
+    /// [`recorded`](Self::recorded).
+    pub fn now_ms(&self) -> u64 {
+        now_ms(&*self.clock)
+    }
+
+    /// The store's answer to an admission asked at `asked_at` (from
+    /// [`now_ms`](Self::now_ms)); a storage error is handled by the policy.
     pub fn admitted(
         &self,
+        asked_at: u64,
         answer: Result<(Admission, Option<Transition>), StorageError>,
     ) -> Result<Ticket, Error> {
         let (admission, transition) = match answer {
@@ -266,20 +274,29 @@ impl<S: ?Sized> BreakerCore<S> {
             retry_after: Some(after),
         } = admission
         {
-            self.cache_open_for(crate::clock::ceil_millis(after));
+            self.cache_open_for(asked_at, crate::clock::ceil_millis(after));
         }
         self.decide(admission, Source::Primary)
     }
 
-    /// Trusts an open state read from the store for `open_ms`, or for the
-    /// staleness bound if shorter.
-    fn cache_open_for(&self, open_ms: u64) {
-        let ms = open_ms.min(self.max_staleness_ms);
+    /// Trusts an open state read from the store for `open_ms` from
+    /// `asked_at` (before the store was asked, so never past the store's own
+    /// deadline), or for the staleness bound if shorter.
+    fn cache_open_for(&self, asked_at: u64, open_ms: u64) {
+        // A few milliseconds short of the store's deadline: this process's
+        // clock may be a tick (1 to 4 ms, coarse) behind, and a cached
+        // "open" must never outlive the store's.
+        const CLOCK_SLACK_MS: u64 = 5;
+        let ms = open_ms
+            .min(self.max_staleness_ms)
+            .saturating_sub(CLOCK_SLACK_MS);
         if ms == 0 {
             return;
         }
-        let until = now_ms(&*self.clock).saturating_add(ms).max(1);
-        self.open_until.store(until, Ordering::Release);
+        let until = asked_at.saturating_add(ms).max(1);
+        if until > now_ms(&*self.clock) {
+            self.open_until.store(until, Ordering::Release);
+        }
     }
 
     fn admission_failed(&self, error: StorageError) -> Result<Ticket, Error> {
@@ -434,6 +451,7 @@ impl<S: ?Sized> BreakerCore<S> {
         &self,
         ticket: Ticket,
         outcome: Outcome,
+        asked_at: u64,
         answer: Result<Option<Transition>, StorageError>,
     ) {
         match answer {
@@ -446,7 +464,7 @@ impl<S: ?Sized> BreakerCore<S> {
                         // rejects without asking the store until it may
                         // pass again.
                         State::Open => {
-                            self.cache_open_for(self.circuit.timing().circuit_timeout_ms)
+                            self.cache_open_for(asked_at, self.circuit.timing().circuit_timeout_ms)
                         }
                         _ => {}
                     }

@@ -125,9 +125,10 @@ impl CircuitBreaker {
         let Some(store) = core.store() else {
             return Err(core.rejected(None));
         };
+        let asked_at = core.now_ms();
         let answer = store.admit(core.circuit());
         repair_if_corrupt(&**store, core, answer.as_ref().err());
-        core.admitted(answer)
+        core.admitted(asked_at, answer)
     }
 
     #[inline]
@@ -137,9 +138,10 @@ impl CircuitBreaker {
             return;
         }
         if let Some(store) = core.store() {
+            let asked_at = core.now_ms();
             let answer = store.record(core.circuit(), ticket.permit(), outcome, core.rule());
             repair_if_corrupt(&**store, core, answer.as_ref().err());
-            core.recorded(ticket, outcome, answer);
+            core.recorded(ticket, outcome, asked_at, answer);
         }
     }
 
