@@ -27,13 +27,18 @@ pub(crate) fn kind_of(error: &RedisError) -> StorageErrorKind {
         _ => {}
     }
     match error.kind() {
+        // A cluster that is failing over or resharding: MOVED and ASK
+        // surface only once the client ran out of retries following them.
         ErrorKind::Server(
             ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
             | ServerErrorKind::ClusterDown
             | ServerErrorKind::MasterDown
-            | ServerErrorKind::ReadOnly,
-        ) => StorageErrorKind::Unavailable,
+            | ServerErrorKind::ReadOnly
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        )
+        | ErrorKind::ClusterConnectionNotFound => StorageErrorKind::Unavailable,
         _ => StorageErrorKind::Other,
     }
 }

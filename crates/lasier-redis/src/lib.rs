@@ -138,15 +138,78 @@
 //! [`RedisStorage::with_options`] or to a `ConnectionManager` for
 //! [`AsyncRedisStorage::with_options`]. Nothing else changes.
 //!
+//! # Redis Cluster
+//!
+//! With the feature `cluster`, [`ClusterRedisStorage`] (sync) and
+//! [`AsyncClusterRedisStorage`] keep circuits in a Redis Cluster, with the
+//! same keys, scripts and round trips per call as on one server. A
+//! breaker's scripts touch all of its keys at once, and a cluster runs a
+//! script only if its keys hash to one slot, so **name the breaker with a
+//! hash tag**: `"{payments}"` keeps `{payments}`, `{payments}_requests`,
+//! `circuit_{payments}`, ... in the slot of `payments`, on one master.
+//! Breakers with different tags spread over the masters.
+//!
+//! `build()` checks it, by computing each key's slot (CRC16, as Redis
+//! does), and refuses a breaker whose keys would not share one with
+//! [`ConfigError::Invalid`](lasier_core::ConfigError::Invalid), whose
+//! message shows the fix:
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "cluster", feature = "sync"))] {
+//! use lasier_redis::ClusterRedisStorage;
+//! use lasier_sync::CircuitBreaker;
+//!
+//! let storage = ClusterRedisStorage::open(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])?;
+//! let error = CircuitBreaker::builder("payments")
+//!     .storage(storage.clone())
+//!     .max_failures(5)
+//!     .build()
+//!     .unwrap_err();
+//! assert!(error.to_string().contains(r#"use a hash tag: name it "{payments}""#));
+//! let breaker = CircuitBreaker::builder("{payments}")
+//!     .storage(storage)
+//!     .max_failures(5)
+//!     .build()?;
+//! # let _ = breaker;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A request key set with `request_key` must carry the same tag
+//! (`"{payments}:requests"`); a Python `lasier` service sharing the circuit
+//! uses the same name, braces included.
+//!
+//! Scripts run on the master that serves the circuit's slot. `MOVED` and
+//! `ASK` (a slot moving between masters) are followed by redis' cluster
+//! client, `TRYAGAIN` (a script whose keys are half moved) waited out
+//! within the step's timeout; none reaches the breaker. A master that never
+//! ran the scripts (after a failover or a resharding) answers `NOSCRIPT`:
+//! the storage loads them there, on that node only, and runs them again.
+//!
+//! When a master dies, its replica takes over after the cluster's
+//! `cluster-node-timeout` and an election (about 3.5 s with a 2 s node
+//! timeout, in the tests). Meanwhile steps on that master's slots fail
+//! (and, while the cluster requires full coverage, those on every slot for
+//! a moment) with [`Unavailable`](lasier_core::StorageErrorKind::Unavailable)
+//! or [`TimedOut`](lasier_core::StorageErrorKind::TimedOut) within the
+//! step timeout, and the breaker's store-failure policy decides; by default
+//! it protects calls in-process and probes once a second, so it is back on
+//! the shared circuit about a second after the promotion.
+//!
 //! # Features
 //!
 //! * `sync` (default): [`RedisStorage`].
 //! * `async` (default): [`AsyncRedisStorage`], on tokio.
 //! * `tls`: `rediss://` URLs, with rustls (for the async storage, through
 //!   tokio-rustls; enabling it brings tokio in even without `async`).
+//! * `cluster`: [`ClusterRedisStorage`] with `sync`,
+//!   [`AsyncClusterRedisStorage`] with `async` (enabling it brings tokio in
+//!   even without `async`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(all(feature = "cluster", any(feature = "sync", feature = "async")))]
+mod cluster;
 #[cfg(any(feature = "sync", feature = "async"))]
 mod commands;
 #[cfg(any(feature = "sync", feature = "async"))]
@@ -164,6 +227,10 @@ mod sync_storage;
 
 #[cfg(feature = "async")]
 pub use async_storage::AsyncRedisStorage;
+#[cfg(all(feature = "cluster", feature = "async"))]
+pub use cluster::async_storage::AsyncClusterRedisStorage;
+#[cfg(all(feature = "cluster", feature = "sync"))]
+pub use cluster::sync_storage::ClusterRedisStorage;
 pub use options::Options;
 #[cfg(feature = "sync")]
 pub use sync_storage::RedisStorage;

@@ -124,7 +124,9 @@ impl Options {
     /// (made when needed, kept while they work); at least 1. Threads beyond
     /// that many wait for a free one, within the step's timeout. Default 16.
     /// (An [`AsyncRedisStorage`](crate::AsyncRedisStorage) multiplexes every
-    /// task on one connection.)
+    /// task on one connection.) A `ClusterRedisStorage` (feature `cluster`)
+    /// keeps that many cluster connections, each with a connection to every
+    /// node it talks to.
     #[must_use]
     pub fn pool_size(mut self, connections: u32) -> Self {
         self.pool_size = connections.max(1);
@@ -136,7 +138,8 @@ impl Options {
     /// connecting or after its connection was lost. Steps waiting for the
     /// connection still give up after their [`timeout`](Self::timeout);
     /// once the retries are spent, the next step starts a new round.
-    /// Default 3.
+    /// Default 3. (The cluster storages reconnect to a node as part of a
+    /// step, within its timeout, and do not use this.)
     #[must_use]
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;

@@ -226,7 +226,7 @@ impl Pool {
 }
 
 /// How many replies a new connection waits for before it is ready.
-fn setup_replies(client: &Client) -> u32 {
+pub(crate) fn setup_replies(client: &Client) -> u32 {
     let redis = client.get_connection_info().redis_settings();
     let auth = redis.protocol().supports_resp3() || redis.password().is_some();
     let select = redis.db() != 0;

@@ -35,17 +35,45 @@ pub(crate) struct Scripts {
     counts: Script,
 }
 
+/// Every script's source.
+const SOURCES: [&str; 7] = [
+    lua!("admit.lua"),
+    lua!("record.lua"),
+    lua!("trial.lua"),
+    lua!("release.lua"),
+    lua!("open.lua"),
+    lua!("state.lua"),
+    lua!("counts.lua"),
+];
+
 fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
-    SCRIPTS.get_or_init(|| Scripts {
-        admit: Script::new(lua!("admit.lua")),
-        record: Script::new(lua!("record.lua")),
-        trial: Script::new(lua!("trial.lua")),
-        release: Script::new(lua!("release.lua")),
-        open: Script::new(lua!("open.lua")),
-        state: Script::new(lua!("state.lua")),
-        counts: Script::new(lua!("counts.lua")),
+    SCRIPTS.get_or_init(|| {
+        let [admit, record, trial, release, open, state, counts] = SOURCES.map(Script::new);
+        Scripts {
+            admit,
+            record,
+            trial,
+            release,
+            open,
+            state,
+            counts,
+        }
     })
+}
+
+/// The source of our script whose SHA1 (hex) is `hash`: for an `EVAL`
+/// where a cluster node answers `EVALSHA` with `NOSCRIPT`.
+#[cfg(feature = "cluster")]
+pub(crate) fn source_of(hash: &[u8]) -> Option<&'static str> {
+    static HASHES: OnceLock<[String; 7]> = OnceLock::new();
+    let hashes =
+        HASHES.get_or_init(|| SOURCES.map(|source| Script::new(source).get_hash().to_owned()));
+    hashes
+        .iter()
+        .zip(SOURCES)
+        .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(hash))
+        .map(|(_, source)| source)
 }
 
 /// Whole milliseconds, rounded up, at least 1 (Redis rejects `PX 0`), at
@@ -308,6 +336,16 @@ mod tests {
         assert_eq!(garbage.kind(), StorageErrorKind::Corrupt);
         assert_eq!(integer("k", Some(b"-3".to_vec())).unwrap(), Some(-3));
         assert_eq!(integer("k", None).unwrap(), None);
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn every_script_is_found_by_its_hash() {
+        for source in SOURCES {
+            let hash = Script::new(source).get_hash().to_owned();
+            assert_eq!(source_of(hash.as_bytes()), Some(source));
+        }
+        assert_eq!(source_of(b"0000"), None);
     }
 
     #[test]

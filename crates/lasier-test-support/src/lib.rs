@@ -1,6 +1,7 @@
 //! The lasier workspace's test harness (not published): real
-//! `redis-server` processes, a TCP proxy that makes a store slow or
-//! silent on command, and small helpers.
+//! `redis-server` processes, a local Redis Cluster of them
+//! ([`RedisCluster`]), a TCP proxy that makes a store slow or silent on
+//! command, and small helpers.
 //!
 //! ```no_run
 //! use lasier_test_support::{server_or_skip, unique};
@@ -23,16 +24,20 @@
 //!   127.0.0.1, and killed when the binary exits, however it exits;
 //! * keys of its own ([`unique`]), and never `FLUSHDB`;
 //! * a test that kills or slows its server starts one of its own
-//!   ([`RedisServer::start`]), and leaves the binary's shared one alone.
+//!   ([`RedisServer::start`]), and leaves the binary's shared one alone;
+//! * a test that kills a cluster node or moves a slot runs in a binary
+//!   whose tests do not mind (one [`cluster`] per binary), and leaves the
+//!   cluster [healthy](RedisCluster::wait_healthy).
 //!
-//! Where `redis-server` is missing, tests say so loudly and pass without
-//! running, unless `LASIER_REQUIRE_REDIS=1` (CI sets it), which makes them
-//! fail instead ([`skip`]).
+//! Where `redis-server` (or, for a cluster, `redis-cli`) is missing, tests
+//! say so loudly and pass without running, unless `LASIER_REQUIRE_REDIS=1`
+//! (CI sets it), which makes them fail instead ([`skip`]).
 #![forbid(unsafe_code)]
 // A test harness: failing loudly is its job, so its helpers panic with a
 // message instead of returning errors that every test would unwrap.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod cluster;
 mod proxy;
 mod resp;
 mod server;
@@ -41,6 +46,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use cluster::{
+    cluster, Migration, NodeView, RedisCluster, HEALTHY_WITHIN, NODE_TIMEOUT, SLOTS,
+};
 pub use proxy::{Fault, Proxy, SentCommand};
 pub use redis;
 pub use server::{server, RedisServer, ServerOptions};

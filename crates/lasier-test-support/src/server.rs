@@ -86,7 +86,7 @@ pub fn server() -> Option<&'static RedisServer> {
 }
 
 /// Whether `redis-server` can be run; says so loudly once if not.
-fn installed() -> bool {
+pub(crate) fn installed() -> bool {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
     let installed = *INSTALLED.get_or_init(|| {
         let found = Command::new("redis-server")
@@ -153,6 +153,17 @@ impl RedisServer {
             }
         }
         panic!("could not start redis-server: {last}");
+    }
+
+    /// Starts a server with `options` on `port`, once: the cluster harness
+    /// picks its ports itself (each node's bus port is `port + 10000`).
+    pub(crate) fn start_on(port: u16, options: ServerOptions) -> Result<Self, String> {
+        let process = spawn(port, &options)?;
+        Ok(Self {
+            port,
+            options,
+            process: Mutex::new(Some(process)),
+        })
     }
 
     /// The port it listens on (TLS only, with [`ServerOptions::tls`]).

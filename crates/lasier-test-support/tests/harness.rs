@@ -84,3 +84,47 @@ fn the_proxy_forwards_delays_and_holds_on_command() {
     assert_eq!(ping(&url, Duration::from_secs(1)).unwrap(), "PONG");
     assert_eq!(proxy.connections(), before + 1);
 }
+
+#[test]
+fn a_cluster_serves_every_slot_and_fails_over_when_a_master_dies() {
+    let began = Instant::now();
+    let Some(cluster) = lasier_test_support::RedisCluster::start() else {
+        return;
+    };
+    println!("FIGURE harness: cluster started in {:?}", began.elapsed());
+    assert_eq!(cluster.nodes().len(), 6);
+    for node in cluster.nodes() {
+        assert_ne!(node.port(), 6379, "never the machine's shared server");
+        assert!(node.port() < 55535, "the bus port is port + 10000");
+    }
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    // A tag lands where it is asked to.
+    for master in &masters {
+        let tag = cluster.tag_on(master, "harness");
+        assert_eq!(cluster.master_of(&tag).port(), master.port());
+        assert_eq!(cluster.master_of(&format!("x{tag}y")).port(), master.port());
+    }
+    let victim = masters[1];
+    let tag = cluster.tag_on(victim, "harness");
+    let slot = cluster.slot(&tag);
+    let replica = cluster
+        .replica_of(victim)
+        .unwrap_or_else(|| panic!("no replica of {}: {:#?}", victim.port(), cluster.view()))
+        .port();
+    let killed = Instant::now();
+    victim.kill();
+    cluster.wait_healthy();
+    println!("FIGURE harness: failed over in {:?}", killed.elapsed());
+    assert_eq!(cluster.master_of_slot(slot).port(), replica);
+    // Back, as a replica of the node that took over.
+    let restarted = Instant::now();
+    victim.restart();
+    cluster.wait_healthy();
+    println!("FIGURE harness: rejoined in {:?}", restarted.elapsed());
+    assert_eq!(cluster.master_of_slot(slot).port(), replica);
+    assert_eq!(
+        cluster.replica_of(cluster.node(replica)).map(|n| n.port()),
+        Some(victim.port())
+    );
+}

@@ -12,6 +12,7 @@
 //! | `sync` | `sync` (default) | the blocking `CircuitBreaker` |
 //! | `future` | `async` | the async `CircuitBreaker`: same names, `.await` |
 //! | `redis` | `redis` | `RedisStorage` (with `sync`), `AsyncRedisStorage` (with `async`) |
+//! | `redis` | `cluster` | `ClusterRedisStorage` (with `sync`), `AsyncClusterRedisStorage` (with `async`) |
 //! | `moka` | `moka` | `MokaStorage` (with `sync`), `AsyncMokaStorage` (with `async`) |
 //! | `tower` | `tower` | a tower `Layer` / `Service` guarding any service |
 //! | `circuit_breaker` | `macros` | `#[circuit_breaker(BREAKER)]` on a fn |

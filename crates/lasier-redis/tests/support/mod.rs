@@ -12,7 +12,8 @@ use std::ops::Deref;
 use std::sync::OnceLock;
 
 pub use lasier_test_support::{
-    eventually, required, skip, unique, Fault, Proxy, RedisServer, SentCommand, ServerOptions,
+    eventually, required, skip, unique, Fault, Proxy, RedisCluster, RedisServer, SentCommand,
+    ServerOptions,
 };
 
 use lasier_redis::{AsyncRedisStorage, Options, RedisStorage};
@@ -214,5 +215,53 @@ where
             "never happened: {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// This test binary's shared cluster; `None` after a loud skip message.
+pub fn cluster() -> Option<&'static RedisCluster> {
+    lasier_test_support::cluster()
+}
+
+/// Returns this binary's shared cluster, or skips the calling test.
+#[macro_export]
+macro_rules! cluster_or_skip {
+    () => {
+        match support::cluster() {
+            Some(cluster) => cluster,
+            None => return,
+        }
+    };
+}
+
+/// Storages on a test cluster.
+#[cfg(feature = "cluster")]
+pub trait ClusterStorages {
+    /// A new sync storage (a pool of its own) on this cluster.
+    fn storage_with(&self, options: Options) -> lasier_redis::ClusterRedisStorage;
+    /// A new async storage (connections of its own) on this cluster.
+    fn async_storage_with(
+        &self,
+        options: Options,
+    ) -> impl std::future::Future<Output = lasier_redis::AsyncClusterRedisStorage> + Send;
+}
+
+#[cfg(feature = "cluster")]
+impl ClusterStorages for RedisCluster {
+    fn storage_with(&self, options: Options) -> lasier_redis::ClusterRedisStorage {
+        lasier_redis::ClusterRedisStorage::open_with_options(self.urls(), options)
+            .expect("valid urls")
+    }
+
+    fn async_storage_with(
+        &self,
+        options: Options,
+    ) -> impl std::future::Future<Output = lasier_redis::AsyncClusterRedisStorage> + Send {
+        let urls = self.urls();
+        async move {
+            lasier_redis::AsyncClusterRedisStorage::connect_with_options(urls, options)
+                .await
+                .expect("connecting to the test cluster")
+        }
     }
 }
