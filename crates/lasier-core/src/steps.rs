@@ -121,12 +121,11 @@ macro_rules! fused_steps {
                     let requests = if c.counts_requests() {
                         let n = s.incr(keys.requests(), 1) $($aw)* ?;
                         if n == 1 {
-                            // A new window: both counters start at once, with
-                            // one TTL. A failure counter still there is from
-                            // an earlier window (or lost its TTL in a race
-                            // with an opening): it starts again from 0.
+                            // A new window: both counters get the same TTL.
+                            // (`add`, not `set`: a failure counted meanwhile by
+                            // another caller of this window must not be lost.)
                             s.expire(keys.requests(), window) $($aw)* ?;
-                            s.set(keys.failures(), 0, Some(window)) $($aw)* ?;
+                            s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
                             failures_created = true;
                         }
                         count(keys.requests(), n)?
