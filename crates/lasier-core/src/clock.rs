@@ -16,11 +16,27 @@ use core::time::Duration;
 pub trait Clock: fmt::Debug + Send + Sync {
     /// The time elapsed since this clock's origin.
     fn now(&self) -> Duration;
+
+    /// [`now`](Self::now) in whole milliseconds (rounded down, saturating):
+    /// the unit the circuit keeps time in, as Redis does for its TTLs.
+    ///
+    /// The breaker reads this on every success under a rule that counts
+    /// requests; override it only to make it cheaper, and keep it equal to
+    /// the default.
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        duration_ms(self.now())
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for &C {
     fn now(&self) -> Duration {
         (**self).now()
+    }
+
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
     }
 }
 
@@ -29,18 +45,27 @@ impl<C: Clock + ?Sized> Clock for alloc::sync::Arc<C> {
     fn now(&self) -> Duration {
         (**self).now()
     }
+
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
 }
 
-/// Whole milliseconds since the clock's origin: the unit the circuit keeps
-/// time in, as Redis does for its TTLs.
+/// Whole milliseconds in `duration`, rounded down, saturating: two 64-bit
+/// operations, not `as_millis`' 128-bit ones.
+#[inline]
+fn duration_ms(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(duration.subsec_millis()))
+}
+
+/// Whole milliseconds since the clock's origin.
 #[inline]
 pub(crate) fn now_ms(clock: &dyn Clock) -> u64 {
-    let now = clock.now();
-    // Two 64-bit operations, not `as_millis`' 128-bit ones: this runs on
-    // every success under a rule that counts requests.
-    now.as_secs()
-        .saturating_mul(1000)
-        .saturating_add(u64::from(now.subsec_millis()))
+    clock.now_ms()
 }
 
 /// Whole milliseconds in `duration`, rounded up: how long a TTL given in
@@ -94,6 +119,10 @@ impl Clock for ManualClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(core::sync::atomic::Ordering::Acquire))
     }
+
+    fn now_ms(&self) -> u64 {
+        self.nanos.load(core::sync::atomic::Ordering::Acquire) / 1_000_000
+    }
 }
 
 /// The operating system's monotonic clock, measured from the moment this
@@ -133,6 +162,11 @@ impl Clock for MonotonicClock {
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }
+
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed_ms()
+    }
 }
 
 #[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
@@ -140,27 +174,55 @@ mod os {
     use core::time::Duration;
     use rustix::time::{clock_gettime, ClockId};
 
+    /// The clock's origin, as a reading of `CLOCK_MONOTONIC_COARSE`.
     #[derive(Debug, Clone, Copy)]
-    pub(super) struct Origin(Duration);
+    pub(super) struct Origin {
+        secs: u64,
+        nanos: u32,
+    }
 
+    /// Seconds and nanoseconds of `CLOCK_MONOTONIC_COARSE` (never negative;
+    /// nanoseconds below 10^9).
     #[inline]
-    fn coarse() -> Duration {
+    fn coarse() -> (u64, u32) {
         let t = clock_gettime(ClockId::MonotonicCoarse);
-        // A monotonic clock is never negative.
-        Duration::new(
+        (
             u64::try_from(t.tv_sec).unwrap_or(0),
-            u32::try_from(t.tv_nsec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0).min(999_999_999),
         )
     }
 
     impl Origin {
         pub(super) fn now() -> Self {
-            Self(coarse())
+            let (secs, nanos) = coarse();
+            Self { secs, nanos }
         }
 
         #[inline]
         pub(super) fn elapsed(&self) -> Duration {
-            coarse().saturating_sub(self.0)
+            let (secs, nanos) = coarse();
+            Duration::new(secs, nanos).saturating_sub(Duration::new(self.secs, self.nanos))
+        }
+
+        /// `elapsed` in whole milliseconds, in 64-bit integer arithmetic:
+        /// this is the clock read on the hot path.
+        #[inline]
+        pub(super) fn elapsed_ms(&self) -> u64 {
+            let (secs, nanos) = coarse();
+            let Some(mut secs) = secs.checked_sub(self.secs) else {
+                return 0;
+            };
+            let mut nanos = u64::from(nanos);
+            let origin_nanos = u64::from(self.nanos);
+            if nanos < origin_nanos {
+                let Some(borrowed) = secs.checked_sub(1) else {
+                    return 0;
+                };
+                secs = borrowed;
+                nanos += 1_000_000_000;
+            }
+            secs.saturating_mul(1000)
+                .saturating_add((nanos - origin_nanos) / 1_000_000)
         }
     }
 }
@@ -181,6 +243,10 @@ mod os {
         pub(super) fn elapsed(&self) -> Duration {
             self.0.elapsed()
         }
+
+        pub(super) fn elapsed_ms(&self) -> u64 {
+            super::duration_ms(self.elapsed())
+        }
     }
 }
 
@@ -196,6 +262,25 @@ mod tests {
         b.advance(Duration::from_millis(500));
         assert_eq!(a.now(), Duration::from_secs(2));
         assert_eq!(now_ms(&b), 2000);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn monotonic_now_ms_agrees_with_now() {
+        let clock = MonotonicClock::new();
+        for _ in 0..1000 {
+            let before = duration_ms(clock.now());
+            let ms = clock.now_ms();
+            let after = duration_ms(clock.now());
+            assert!(before <= ms && ms <= after, "{before} <= {ms} <= {after}");
+        }
+    }
+
+    #[test]
+    fn duration_ms_rounds_down_and_saturates() {
+        assert_eq!(duration_ms(Duration::from_nanos(1_999_999)), 1);
+        assert_eq!(duration_ms(Duration::new(2, 999_999_999)), 2999);
+        assert_eq!(duration_ms(Duration::MAX), u64::MAX);
     }
 
     #[test]

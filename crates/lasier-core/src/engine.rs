@@ -403,18 +403,33 @@ impl<S: ?Sized> BreakerCore<S> {
     /// `record`, then [`recorded`](Self::recorded).
     #[inline]
     pub fn try_record(&self, ticket: Ticket, outcome: Outcome) -> bool {
+        // The commonest outcome, kept inline: a success on an in-process
+        // circuit changes no state, and is counted only if the rule counts
+        // requests.
+        if let (
+            Ticket {
+                permit: Permit::Normal,
+                source: Source::Primary,
+            },
+            Outcome::Success,
+            Engine::Local(local),
+        ) = (ticket, outcome, &self.engine)
+        {
+            if self.circuit.counts_requests() {
+                local
+                    .circuit
+                    .record_success(&*local.clock, self.circuit.timing());
+            }
+            return true;
+        }
+        self.try_record_rest(ticket, outcome)
+    }
+
+    #[inline(never)]
+    fn try_record_rest(&self, ticket: Ticket, outcome: Outcome) -> bool {
         let Ticket { permit, source } = ticket;
         match (source, &self.engine) {
             (Source::Primary, Engine::Local(local)) => {
-                // The commonest outcome, decided without touching the
-                // circuit: a success on a closed circuit whose rule does
-                // not count requests changes nothing.
-                if permit == Permit::Normal
-                    && outcome == Outcome::Success
-                    && !self.circuit.counts_requests()
-                {
-                    return true;
-                }
                 if let Some(transition) =
                     local.record(permit, outcome, &*self.rule, self.circuit.timing())
                 {

@@ -254,12 +254,57 @@ impl LocalCircuit {
         match permit {
             Permit::Normal => {
                 let counts_requests = rule.counts_requests();
-                if outcome == Outcome::Success && !counts_requests {
+                if outcome == Outcome::Success {
+                    if counts_requests {
+                        self.record_success(clock, timing);
+                    }
                     return None;
                 }
                 self.record_normal(outcome, counts_requests, rule, clock, timing)
             }
             Permit::Trial { episode } => self.record_trial(episode, outcome, clock, timing),
+        }
+    }
+
+    /// Counts a success on a closed (or disabled) circuit under a rule that
+    /// counts requests: the commonest write, kept short.
+    ///
+    /// One clock read, three loads and one compare-and-swap on this thread's
+    /// stripe while the window is current; anything else (the window has
+    /// ended, another thread changed the stripe, the circuit is not closed)
+    /// takes the general path, which gives the same result. Out of line, so
+    /// that the facades' `call` stays small enough to inline.
+    #[inline(never)]
+    pub fn record_success(&self, clock: &dyn Clock, timing: &Timing) {
+        let now = now_ms(clock);
+        let window = self.window.load(Ordering::Acquire);
+        let end = window & LOW_48;
+        let phase = self.phase.0.load(Ordering::Acquire);
+        if end != 0 && now < end && (is_closed_word(phase) || phase == DISABLED_WORD) {
+            let stripe = &self.requests[stripe()].0;
+            let word = stripe.load(Ordering::Acquire);
+            // Same generation as the window, and room to count: a `+ 1`
+            // cannot carry into the generation bits.
+            if word >> GEN_SHIFT == window >> GEN_SHIFT
+                && word & LOW_48 < LOW_48
+                && stripe
+                    .compare_exchange_weak(word, word + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+        self.record_success_slow(now, timing);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_success_slow(&self, now: u64, timing: &Timing) {
+        // As in `record_normal`: not counted once the circuit has left the
+        // closed state.
+        let phase = self.phase.0.load(Ordering::Acquire);
+        if is_closed_word(phase) || phase == DISABLED_WORD {
+            self.bump(&self.requests[stripe()].0, now, timing);
         }
     }
 
@@ -683,6 +728,57 @@ mod tests {
         assert_eq!(c.counts(&clock), Counts::new(1, 3));
         clock.advance(Duration::from_secs(30));
         assert_eq!(c.counts(&clock), Counts::default());
+    }
+
+    #[test]
+    fn a_success_at_the_window_end_starts_the_next_window() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        // the first success of all finds no window and starts one
+        c.record_success(&clock, &T);
+        c.record_success(&clock, &T);
+        clock.advance(Duration::from_millis(59_999));
+        c.record_success(&clock, &T);
+        assert_eq!(c.counts(&clock), Counts::new(0, 3));
+        clock.advance(Duration::from_millis(1));
+        c.record_success(&clock, &T);
+        assert_eq!(c.counts(&clock), Counts::new(0, 1));
+        // and the new window lasts a failure timeout from that success
+        clock.advance(Duration::from_millis(59_999));
+        assert_eq!(c.counts(&clock), Counts::new(0, 1));
+    }
+
+    #[test]
+    fn successes_count_only_while_closed_or_disabled() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        c.record_success(&clock, &T);
+        c.set_manual(Manual::Disable, &clock, &T);
+        c.record_success(&clock, &T);
+        assert_eq!(c.counts(&clock), Counts::new(0, 2));
+        c.open(&clock, &T);
+        c.record_success(&clock, &T);
+        assert_eq!(c.counts(&clock), Counts::default());
+        c.reset();
+        c.record_success(&clock, &T);
+        assert_eq!(c.counts(&clock), Counts::new(0, 1));
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn successes_from_many_threads_are_all_counted() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        c.record_success(&clock, &T);
+                    }
+                });
+            }
+        });
+        assert_eq!(c.counts(&clock), Counts::new(0, 80_000));
     }
 
     #[test]

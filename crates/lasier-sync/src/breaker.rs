@@ -133,10 +133,14 @@ impl CircuitBreaker {
 
     #[inline]
     pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome) {
-        let core = &*self.core;
-        if core.try_record(ticket, outcome) {
-            return;
+        if !self.core.try_record(ticket, outcome) {
+            self.record_in_store(ticket, outcome);
         }
+    }
+
+    #[inline(never)]
+    fn record_in_store(&self, ticket: Ticket, outcome: Outcome) {
+        let core = &*self.core;
         if let Some(store) = core.store() {
             let asked_at = core.now_ms();
             let answer = store.record(core.circuit(), ticket.permit(), outcome, core.rule());
