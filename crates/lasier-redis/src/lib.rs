@@ -219,6 +219,8 @@ mod options;
 mod pool;
 #[cfg(any(feature = "sync", feature = "async"))]
 mod scripts;
+#[cfg(feature = "sync")]
+mod slots;
 
 #[cfg(feature = "async")]
 mod async_storage;

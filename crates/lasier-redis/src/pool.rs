@@ -18,13 +18,13 @@
 //!   does not fail on it.
 
 use std::io;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use lasier_core::{StorageError, StorageErrorKind};
 use redis::{Client, Connection, ConnectionLike, RedisError, RedisResult, Value};
 
 use crate::error::from_redis;
+use crate::slots::{Entry, Slots, Taken};
 use crate::Options;
 
 /// Socket timeouts are left alone while they are this close to the time a
@@ -40,18 +40,7 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_secs(5);
 pub(crate) struct Pool {
     client: Client,
     options: Options,
-    slots: Mutex<Slots>,
-    freed: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct Slots {
-    idle: Vec<Conn>,
-    /// Connections that exist or are being made, idle or not.
-    open: u32,
-    /// Bumped when a connection fails: connections of an older generation
-    /// are dropped instead of going back to the pool.
-    generation: u64,
+    slots: Slots<Conn>,
 }
 
 /// A pooled connection and what the pool knows about it.
@@ -59,7 +48,6 @@ struct Conn {
     inner: Connection,
     /// What its socket timeouts are set to.
     io_timeout: Duration,
-    generation: u64,
     /// It failed: a reply may still be on its way, or it is closed.
     broken: bool,
     /// When it last went back to the pool.
@@ -69,7 +57,6 @@ struct Conn {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("generation", &self.generation)
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
@@ -80,8 +67,7 @@ impl Pool {
         Self {
             client,
             options,
-            slots: Mutex::new(Slots::default()),
-            freed: Condvar::new(),
+            slots: Slots::new(),
         }
     }
 
@@ -95,14 +81,7 @@ impl Pool {
 
     /// (open, idle) connections now.
     pub(crate) fn state(&self) -> (u32, usize) {
-        let slots = self.lock();
-        (slots.open, slots.idle.len())
-    }
-
-    // Nothing panics while holding the lock, but a poisoned lock must not
-    // take the breaker down either: the slots stay consistent.
-    fn lock(&self) -> MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slots.state()
     }
 
     /// Starts a storage step: a connection, and the deadline the step must
@@ -117,15 +96,15 @@ impl Pool {
             .or_else(|| started.checked_add(Duration::from_secs(365 * 24 * 3600)))
             .unwrap_or(started);
         let mut conn = self.checkout(deadline)?;
-        if conn.idle_since.elapsed() >= CHECK_AFTER_IDLE {
+        if conn.item.idle_since.elapsed() >= CHECK_AFTER_IDLE {
             let mut link = Link {
-                conn: Some(&mut conn),
+                conn: Some(&mut conn.item),
                 deadline,
             };
             if redis::cmd("PING").query::<()>(&mut link).is_err() {
                 // Gone while idle: so are the others made before it most
                 // likely (`broken` drops them); a new one, same deadline.
-                conn.broken = true;
+                conn.item.broken = true;
                 self.checkin(conn);
                 conn = self.checkout(deadline)?;
             }
@@ -137,41 +116,24 @@ impl Pool {
         })
     }
 
-    fn checkout(&self, deadline: Instant) -> Result<Conn, StorageError> {
-        let mut slots = self.lock();
-        loop {
-            if let Some(conn) = slots.idle.pop() {
-                return Ok(conn);
-            }
-            if slots.open < self.options.pool_size {
-                slots.open += 1;
-                let generation = slots.generation;
-                drop(slots);
-                return self.connect(deadline, generation).inspect_err(|_| {
-                    let mut slots = self.lock();
-                    slots.open = slots.open.saturating_sub(1);
-                    drop(slots);
-                    self.freed.notify_one();
-                });
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(StorageError::new(
-                    StorageErrorKind::TimedOut,
-                    format!(
-                        "no free Redis connection within {:?}: all {} are busy",
-                        self.options.timeout, self.options.pool_size
-                    ),
-                ));
-            }
-            slots = self
-                .freed
-                .wait_timeout(slots, left)
-                .map_or_else(|e| e.into_inner().0, |(slots, _)| slots);
+    fn checkout(&self, deadline: Instant) -> Result<Entry<Conn>, StorageError> {
+        match self.slots.take(self.options.pool_size, deadline) {
+            Some(Taken::Idle(entry)) => Ok(entry),
+            Some(Taken::Make { generation }) => self
+                .connect(deadline)
+                .map(|item| Entry { item, generation })
+                .inspect_err(|_| self.slots.make_failed()),
+            None => Err(StorageError::new(
+                StorageErrorKind::TimedOut,
+                format!(
+                    "no free Redis connection within {:?}: all {} are busy",
+                    self.options.timeout, self.options.pool_size
+                ),
+            )),
         }
     }
 
-    fn connect(&self, deadline: Instant, generation: u64) -> Result<Conn, StorageError> {
+    fn connect(&self, deadline: Instant) -> Result<Conn, StorageError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(timed_out(self.options.timeout));
@@ -190,38 +152,16 @@ impl Pool {
             // `connect` leaves the socket without timeouts: `arm` sets them
             // before the first round trip.
             io_timeout: Duration::ZERO,
-            generation,
             broken: false,
             idle_since: Instant::now(),
         })
     }
 
-    fn checkin(&self, conn: Conn) {
-        let mut slots = self.lock();
-        let mut dropped = Vec::new();
-        if conn.broken {
-            // The server may be gone or hung: so are the other connections
-            // to it, most likely. Drop the idle ones and those in use when
-            // they come back, rather than failing one step on each.
-            slots.generation += 1;
-            dropped = std::mem::take(&mut slots.idle);
-            let gone = u32::try_from(dropped.len()).unwrap_or(u32::MAX);
-            slots.open = slots.open.saturating_sub(gone.saturating_add(1));
-        } else if conn.generation != slots.generation || !conn.inner.is_open() {
-            slots.open = slots.open.saturating_sub(1);
-        } else {
-            let mut conn = conn;
-            conn.idle_since = Instant::now();
-            slots.idle.push(conn);
-            drop(slots);
-            self.freed.notify_one();
-            return;
-        }
-        drop(slots);
-        // Closing sockets outside the lock.
-        drop(dropped);
-        drop(conn);
-        self.freed.notify_all();
+    fn checkin(&self, mut conn: Entry<Conn>) {
+        let failed = conn.item.broken;
+        let usable = conn.item.inner.is_open();
+        conn.item.idle_since = Instant::now();
+        self.slots.give_back(conn, failed, usable);
     }
 }
 
@@ -246,7 +186,7 @@ fn timed_out(timeout: Duration) -> StorageError {
 /// ends, and the deadline every round trip of the step must meet.
 pub(crate) struct Session<'a> {
     pool: &'a Pool,
-    conn: Option<Conn>,
+    conn: Option<Entry<Conn>>,
     deadline: Instant,
 }
 
@@ -254,7 +194,7 @@ impl Session<'_> {
     /// The connection, as redis' commands and scripts take it.
     pub(crate) fn link(&mut self) -> Link<'_> {
         Link {
-            conn: self.conn.as_mut(),
+            conn: self.conn.as_mut().map(|c| &mut c.item),
             deadline: self.deadline,
         }
     }

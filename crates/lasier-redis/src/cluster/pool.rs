@@ -24,7 +24,6 @@
 
 use std::cell::Cell;
 use std::io;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use lasier_core::{StorageError, StorageErrorKind};
@@ -34,6 +33,7 @@ use redis::{
 };
 
 use crate::error::from_redis;
+use crate::slots::{Entry, Slots, Taken};
 use crate::Options;
 
 /// Socket timeouts are left alone while they are this close to the time a
@@ -177,23 +177,7 @@ pub(crate) type Cluster = ClusterConnection<NodeConnection>;
 pub(crate) struct ClusterPool {
     client: ClusterClient,
     options: Options,
-    slots: Mutex<Slots>,
-    freed: Condvar,
-}
-
-#[derive(Default)]
-struct Slots {
-    idle: Vec<Pooled>,
-    /// Connections that exist or are being made, idle or not.
-    open: u32,
-    /// Bumped when a step fails for want of a node: connections of an
-    /// older generation are dropped instead of going back to the pool.
-    generation: u64,
-}
-
-struct Pooled {
-    cluster: Cluster,
-    generation: u64,
+    slots: Slots<Cluster>,
 }
 
 impl std::fmt::Debug for ClusterPool {
@@ -211,8 +195,7 @@ impl ClusterPool {
         Self {
             client,
             options,
-            slots: Mutex::new(Slots::default()),
-            freed: Condvar::new(),
+            slots: Slots::new(),
         }
     }
 
@@ -222,14 +205,7 @@ impl ClusterPool {
 
     /// (open, idle) cluster connections now.
     pub(crate) fn state(&self) -> (u32, usize) {
-        let slots = self.lock();
-        (slots.open, slots.idle.len())
-    }
-
-    // Nothing panics while holding the lock; a poisoned one is still
-    // consistent.
-    fn lock(&self) -> MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slots.state()
     }
 
     /// Starts a storage step: its deadline, set for this thread, and a
@@ -250,71 +226,23 @@ impl ClusterPool {
         })
     }
 
-    fn checkout(&self, deadline: Instant) -> Result<Pooled, StorageError> {
-        let mut slots = self.lock();
-        loop {
-            if let Some(pooled) = slots.idle.pop() {
-                return Ok(pooled);
-            }
-            if slots.open < self.options.pool_size {
-                slots.open += 1;
-                let generation = slots.generation;
-                drop(slots);
-                return self
-                    .client
-                    .get_generic_connection::<NodeConnection>()
-                    .map(|cluster| Pooled {
-                        cluster,
-                        generation,
-                    })
-                    .map_err(from_redis)
-                    .inspect_err(|_| {
-                        let mut slots = self.lock();
-                        slots.open = slots.open.saturating_sub(1);
-                        drop(slots);
-                        self.freed.notify_one();
-                    });
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(StorageError::new(
-                    StorageErrorKind::TimedOut,
-                    format!(
-                        "no free Redis Cluster connection within {:?}: all {} are busy",
-                        self.options.timeout, self.options.pool_size
-                    ),
-                ));
-            }
-            slots = self
-                .freed
-                .wait_timeout(slots, left)
-                .map_or_else(|e| e.into_inner().0, |(slots, _)| slots);
+    fn checkout(&self, deadline: Instant) -> Result<Entry<Cluster>, StorageError> {
+        match self.slots.take(self.options.pool_size, deadline) {
+            Some(Taken::Idle(entry)) => Ok(entry),
+            Some(Taken::Make { generation }) => self
+                .client
+                .get_generic_connection::<NodeConnection>()
+                .map(|item| Entry { item, generation })
+                .map_err(from_redis)
+                .inspect_err(|_| self.slots.make_failed()),
+            None => Err(StorageError::new(
+                StorageErrorKind::TimedOut,
+                format!(
+                    "no free Redis Cluster connection within {:?}: all {} are busy",
+                    self.options.timeout, self.options.pool_size
+                ),
+            )),
         }
-    }
-
-    fn checkin(&self, pooled: Pooled, failed: bool) {
-        let mut slots = self.lock();
-        let mut dropped = Vec::new();
-        if failed {
-            // Its slot map, and the idle ones', may point at a node that is
-            // gone: new connections read it afresh.
-            slots.generation += 1;
-            dropped = std::mem::take(&mut slots.idle);
-            let gone = u32::try_from(dropped.len()).unwrap_or(u32::MAX);
-            slots.open = slots.open.saturating_sub(gone.saturating_add(1));
-        } else if pooled.generation != slots.generation {
-            slots.open = slots.open.saturating_sub(1);
-        } else {
-            slots.idle.push(pooled);
-            drop(slots);
-            self.freed.notify_one();
-            return;
-        }
-        drop(slots);
-        // Closing sockets outside the lock.
-        drop(dropped);
-        drop(pooled);
-        self.freed.notify_all();
     }
 }
 
@@ -323,7 +251,7 @@ impl ClusterPool {
 /// (for this thread, while it lives).
 pub(crate) struct Session<'a> {
     pool: &'a ClusterPool,
-    pooled: Option<Pooled>,
+    pooled: Option<Entry<Cluster>>,
     failed: bool,
     _scope: DeadlineScope,
 }
@@ -333,7 +261,7 @@ impl Session<'_> {
     pub(crate) fn cluster(&mut self) -> Result<&mut Cluster, StorageError> {
         self.pooled
             .as_mut()
-            .map(|p| &mut p.cluster)
+            .map(|p| &mut p.item)
             .ok_or_else(|| StorageError::new(StorageErrorKind::Other, "no cluster connection"))
     }
 
@@ -354,7 +282,9 @@ impl Session<'_> {
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         if let Some(pooled) = self.pooled.take() {
-            self.pool.checkin(pooled, self.failed);
+            // A failed step's slot map, and the idle ones', may point at a
+            // node that is gone: new connections read it afresh.
+            self.pool.slots.give_back(pooled, self.failed, true);
         }
     }
 }
