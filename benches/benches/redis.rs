@@ -4,10 +4,16 @@
 //!
 //! Sync sequential, sync with 8 threads, async with 1 and with 64
 //! concurrent tasks on one `ConnectionManager`; success path and 10 %
-//! failures; both rules. The round trips per call are counted with
-//! `INFO commandstats` (script calls: `EVALSHA`, `EVAL`, `SCRIPT`) over a
-//! fixed batch and written to `target/criterion/lasier-extra.md`, which the
-//! report binary prints under its table.
+//! failures; both rules. Twice: on loopback (group `redis`), where client
+//! and server share this machine's CPUs and a round trip costs CPU rather
+//! than waiting, and through a proxy that adds [`LINK_RTT`] to every round
+//! trip (group `redis_rtt_500us`), as a Redis on another host of the same
+//! network would (this kernel has no `netem`, so the delay is added in user
+//! space by `lasier_test_support::Proxy`). The round trips per call are
+//! counted with `INFO commandstats` (script calls: `EVALSHA`, `EVAL`,
+//! `SCRIPT`) over a fixed batch and written to
+//! `target/criterion/lasier-extra.md`, which the report binary prints under
+//! its table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,9 +23,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use lasier_redis::{AsyncRedisStorage, RedisStorage};
-use lasier_test_support::RedisServer;
+use lasier_test_support::{Fault, Proxy, RedisServer};
 
 const OPEN: Duration = Duration::from_secs(3600);
+
+/// The round trip the second group adds, as a link between two hosts of one
+/// data centre would.
+const LINK_RTT: Duration = Duration::from_micros(500);
 
 /// A rule that never opens in these benches: the figures are the closed
 /// path's, with 0 % or 10 % failures counted.
@@ -75,6 +85,108 @@ fn outcome(i: u64, failing: bool) -> Result<u64, u64> {
     }
 }
 
+/// One group of Redis benches against the server at `url`; with `count`,
+/// also the round trips per call (counted on that server) into the map.
+fn group(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    url: &str,
+    mut count: Option<(&RedisServer, &mut BTreeMap<String, f64>)>,
+) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+
+    for rule in [Rule::Max, Rule::Percentage] {
+        for failing in [false, true] {
+            let case = format!(
+                "{} {}",
+                rule.name(),
+                if failing { "10% failures" } else { "success" }
+            );
+            let key = format!("bench:{name}:{}:{failing}", rule.name());
+
+            // sync, sequential
+            let storage = RedisStorage::open(url).unwrap();
+            let b = sync_breaker(storage, rule, &key);
+            let counter = AtomicU64::new(0);
+            let call = |b: &lasier_sync::CircuitBreaker| {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let _ = b.call(|| outcome(i, failing));
+            };
+            group.bench_function(BenchmarkId::new("sync sequential", &case), |bench| {
+                bench.iter(|| call(&b))
+            });
+            if let Some((server, extra)) = &mut count {
+                let before = round_trips(server);
+                for _ in 0..1000 {
+                    call(&b);
+                }
+                let per_call = (round_trips(server) - before) as f64 / 1000.0;
+                extra.insert(case.clone(), per_call);
+            }
+
+            // sync, 8 threads on one breaker (and one pool)
+            group.bench_function(BenchmarkId::new("sync 8 threads", &case), |bench| {
+                bench.iter_custom(|iters| {
+                    let per_thread = iters.div_ceil(8);
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for _ in 0..8 {
+                            s.spawn(|| {
+                                for _ in 0..per_thread {
+                                    call(&b);
+                                }
+                            });
+                        }
+                    });
+                    start.elapsed()
+                })
+            });
+
+            // async, 1 and 64 concurrent tasks on one ConnectionManager
+            let storage = runtime.block_on(AsyncRedisStorage::connect(url)).unwrap();
+            let b = Arc::new(async_breaker(storage, rule, &key));
+            for tasks in [1_u64, 64] {
+                let label = if tasks == 1 {
+                    "async 1 task"
+                } else {
+                    "async 64 tasks"
+                };
+                group.bench_function(BenchmarkId::new(label, &case), |bench| {
+                    bench.to_async(runtime).iter_custom(|iters| {
+                        let b = Arc::clone(&b);
+                        async move {
+                            let per_task = iters.div_ceil(tasks);
+                            let start = Instant::now();
+                            let handles: Vec<_> = (0..tasks)
+                                .map(|t| {
+                                    let b = Arc::clone(&b);
+                                    tokio::spawn(async move {
+                                        for i in 0..per_task {
+                                            let n = t * per_task + i;
+                                            let _ =
+                                                b.call(async move { outcome(n, failing) }).await;
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for h in handles {
+                                let _ = h.await;
+                            }
+                            start.elapsed()
+                        }
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
 /// Round trips so far: the script calls in `INFO commandstats`.
 fn round_trips(server: &RedisServer) -> u64 {
     let info: String = server.cmd(&["INFO", "commandstats"]);
@@ -106,97 +218,18 @@ pub(crate) fn redis(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut extra = BTreeMap::new();
-    let mut group = c.benchmark_group("redis");
-    group.throughput(Throughput::Elements(1));
-    group.sample_size(20);
-    group.measurement_time(Duration::from_secs(3));
-    group.warm_up_time(Duration::from_secs(1));
+    group(
+        c,
+        &runtime,
+        "redis",
+        &server.url(),
+        Some((&server, &mut extra)),
+    );
 
-    for rule in [Rule::Max, Rule::Percentage] {
-        for failing in [false, true] {
-            let case = format!(
-                "{} {}",
-                rule.name(),
-                if failing { "10% failures" } else { "success" }
-            );
-            let name = format!("bench:{}:{failing}", rule.name());
-
-            // sync, sequential
-            let storage = RedisStorage::open(&server.url()).unwrap();
-            let b = sync_breaker(storage, rule, &name);
-            let counter = AtomicU64::new(0);
-            let call = |b: &lasier_sync::CircuitBreaker| {
-                let i = counter.fetch_add(1, Ordering::Relaxed);
-                let _ = b.call(|| outcome(i, failing));
-            };
-            group.bench_function(BenchmarkId::new("sync sequential", &case), |bench| {
-                bench.iter(|| call(&b))
-            });
-            let before = round_trips(&server);
-            for _ in 0..1000 {
-                call(&b);
-            }
-            let per_call = (round_trips(&server) - before) as f64 / 1000.0;
-            extra.insert(case.clone(), per_call);
-
-            // sync, 8 threads on one breaker (and one pool)
-            group.bench_function(BenchmarkId::new("sync 8 threads", &case), |bench| {
-                bench.iter_custom(|iters| {
-                    let per_thread = iters.div_ceil(8);
-                    let start = Instant::now();
-                    std::thread::scope(|s| {
-                        for _ in 0..8 {
-                            s.spawn(|| {
-                                for _ in 0..per_thread {
-                                    call(&b);
-                                }
-                            });
-                        }
-                    });
-                    start.elapsed()
-                })
-            });
-
-            // async, 1 and 64 concurrent tasks on one ConnectionManager
-            let storage = runtime
-                .block_on(AsyncRedisStorage::connect(&server.url()))
-                .unwrap();
-            let b = Arc::new(async_breaker(storage, rule, &name));
-            for tasks in [1_u64, 64] {
-                let label = if tasks == 1 {
-                    "async 1 task"
-                } else {
-                    "async 64 tasks"
-                };
-                group.bench_function(BenchmarkId::new(label, &case), |bench| {
-                    bench.to_async(&runtime).iter_custom(|iters| {
-                        let b = Arc::clone(&b);
-                        async move {
-                            let per_task = iters.div_ceil(tasks);
-                            let start = Instant::now();
-                            let handles: Vec<_> = (0..tasks)
-                                .map(|t| {
-                                    let b = Arc::clone(&b);
-                                    tokio::spawn(async move {
-                                        for i in 0..per_task {
-                                            let n = t * per_task + i;
-                                            let _ =
-                                                b.call(async move { outcome(n, failing) }).await;
-                                        }
-                                    })
-                                })
-                                .collect();
-                            for h in handles {
-                                let _ = h.await;
-                            }
-                            start.elapsed()
-                        }
-                    })
-                });
-            }
-        }
-    }
-    group.finish();
+    let proxy = Proxy::start(server.addr());
+    proxy.set_recording(false);
+    proxy.set(Fault::Delay(LINK_RTT));
+    group(c, &runtime, "redis_rtt_500us", &proxy.url(None), None);
 
     let mut table = String::from(
         "| Redis round trips per guarded call (1000 calls, INFO commandstats) | per call |\n|---|---:|\n",

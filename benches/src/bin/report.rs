@@ -91,6 +91,43 @@ fn machine() -> String {
     format!("{model}, {cpus} CPUs")
 }
 
+/// For each Redis group and case: guarded calls per second with 64 async
+/// tasks on one connection, as a multiple of sequential sync calls.
+fn print_concurrency(groups: &BTreeMap<String, Vec<(String, f64, f64)>>) {
+    let mut lines = Vec::new();
+    for (group, rows) in groups.iter().filter(|(g, _)| g.starts_with("redis")) {
+        let mean = |mode: &str, case: &str| {
+            rows.iter()
+                .find(|(f, _, _)| f == &format!("{mode}, {case}"))
+                .map(|(_, mean, _)| *mean)
+        };
+        for case in rows
+            .iter()
+            .filter_map(|(f, _, _)| f.strip_prefix("sync sequential, "))
+        {
+            if let (Some(sequential), Some(tasks)) =
+                (mean("sync sequential", case), mean("async 64 tasks", case))
+            {
+                lines.push(format!(
+                    "| {group} | {case} | {:.0} | {:.0} | {:.1}x |",
+                    1e9 / sequential,
+                    1e9 / tasks,
+                    sequential / tasks
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    println!();
+    println!("| group | case | sync sequential calls/s | async 64 tasks calls/s | ratio |");
+    println!("|---|---|---:|---:|---:|");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
 fn main() {
     let dir = criterion_dir();
     let groups = results(&dir);
@@ -114,6 +151,7 @@ fn main() {
             );
         }
     }
+    print_concurrency(&groups);
     let extra = dir.join("lasier-extra.md");
     if let Ok(text) = fs::read_to_string(&extra) {
         println!();
