@@ -1,6 +1,5 @@
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lasier_core::{
@@ -160,7 +159,7 @@ impl CircuitBreaker {
             return Err(core.rejected(None));
         };
         let cancelled = &self.shared.cancelled;
-        if let Some((permit, count)) = cancelled.take() {
+        for (permit, count) in cancelled.take() {
             for _ in 0..count {
                 // A store that fails here only delays the slot: the trial
                 // key's TTL frees it.
@@ -364,69 +363,83 @@ impl fmt::Debug for CircuitBreaker {
 /// back yet.
 ///
 /// A permit must only go back to the half-open period it was taken in:
-/// given back later, it would free a slot of the next period, or (with the
-/// default storage steps, while the circuit is open again) remove the mark
-/// of the half-open period to come. The store's steps cannot tell periods
-/// apart, so the breaker numbers the periods it sees end (a trial's verdict
-/// closed or reopened the circuit, an admission started a new period, a
-/// reset) and drops the permits of earlier ones. Periods ended by other
-/// processes go unseen; their permits are kept until the next admission.
+/// given back later, it would free a slot of the next period. The store's
+/// steps see to that themselves (a trial permit carries the episode of its
+/// period, and a release of another episode changes nothing); the breaker
+/// also numbers the periods it sees end (a trial's verdict closed or
+/// reopened the circuit, an admission started a new period, a reset) and
+/// drops the permits of earlier ones, so as not to spend a round trip on
+/// each. Periods ended by other processes go unseen; their permits are
+/// kept until the next admission, whose releases the store ignores.
 ///
 /// Only store permits land here (an in-process circuit takes its permits
-/// back at once), and the store's steps number no episodes: every permit
-/// here is `Trial { episode: 0 }`.
+/// back at once), and only when a call is cancelled: a lock is cheap here.
 #[derive(Debug, Default)]
 struct CancelledTrials {
-    /// The number of half-open periods seen to end (high 32 bits) and the
-    /// permits of the current one not given back yet (low 32 bits): one
-    /// word, so that a `Drop` adds a permit to the period it was taken in
-    /// or not at all, without a lock and without racing an end of period.
-    word: AtomicU64,
+    pending: std::sync::Mutex<Pending>,
+}
+
+/// How many episodes' permits are kept at most: more than one only when
+/// periods end unseen (in other processes); the oldest go first.
+const KEPT_EPISODES: usize = 4;
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// The number of half-open periods seen to end.
+    period: u32,
+    /// (episode, permits) of the current period, oldest first.
+    permits: [(u32, u32); KEPT_EPISODES],
+    len: usize,
 }
 
 impl CancelledTrials {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Nothing panics while holding it; a poisoned lock is still
+        // consistent.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn period(&self) -> u32 {
-        split(self.word.load(Ordering::Acquire)).0
+        self.lock().period
     }
 
     fn end_period(&self) {
-        let _ = self
-            .word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                Some(join(split(word).0.wrapping_add(1), 0))
-            });
+        let mut pending = self.lock();
+        pending.period = pending.period.wrapping_add(1);
+        pending.len = 0;
     }
 
-    /// Keeps a permit taken in `period`, unless that period is over.
-    fn push(&self, _episode: u32, period: u32) {
-        let _ = self
-            .word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                let (current, count) = split(word);
-                (current == period).then(|| join(current, count.saturating_add(1)))
-            });
-    }
-
-    /// The permits to give back: one of `count` equal permits, and `count`.
-    fn take(&self) -> Option<(Permit, u32)> {
-        if split(self.word.load(Ordering::Acquire)).1 == 0 {
-            return None;
+    /// Keeps a permit of `episode` taken in `period`, unless that period is
+    /// over.
+    fn push(&self, episode: u32, period: u32) {
+        let mut pending = self.lock();
+        if pending.period != period {
+            return;
         }
-        let previous = self
-            .word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                Some(join(split(word).0, 0))
-            })
-            .unwrap_or(0);
-        let count = split(previous).1;
-        (count > 0).then_some((Permit::Trial { episode: 0 }, count))
+        let len = pending.len;
+        if let Some(entry) = pending.permits[..len].iter_mut().find(|e| e.0 == episode) {
+            entry.1 = entry.1.saturating_add(1);
+            return;
+        }
+        if len == KEPT_EPISODES {
+            pending.permits.rotate_left(1);
+            pending.permits[KEPT_EPISODES - 1] = (episode, 1);
+        } else {
+            pending.permits[len] = (episode, 1);
+            pending.len += 1;
+        }
     }
-}
 
-fn split(word: u64) -> (u32, u32) {
-    ((word >> 32) as u32, word as u32)
-}
-
-fn join(period: u32, count: u32) -> u64 {
-    (u64::from(period) << 32) | u64::from(count)
+    /// The permits to give back: (a permit, how many like it), each
+    /// episode once.
+    fn take(&self) -> Vec<(Permit, u32)> {
+        let mut pending = self.lock();
+        let len = std::mem::take(&mut pending.len);
+        pending.permits[..len]
+            .iter()
+            .map(|&(episode, count)| (Permit::Trial { episode }, count))
+            .collect()
+    }
 }

@@ -60,6 +60,9 @@ impl CircuitKeys {
 
     /// Half-open trial permits handed out: `lasier:half_open:<name>`. Its
     /// presence is what marks the circuit half-open once the flag expires.
+    /// It holds the half-open period's episode number times 65 536 plus the
+    /// permits taken: a trial permit carries its episode, and its verdict or
+    /// release counts only in that period.
     pub fn trials(&self) -> &str {
         &self.trials
     }

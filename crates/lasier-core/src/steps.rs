@@ -17,6 +17,7 @@ macro_rules! fused_steps {
         use crate::config::Circuit;
         use crate::error::StorageError;
         use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+        use crate::steps::marker;
 
         /// The mode set by hand.
         #[derive(PartialEq, Eq)]
@@ -68,20 +69,24 @@ macro_rules! fused_steps {
             if max == 0 {
                 return Ok(normal);
             }
-            match s.get(c.keys().trials()) $($aw)* ? {
+            let key = c.keys().trials();
+            match s.get(key) $($aw)* ? {
                 None => return Ok(normal),
-                Some(taken) if taken >= max => return Ok(full),
+                Some(m) if marker::taken(key, m)? >= max => return Ok(full),
                 Some(_) => {}
             }
-            let taken = s.incr(c.keys().trials(), 1) $($aw)* ?;
+            let m = s.incr(key, 1) $($aw)* ?;
+            let taken = marker::taken(key, m)?;
             if taken == 1 {
                 // The first trial: it has one circuit timeout to report. This
                 // also puts a TTL back if the key expired just before INCR.
-                s.expire(c.keys().trials(), c.timing().circuit_timeout()) $($aw)* ?;
+                s.expire(key, c.timing().circuit_timeout()) $($aw)* ?;
             }
-            if taken <= max {
+            // (0: a race for the 65 535th slot carried into the episode)
+            if taken != 0 && taken <= max {
                 let transition = (taken == 1).then_some(Transition { from: State::Open, to: State::HalfOpen });
-                Ok((Admission::Admitted(Permit::Trial { episode: 0 }), transition))
+                let episode = marker::episode(key, m)?;
+                Ok((Admission::Admitted(Permit::Trial { episode }), transition))
             } else {
                 // Lost a race for the last slot: a rejection takes no permit.
                 s.incr(c.keys().trials(), -1) $($aw)* ?;
@@ -153,10 +158,14 @@ macro_rules! fused_steps {
                     }
                     Ok(None)
                 }
-                Permit::Trial { .. } => {
+                Permit::Trial { episode } => {
                     // A trial that outlived its half-open period decides nothing.
-                    if is_open(s, c) $($aw)* ? || s.get(keys.trials()) $($aw)* ?.is_none() {
+                    if is_open(s, c) $($aw)* ? {
                         return Ok(None);
+                    }
+                    match s.get(keys.trials()) $($aw)* ? {
+                        Some(m) if marker::episode(keys.trials(), m)? == episode => {}
+                        _ => return Ok(None),
                     }
                     if outcome == Outcome::Failure {
                         open_circuit(s, c) $($aw)* ?;
@@ -182,17 +191,27 @@ macro_rules! fused_steps {
             c: &Circuit,
             permit: Permit,
         ) -> Result<(), StorageError> {
-            if permit == Permit::Normal || is_open(s, c) $($aw)* ? {
+            let Permit::Trial { episode } = permit else {
+                return Ok(());
+            };
+            if is_open(s, c) $($aw)* ? {
                 return Ok(());
             }
-            // Nothing to give back once the period is over (marker gone) or
-            // every permit is back already.
-            if !matches!(s.get(c.keys().trials()) $($aw)* ?, Some(taken) if taken > 0) {
-                return Ok(());
+            let key = c.keys().trials();
+            // Nothing to give back once the period is over (marker gone or
+            // of another episode) or every permit is back already.
+            match s.get(key) $($aw)* ? {
+                Some(m) if marker::episode(key, m)? == episode && marker::taken(key, m)? > 0 => {}
+                _ => return Ok(()),
             }
-            if s.incr(c.keys().trials(), -1) $($aw)* ? < 0 {
+            let after = s.incr(key, -1) $($aw)* ?;
+            if after < 0 {
                 // The key expired in between and INCR made a TTL-less -1.
-                s.delete(c.keys().trials()) $($aw)* ?;
+                s.delete(key) $($aw)* ?;
+            } else if marker::episode(key, after.saturating_add(1)).ok() != Some(episode) {
+                // A new half-open period started in between: the permit was
+                // not of this one, put its slot back.
+                s.incr(key, 1) $($aw)* ?;
             }
             Ok(())
         }
@@ -203,8 +222,11 @@ macro_rules! fused_steps {
             s.set(keys.open(), 1, Some(timing.circuit_timeout())) $($aw)* ?;
             if timing.half_open_max_calls > 0 {
                 // Marks the half-open period that follows the open one.
-                let marker = Duration::from_millis(timing.circuit_timeout_ms.saturating_mul(2));
-                s.set(keys.trials(), 0, Some(marker)) $($aw)* ?;
+                let ttl = Duration::from_millis(timing.circuit_timeout_ms.saturating_mul(2));
+                // (garbage there is overwritten, not reported: the opening
+                // matters more)
+                let previous = s.get(keys.trials()) $($aw)* .ok().flatten();
+                s.set(keys.trials(), marker::fresh(previous), Some(ttl)) $($aw)* ?;
                 s.delete(keys.trials_passed()) $($aw)* ?;
             }
             s.delete(keys.failures()) $($aw)* ?;
@@ -295,6 +317,109 @@ macro_rules! fused_steps {
             Ok(())
         }
     };
+}
+
+/// The half-open marker (`lasier:half_open:<name>`): the number of the
+/// half-open period (its episode) times 65 536, plus the trial permits taken
+/// in it (at most 65 535), as the Redis scripts keep it. A trial carries its
+/// episode, so that one that outlived its period (a verdict or a
+/// cancellation arriving after the circuit reopened) cannot act on the next.
+pub(crate) mod marker {
+    use crate::error::StorageError;
+
+    const SHIFT: u32 = 16;
+    const TAKEN: i64 = (1 << SHIFT) - 1;
+
+    fn checked(key: &str, marker: i64) -> Result<i64, StorageError> {
+        if marker < 0 {
+            return Err(StorageError::corrupt(
+                key,
+                alloc::format!("negative counter {marker}"),
+            ));
+        }
+        Ok(marker)
+    }
+
+    /// The permits taken.
+    pub(crate) fn taken(key: &str, marker: i64) -> Result<i64, StorageError> {
+        Ok(checked(key, marker)? & TAKEN)
+    }
+
+    /// The episode.
+    pub(crate) fn episode(key: &str, marker: i64) -> Result<u32, StorageError> {
+        u32::try_from(checked(key, marker)? >> SHIFT).map_err(|_| {
+            StorageError::corrupt(
+                key,
+                alloc::format!("half-open marker {marker} out of range"),
+            )
+        })
+    }
+
+    /// A new half-open period's marker: no permit taken, an episode number
+    /// not likely to have been used before by any process sharing the
+    /// circuit, and never the one of `previous` (the marker it replaces).
+    pub(crate) fn fresh(previous: Option<i64>) -> i64 {
+        let mut episode = random_u32();
+        if previous.is_some_and(|p| p >> SHIFT == i64::from(episode)) {
+            episode = episode.wrapping_add(1);
+        }
+        i64::from(episode) << SHIFT
+    }
+
+    /// 32 bits that differ from call to call and from process to process:
+    /// a counter, mixed with a per-process seed (the standard library's
+    /// random hash keys with `std`, the address of a static otherwise).
+    fn random_u32() -> u32 {
+        use core::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mixed = splitmix64(seed() ^ splitmix64(n));
+        (mixed >> 32) as u32
+    }
+
+    #[cfg(feature = "std")]
+    fn seed() -> u64 {
+        use core::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0x6c61_7369_6572);
+        hasher.finish()
+    }
+
+    #[cfg(not(feature = "std"))]
+    fn seed() -> u64 {
+        static ANCHOR: u8 = 0;
+        core::ptr::addr_of!(ANCHOR) as usize as u64
+    }
+
+    fn splitmix64(mut x: u64) -> u64 {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_marker_holds_an_episode_and_the_permits_taken() {
+            let m = fresh(None);
+            assert_eq!(taken("k", m).unwrap(), 0);
+            assert_eq!(taken("k", m + 3).unwrap(), 3);
+            assert_eq!(episode("k", m + 3).unwrap(), episode("k", m).unwrap());
+            assert!(taken("k", -1).is_err());
+        }
+
+        #[test]
+        fn a_fresh_marker_never_repeats_the_previous_episode() {
+            for _ in 0..1000 {
+                let previous = fresh(None) + 2;
+                let next = fresh(Some(previous));
+                assert_ne!(episode("k", previous).unwrap(), episode("k", next).unwrap());
+            }
+        }
+    }
 }
 
 pub(crate) mod blocking {

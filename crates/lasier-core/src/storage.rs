@@ -127,7 +127,10 @@ pub trait Storage: fmt::Debug + Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StorageError>;
 
     /// Fused step: may a call run? Returns the decision and the state change
-    /// it caused, if known.
+    /// it caused, if known. A trial permit carries the episode number of its
+    /// half-open period; `record` and `release` ignore a trial permit of
+    /// another period than the current one (one that outlived its period
+    /// must not act on the next).
     fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
         steps::admit(self, circuit)
     }

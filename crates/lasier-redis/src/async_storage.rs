@@ -249,18 +249,20 @@ impl AsyncStorage for AsyncRedisStorage {
                 })
                 .await
             }
-            Permit::Trial { .. } => {
-                let reply: i64 = self.run(&scripts::trial(circuit, outcome)).await?;
+            Permit::Trial { episode } => {
+                let reply: i64 = self.run(&scripts::trial(circuit, outcome, episode)).await?;
                 scripts::trial_ended(reply)
             }
         }
     }
 
     async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-        if permit == Permit::Normal {
+        let Permit::Trial { episode } = permit else {
             return Ok(());
-        }
-        self.run::<i64>(&scripts::release(circuit)).await.map(drop)
+        };
+        self.run::<i64>(&scripts::release(circuit, episode))
+            .await
+            .map(drop)
     }
 
     async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {

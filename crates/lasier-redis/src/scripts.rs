@@ -127,7 +127,11 @@ pub(crate) fn record(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'s
     invocation
 }
 
-pub(crate) fn trial(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'static> {
+pub(crate) fn trial(
+    circuit: &Circuit,
+    outcome: Outcome,
+    episode: u32,
+) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
     let timing = circuit.timing();
     let mut invocation = scripts().trial.prepare_invoke();
@@ -140,13 +144,14 @@ pub(crate) fn trial(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'st
         .arg(flag(outcome == Outcome::Failure))
         .arg(timing.half_open_max_calls)
         .arg(timing.circuit_timeout_ms)
-        .arg(marker_ms(circuit));
+        .arg(marker_ms(circuit))
+        .arg(episode);
     invocation
 }
 
-pub(crate) fn release(circuit: &Circuit) -> ScriptInvocation<'static> {
+pub(crate) fn release(circuit: &Circuit, episode: u32) -> ScriptInvocation<'static> {
     let mut invocation = scripts().release.prepare_invoke();
-    invocation.key(circuit.keys().trials());
+    invocation.key(circuit.keys().trials()).arg(episode);
     invocation
 }
 
@@ -204,25 +209,23 @@ fn count(key: &str, value: i64) -> Result<u64, StorageError> {
 
 pub(crate) fn admitted(reply: &[i64]) -> Result<(Admission, Option<Transition>), StorageError> {
     match *reply {
-        [0, pttl] => {
+        [0, pttl, _] => {
             let retry_after = u64::try_from(pttl)
                 .ok()
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis);
             Ok((Admission::Rejected { retry_after }, None))
         }
-        [1, _] => Ok((Admission::Admitted(Permit::Normal), None)),
-        [2, taken] => {
+        [1, _, _] => Ok((Admission::Admitted(Permit::Normal), None)),
+        [2, taken, episode] => {
+            let episode = u32::try_from(episode).map_err(|_| unexpected("admit", reply))?;
             let transition = (taken == 1).then_some(Transition {
                 from: State::Open,
                 to: State::HalfOpen,
             });
-            Ok((
-                Admission::Admitted(Permit::Trial { episode: 0 }),
-                transition,
-            ))
+            Ok((Admission::Admitted(Permit::Trial { episode }), transition))
         }
-        [3, _] => Ok((Admission::Rejected { retry_after: None }, None)),
+        [3, _, _] => Ok((Admission::Rejected { retry_after: None }, None)),
         _ => Err(unexpected("admit", reply)),
     }
 }
@@ -350,14 +353,29 @@ mod tests {
 
     #[test]
     fn rejection_carries_the_time_left_when_there_is_one() {
-        let (admission, _) = admitted(&[0, 1500]).unwrap();
+        let (admission, _) = admitted(&[0, 1500, 0]).unwrap();
         assert_eq!(
             admission,
             Admission::Rejected {
                 retry_after: Some(Duration::from_millis(1500))
             }
         );
-        let (admission, _) = admitted(&[0, -1]).unwrap();
+        let (admission, _) = admitted(&[0, -1, 0]).unwrap();
         assert_eq!(admission, Admission::Rejected { retry_after: None });
+    }
+
+    #[test]
+    fn a_trial_carries_its_episode_and_a_bad_one_is_an_error() {
+        let (admission, transition) = admitted(&[2, 1, 4_000_000_000]).unwrap();
+        assert_eq!(
+            admission,
+            Admission::Admitted(Permit::Trial {
+                episode: 4_000_000_000
+            })
+        );
+        assert!(transition.is_some());
+        assert!(admitted(&[2, 1, -1]).is_err());
+        assert!(admitted(&[2, 1, 1 << 40]).is_err());
+        assert!(admitted(&[1, 0]).is_err());
     }
 }

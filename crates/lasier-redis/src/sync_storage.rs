@@ -201,18 +201,19 @@ impl Storage for RedisStorage {
                 let opened: i64 = run(&mut session, &scripts::open(circuit, true))?;
                 Ok(scripts::tripped(opened))
             }
-            Permit::Trial { .. } => {
-                let reply: i64 = self.run(&scripts::trial(circuit, outcome))?;
+            Permit::Trial { episode } => {
+                let reply: i64 = self.run(&scripts::trial(circuit, outcome, episode))?;
                 scripts::trial_ended(reply)
             }
         }
     }
 
     fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-        if permit == Permit::Normal {
+        let Permit::Trial { episode } = permit else {
             return Ok(());
-        }
-        self.run::<i64>(&scripts::release(circuit)).map(drop)
+        };
+        self.run::<i64>(&scripts::release(circuit, episode))
+            .map(drop)
     }
 
     fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {

@@ -128,9 +128,10 @@ async fn half_open_trials_close_or_reopen() {
     // The open time is over; the half-open marker is left (no waiting).
     server.cmd::<i64>(&["DEL", c.keys().open()]);
     assert_eq!(s.state(&c).await.unwrap(), State::HalfOpen);
-    let trial = Permit::Trial { episode: 0 };
     let (a, transition) = s.admit(&c).await.unwrap();
-    assert_eq!(a, Admission::Admitted(trial));
+    let Admission::Admitted(trial @ Permit::Trial { .. }) = a else {
+        panic!("{a:?}")
+    };
     assert_eq!(
         transition,
         Some(Transition {
@@ -169,7 +170,9 @@ async fn half_open_trials_close_or_reopen() {
     s.open_circuit(&c).await.unwrap();
     server.cmd::<i64>(&["DEL", c.keys().open()]);
     let (a, _) = s.admit(&c).await.unwrap();
-    assert_eq!(a, Admission::Admitted(trial));
+    let Admission::Admitted(trial @ Permit::Trial { .. }) = a else {
+        panic!("{a:?}")
+    };
     assert_eq!(
         s.record(&c, trial, Outcome::Failure, &*rule).await.unwrap(),
         Some(Transition {
@@ -178,12 +181,30 @@ async fn half_open_trials_close_or_reopen() {
         })
     );
     assert_eq!(s.state(&c).await.unwrap(), State::Open);
-    // a trial that outlived its half-open period decides nothing
+    // a trial that outlived its half-open period decides nothing, not even
+    // once the next one has begun
     assert_eq!(
         s.record(&c, trial, Outcome::Success, &*rule).await.unwrap(),
         None
     );
     assert_eq!(s.state(&c).await.unwrap(), State::Open);
+    server.cmd::<i64>(&["DEL", c.keys().open()]);
+    let (a, _) = s.admit(&c).await.unwrap();
+    let Admission::Admitted(next @ Permit::Trial { .. }) = a else {
+        panic!("{a:?}")
+    };
+    assert_ne!(next, trial);
+    for outcome in [Outcome::Success, Outcome::Failure] {
+        assert_eq!(s.record(&c, trial, outcome, &*rule).await.unwrap(), None);
+    }
+    // nor does its cancellation free a slot of the new period
+    s.release(&c, trial).await.unwrap();
+    assert_eq!(s.admit(&c).await.unwrap().0, Admission::Admitted(next));
+    assert_eq!(
+        s.admit(&c).await.unwrap().0,
+        Admission::Rejected { retry_after: None }
+    );
+    assert_eq!(s.state(&c).await.unwrap(), State::HalfOpen);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -70,9 +70,12 @@
 //! `steps_half_open_trial_success_closes`,
 //! `steps_half_open_trial_failure_reopens`,
 //! `steps_half_open_needs_every_trial`,
-//! `steps_released_trial_frees_its_slot`, `steps_without_half_open_state`.
+//! `steps_released_trial_frees_its_slot`,
+//! `steps_a_trial_of_an_earlier_period_decides_nothing`,
+//! `steps_without_half_open_state`.
 //! Compared are the admission (a normal call, a trial or a rejection; not
-//! the `retry_after` hint nor the trial's episode), the state change that
+//! the `retry_after` hint nor the trial's episode number, which is the
+//! storage's to choose), the state change that
 //! `record` reports, and what `state` and `counts` say. A storage that
 //! overrides no step passes these when its primitives are right; one that
 //! overrides them (a Lua script per step) is held to what the default

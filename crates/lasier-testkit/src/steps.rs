@@ -196,6 +196,17 @@ pub(crate) static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        check: "steps_a_trial_of_an_earlier_period_decides_nothing",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 3 half-open calls: after a failed trial reopens the circuit, the next half-open period ignores the other trials of the first (a late success is no pass, a late cancellation frees no slot)",
+        breakers: &[opening(RuleSpec::Max(1), 2, 3)],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Admit(0, 1), Admit(0, 2), Record(2, Fail),
+            StateOf(0), Advance(5), StateOf(0), Admit(0, 3), Record(0, Pass), Release(1),
+            Admit(0, 4), Admit(0, 5), Admit(0, 6), StateOf(0), Record(3, Pass), Record(4, Pass),
+            StateOf(0), Record(5, Pass), StateOf(0), CountsOf(0),
+        ],
+    },
+    Scenario {
         check: "steps_without_half_open_state",
         what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 0 half-open calls: the circuit closes when its open time is over",
         breakers: &[opening(RuleSpec::Max(1), 2, 0)],
@@ -325,7 +336,7 @@ fn describe(step: Step, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) ->
     }
 }
 
-const SLOTS: usize = 4;
+const SLOTS: usize = 8;
 
 /// One side of the comparison: a store and the permits it handed out.
 struct Side<'a> {

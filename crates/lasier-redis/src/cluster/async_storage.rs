@@ -441,18 +441,20 @@ impl AsyncStorage for AsyncClusterRedisStorage {
                 })
                 .await
             }
-            Permit::Trial { .. } => {
-                let reply: i64 = self.run(circuit, &scripts::trial(circuit, outcome)).await?;
+            Permit::Trial { episode } => {
+                let reply: i64 = self
+                    .run(circuit, &scripts::trial(circuit, outcome, episode))
+                    .await?;
                 scripts::trial_ended(reply)
             }
         }
     }
 
     async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-        if permit == Permit::Normal {
+        let Permit::Trial { episode } = permit else {
             return Ok(());
-        }
-        self.run::<i64>(circuit, &scripts::release(circuit))
+        };
+        self.run::<i64>(circuit, &scripts::release(circuit, episode))
             .await
             .map(drop)
     }

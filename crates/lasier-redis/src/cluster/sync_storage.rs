@@ -307,18 +307,18 @@ impl Storage for ClusterRedisStorage {
                 let opened: i64 = run(&mut session, circuit, &scripts::open(circuit, true))?;
                 Ok(scripts::tripped(opened))
             }
-            Permit::Trial { .. } => {
-                let reply: i64 = self.run(circuit, &scripts::trial(circuit, outcome))?;
+            Permit::Trial { episode } => {
+                let reply: i64 = self.run(circuit, &scripts::trial(circuit, outcome, episode))?;
                 scripts::trial_ended(reply)
             }
         }
     }
 
     fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-        if permit == Permit::Normal {
+        let Permit::Trial { episode } = permit else {
             return Ok(());
-        }
-        self.run::<i64>(circuit, &scripts::release(circuit))
+        };
+        self.run::<i64>(circuit, &scripts::release(circuit, episode))
             .map(drop)
     }
 

@@ -26,11 +26,13 @@ if ARGV[3] == '1' then
     end
   end
 end
-redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
 if ARGV[2] ~= '0' then
   -- Marks the half-open period that follows the open one.
-  redis.call('SET', KEYS[2], 0, 'PX', ARGV[2])
+  -- (garbage there is overwritten, not reported: the opening matters more)
+  local previous = count(KEYS[2])
+  redis.call('SET', KEYS[2], fresh_marker(previous), 'PX', ARGV[2])
   redis.call('DEL', KEYS[3])
 end
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
 redis.call('DEL', KEYS[4], KEYS[5])
 return 1

@@ -70,3 +70,22 @@ local function mode(key)
   end
   return v
 end
+
+-- The half-open marker holds the number of the half-open period (its
+-- episode) times 65536, plus the trial permits taken in it (at most 65535).
+-- A trial carries its episode, so that one that outlived its period (a
+-- verdict or a cancellation arriving after the circuit reopened) cannot act
+-- on the next one.
+local EPISODE = 65536
+
+-- A new half-open period's marker: no permit taken, and an episode number
+-- from the server's clock (microseconds, modulo 2^32), never the one of
+-- `previous` (the marker it replaces, if any).
+local function fresh_marker(previous)
+  local t = redis.call('TIME')
+  local episode = (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296
+  if previous and math.floor(previous / EPISODE) == episode then
+    episode = (episode + 1) % 4294967296
+  end
+  return episode * EPISODE
+end

@@ -1,9 +1,11 @@
 -- release: gives back the permit of a trial that ended without a verdict.
 -- KEYS: trial permits
--- Reply: 1 if a permit was given back, else 0.
-local taken, err = count(KEYS[1])
+-- ARGV: the trial's episode
+-- Reply: 1 if a permit was given back, else 0 (the trial's half-open period
+-- is over, or every permit is back already).
+local marker, err = count(KEYS[1])
 if err then return err end
-if taken and taken > 0 then
+if marker and math.floor(marker / EPISODE) == tonumber(ARGV[1]) and marker % EPISODE > 0 then
   redis.call('INCRBY', KEYS[1], -1)
   return 1
 end

@@ -1,7 +1,7 @@
 -- trial: the outcome of a half-open trial.
 -- KEYS: open flag, trial permits, trials passed, failures, requests
 -- ARGV: failed (0/1), half_open_max_calls, circuit_timeout_ms,
---       half_open_marker_ms (twice the circuit timeout)
+--       half_open_marker_ms (twice the circuit timeout), the trial's episode
 -- Reply: 0 nothing changed (the trial outlived its half-open period, or
 -- more trials must pass); 1 reopened; 2 closed.
 local open, err = is_open(KEYS[1])
@@ -9,15 +9,15 @@ if err then return err end
 if open then
   return 0
 end
-local taken
-taken, err = count(KEYS[2])
+local marker
+marker, err = count(KEYS[2])
 if err then return err end
-if taken == false then
+if marker == false or math.floor(marker / EPISODE) ~= tonumber(ARGV[5]) then
   return 0
 end
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], 1, 'PX', ARGV[3])
-  redis.call('SET', KEYS[2], 0, 'PX', ARGV[4])
+  redis.call('SET', KEYS[2], fresh_marker(marker), 'PX', ARGV[4])
   redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
   return 1
 end
