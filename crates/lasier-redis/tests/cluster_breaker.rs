@@ -112,3 +112,26 @@ fn each_breaker_lives_on_the_master_of_its_tag() {
     }
     assert_eq!(masters.len(), 3);
 }
+
+#[test]
+fn cluster_storage_passes_the_conformance_suite() {
+    let Some(target) = cluster_target() else {
+        return;
+    };
+    // The kit's keys carry a hash tag per check, so each check's keys share
+    // a slot, as this storage requires of a breaker's keys.
+    let report = lasier_testkit::Suite::new().run(|| target.storage());
+    println!("{report}");
+    assert!(report.is_ok(), "{report}");
+    assert!(report
+        .passed()
+        .contains(&"steps_a_trial_of_an_earlier_period_decides_nothing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn async_cluster_storage_passes_the_conformance_suite() {
+    let Some(target) = cluster_target() else {
+        return;
+    };
+    lasier_testkit::check_async_storage(|| target.async_storage()).await;
+}

@@ -21,7 +21,10 @@
 //! `make` is called once per check, so each check starts on a storage of
 //! its own; on a shared store (one Redis server for a whole test binary)
 //! every check also writes keys of its own, under a
-//! `lasier-testkit:<unique>:` prefix, and deletes them afterwards.
+//! `lasier-testkit:{<unique>}:` prefix, and deletes them afterwards. The
+//! braces make the unique part a Redis Cluster hash tag: all keys of a
+//! check land in one slot, so a cluster storage (which requires that of a
+//! breaker's keys) can be checked too.
 //!
 //! Each function panics with a [`Report`] that names every broken rule,
 //! what the storage did and how to fix it:

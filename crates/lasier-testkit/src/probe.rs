@@ -137,8 +137,11 @@ impl Names {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() & 0xFFFF_FFFF);
         Self {
+            // The run's id is a Redis Cluster hash tag: every key of a
+            // check lands in one slot, as a cluster storage requires of a
+            // breaker's keys (and elsewhere it is just part of the name).
             prefix: format!(
-                "lasier-testkit:{:x}-{now:x}-{run}:{check}:",
+                "lasier-testkit:{{{:x}-{now:x}-{run}}}:{check}:",
                 std::process::id()
             ),
             keys: Mutex::new(Vec::new()),
