@@ -130,7 +130,16 @@ macro_rules! fused_steps {
                             // (`add`, not `set`: a failure counted meanwhile by
                             // another caller of this window must not be lost.)
                             s.expire(keys.requests(), window) $($aw)* ?;
-                            s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
+                            if !s.add(keys.failures(), 0, Some(window)) $($aw)* ? {
+                                // A failure counter is there already: counted
+                                // by another caller of this window a moment
+                                // ago (its TTL is this one, give or take the
+                                // moment), or made without a TTL by a failure
+                                // whose `add` an opening undid before its
+                                // `incr`. Either way it ends with this window;
+                                // its count is kept (no increment is lost).
+                                s.expire(keys.failures(), window) $($aw)* ?;
+                            }
                             failures_created = true;
                         }
                         count(keys.requests(), n)?
