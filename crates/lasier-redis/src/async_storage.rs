@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
@@ -10,6 +11,7 @@ use lasier_core::{
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, FromRedisValue, ScriptInvocation};
+use tokio::sync::OnceCell;
 
 use crate::error::from_redis;
 use crate::{commands, scripts, Options};
@@ -28,6 +30,13 @@ use crate::{commands, scripts, Options};
 /// measured by tokio's timer around the whole step, whatever it waits for
 /// (a reconnection, replies); a step that runs out of time fails with
 /// [`StorageErrorKind::TimedOut`] and is cancelled.
+///
+/// [`connect`](Self::connect) connects before it returns, and fails if
+/// Redis cannot be reached; [`open`](Self::open) returns at once and
+/// connects on the first step (and on each step after that while Redis
+/// cannot be reached), so that a service can start, and its breakers
+/// follow their [storage failure policy](lasier_core::StorageFailurePolicy),
+/// while Redis is down.
 ///
 /// ```no_run
 /// use lasier_core::AsyncStorage;
@@ -51,9 +60,36 @@ use crate::{commands, scripts, Options};
 #[derive(Clone)]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct AsyncRedisStorage {
-    connection: ConnectionManager,
+    connection: Arc<Connection>,
     timeout: Duration,
     addr: Option<String>,
+}
+
+/// The `ConnectionManager`, made on the first step that needs it when the
+/// storage was [opened](AsyncRedisStorage::open) rather than connected.
+struct Connection {
+    manager: OnceCell<ConnectionManager>,
+    /// How to make it; `None` when it was given.
+    make: Option<(Client, ConnectionManagerConfig)>,
+}
+
+impl Connection {
+    async fn get(&self) -> Result<ConnectionManager, StorageError> {
+        self.manager
+            .get_or_try_init(|| async {
+                let Some((client, config)) = &self.make else {
+                    return Err(StorageError::new(
+                        StorageErrorKind::Other,
+                        "no Redis connection and no way to make one",
+                    ));
+                };
+                ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .map_err(from_redis)
+            })
+            .await
+            .cloned()
+    }
 }
 
 impl AsyncRedisStorage {
@@ -86,6 +122,37 @@ impl AsyncRedisStorage {
     ///
     /// As [`connect`](Self::connect).
     pub async fn connect_with_options(url: &str, options: Options) -> Result<Self, StorageError> {
+        let storage = Self::open_with_options(url, options)?;
+        storage.connection.get().await?;
+        Ok(storage)
+    }
+
+    /// A storage for the Redis server at `url` (see [`connect`](Self::connect)
+    /// for the defaults) that connects on its first step rather than now:
+    /// it returns at once, whether or not Redis can be reached. A step that
+    /// finds no connection makes one, within the step's
+    /// [timeout](Options::timeout); until one is made, steps fail with
+    /// [`StorageErrorKind::Unavailable`] or
+    /// [`TimedOut`](StorageErrorKind::TimedOut), and breakers follow their
+    /// storage failure policy. Once connected, the `ConnectionManager`
+    /// reconnects by itself, as with `connect`.
+    ///
+    /// Needs a tokio runtime for its steps, not to be called.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageErrorKind::Other`] if `url` is not a valid Redis URL.
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        Self::open_with_options(url, Options::default())
+    }
+
+    /// As [`open`](Self::open), with `options` (as
+    /// [`connect_with_options`](Self::connect_with_options) takes them).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with_options(url: &str, options: Options) -> Result<Self, StorageError> {
         crate::install_crypto_provider();
         let client = Client::open(url).map_err(from_redis)?;
         let addr = client.get_connection_info().addr().to_string();
@@ -93,11 +160,11 @@ impl AsyncRedisStorage {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.timeout))
             .set_number_of_retries(options.reconnect_retries);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(from_redis)?;
         Ok(Self {
-            connection,
+            connection: Arc::new(Connection {
+                manager: OnceCell::new(),
+                make: Some((client, config)),
+            }),
             timeout: options.timeout,
             addr: Some(addr),
         })
@@ -116,7 +183,10 @@ impl AsyncRedisStorage {
     pub fn with_options(connection: ConnectionManager, options: Options) -> Self {
         crate::install_crypto_provider();
         Self {
-            connection,
+            connection: Arc::new(Connection {
+                manager: OnceCell::new_with(Some(connection)),
+                make: None,
+            }),
             timeout: options.timeout,
             addr: None,
         }
@@ -150,7 +220,7 @@ impl AsyncRedisStorage {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StorageError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection.get().await?;
         invocation
             .invoke_async(&mut connection)
             .await
@@ -166,7 +236,7 @@ impl AsyncRedisStorage {
 
     async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StorageError> {
         self.step(async {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection.get().await?;
             command
                 .query_async(&mut connection)
                 .await

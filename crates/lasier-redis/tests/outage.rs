@@ -511,3 +511,65 @@ fn a_pool_idle_through_a_restart_fails_no_call() {
     assert!(!breaker.in_fallback());
     assert_eq!(breaker.state().unwrap(), State::Open);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_service_starts_while_redis_is_down() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    server.kill();
+    // `connect` needs Redis; `open` does not.
+    assert!(lasier_redis::AsyncRedisStorage::connect(&server.url())
+        .await
+        .is_err());
+    let storage = lasier_redis::AsyncRedisStorage::open_with_options(
+        &server.url(),
+        Options::new().timeout(TIMEOUT),
+    )
+    .unwrap();
+    let breaker = lasier_async::CircuitBreaker::builder(unique("starts-down"))
+        .storage(storage.clone())
+        .max_failures(2)
+        .on_storage_failure(StorageFailurePolicy::LocalFallback {
+            probe_interval: Duration::from_millis(100),
+        })
+        .build()
+        .unwrap();
+    // Calls run on the fallback circuit, which still opens on failures.
+    assert_eq!(breaker.call(async { Ok::<_, ()>(1) }).await.unwrap(), 1);
+    assert!(breaker.in_fallback());
+    for _ in 0..2 {
+        let _ = breaker.call(async { Err::<(), _>("down") }).await;
+    }
+    assert!(breaker
+        .call(async { Ok::<_, ()>(()) })
+        .await
+        .unwrap_err()
+        .is_open());
+
+    // Redis comes up: the storage connects on a step, and the breaker goes
+    // back to the shared circuit (closed: the fallback's failures were not
+    // the shared circuit's) at its next probe.
+    server.restart();
+    let began = Instant::now();
+    loop {
+        if breaker.call(async { Ok::<_, ()>(()) }).await.is_ok() && !breaker.in_fallback() {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "still in fallback 10 s after Redis came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(breaker.state().await.unwrap(), State::Closed);
+    use lasier_core::AsyncStorage;
+    storage
+        .set("lasier-test:started-down", 7, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.get("lasier-test:started-down").await.unwrap(),
+        Some(7)
+    );
+}
