@@ -127,7 +127,11 @@ impl CircuitBreaker {
             _ => Outcome::Success,
         };
         in_flight.disarm();
-        self.record(ticket, outcome).await;
+        // Decided here when it can be (an in-process circuit): the store's
+        // future is only built, and awaited, for a shared one.
+        if !self.core().try_record(ticket, outcome) {
+            self.record_in_store(ticket, outcome).await;
+        }
         result.map_err(Error::Inner)
     }
 
@@ -188,10 +192,15 @@ impl CircuitBreaker {
 
     #[inline]
     pub(crate) async fn record(&self, ticket: Ticket, outcome: Outcome) {
-        let core = self.core();
-        if core.try_record(ticket, outcome) {
-            return;
+        if !self.core().try_record(ticket, outcome) {
+            self.record_in_store(ticket, outcome).await;
         }
+    }
+
+    /// The record step on the store, for an outcome that
+    /// [`try_record`](lasier_core::BreakerCore::try_record) left to it.
+    async fn record_in_store(&self, ticket: Ticket, outcome: Outcome) {
+        let core = self.core();
         if let Some(store) = core.store() {
             let asked_at = core.now_ms();
             let answer = store
