@@ -8,7 +8,7 @@
 //! | `<name>`                         | failures in the current window          | the original |
 //! | `<name>_requests` (overridable)  | requests in the current window          | the original |
 //! | `circuit_<name>`                 | `1` while open, with the open time as TTL | the original |
-//! | `lasier:half_open:<name>`        | half-open trial permits handed out      | lasier-rs    |
+//! | `lasier:half_open:<name>`        | the half-open period: episode x 65536 + trial permits handed out | lasier-rs |
 //! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
 //! | `lasier:mode:<name>`             | set by hand: `1` forced open, `2` disabled | lasier-rs |
 //!

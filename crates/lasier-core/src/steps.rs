@@ -70,13 +70,20 @@ macro_rules! fused_steps {
                 return Ok(normal);
             }
             let key = c.keys().trials();
-            match s.get(key) $($aw)* ? {
+            let read = match s.get(key) $($aw)* ? {
                 None => return Ok(normal),
                 Some(m) if marker::taken(key, m)? >= max => return Ok(full),
-                Some(_) => {}
-            }
+                Some(m) => marker::episode(key, m)?,
+            };
             let m = s.incr(key, 1) $($aw)* ?;
             let taken = marker::taken(key, m)?;
+            let episode = marker::episode(key, m)?;
+            if m != 1 && episode != read {
+                // The circuit reopened between the read and the INCR (a new
+                // episode): this call is no trial of the period to come.
+                s.incr(key, -1) $($aw)* ?;
+                return Ok(full);
+            }
             if taken == 1 {
                 // The first trial: it has one circuit timeout to report. This
                 // also puts a TTL back if the key expired just before INCR.
@@ -85,7 +92,6 @@ macro_rules! fused_steps {
             // (0: a race for the 65 535th slot carried into the episode)
             if taken != 0 && taken <= max {
                 let transition = (taken == 1).then_some(Transition { from: State::Open, to: State::HalfOpen });
-                let episode = marker::episode(key, m)?;
                 Ok((Admission::Admitted(Permit::Trial { episode }), transition))
             } else {
                 // Lost a race for the last slot: a rejection takes no permit.
@@ -130,16 +136,7 @@ macro_rules! fused_steps {
                             // (`add`, not `set`: a failure counted meanwhile by
                             // another caller of this window must not be lost.)
                             s.expire(keys.requests(), window) $($aw)* ?;
-                            if !s.add(keys.failures(), 0, Some(window)) $($aw)* ? {
-                                // A failure counter is there already: counted
-                                // by another caller of this window a moment
-                                // ago (its TTL is this one, give or take the
-                                // moment), or made without a TTL by a failure
-                                // whose `add` an opening undid before its
-                                // `incr`. Either way it ends with this window;
-                                // its count is kept (no increment is lost).
-                                s.expire(keys.failures(), window) $($aw)* ?;
-                            }
+                            s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
                             failures_created = true;
                         }
                         count(keys.requests(), n)?
@@ -155,11 +152,25 @@ macro_rules! fused_steps {
                         s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
                     }
                     let failures = count(keys.failures(), s.incr(keys.failures(), 1) $($aw)* ?)?;
+                    // If an opening deleted the counter between the `add` and
+                    // the `incr`, the `incr` made it anew, without a TTL: it
+                    // would never expire, and its count would go on into
+                    // every later window. Only a count of 1 can be such a one.
                     if failures == 1 && !c.counts_requests() {
-                        // The counter is the window: if an opening deleted it
-                        // between the `add` and the `incr`, the `incr` made it
-                        // without a TTL, and it would never expire.
+                        // The counter is the window: it starts now.
                         s.expire(keys.failures(), window) $($aw)* ?;
+                    } else if failures == 1 && !disabled {
+                        // The window is the request counter's: a failure
+                        // counter is only the window's while the circuit is
+                        // closed; if it no longer is, this one is left over
+                        // (openings and closings empty the counters).
+                        let left_closed = is_open(s, c) $($aw)* ?
+                            || (c.timing().half_open_max_calls > 0
+                                && s.get(keys.trials()) $($aw)* ?.is_some());
+                        if left_closed {
+                            s.delete(keys.failures()) $($aw)* ?;
+                            return Ok(None);
+                        }
                     }
                     if !disabled && rule.should_open(Counts::new(failures, requests)) {
                         open_circuit(s, c) $($aw)* ?;
@@ -275,6 +286,7 @@ macro_rules! fused_steps {
                             || value == i64::MAX // a counter INCR can no longer move
                             || (key == keys.open() && value != 1)
                             || (key == keys.mode() && !(1..=2).contains(&value))
+                            || (key == keys.trials() && marker::episode(key, value).is_err())
                     }
                     Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => true,
                     Err(e) => return Err(e),

@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use lasier_core::clock::{Clock, ManualClock};
-use lasier_core::{Config, Outcome, Permit, Storage, StorageError};
+use lasier_core::{Admission, Circuit, Config, Outcome, Permit, State, Storage, StorageError};
 
 /// The six primitives over a map, on a manual clock.
 #[derive(Debug)]
@@ -85,36 +86,73 @@ impl Storage for MapStorage {
     }
 }
 
+/// A storage on which another process opens the circuit at the worst
+/// moment: just before the first `incr` of the failure counter.
+#[derive(Debug)]
+struct OpenedMeanwhile {
+    inner: MapStorage,
+    circuit: Circuit,
+    fired: AtomicBool,
+}
+
+impl Storage for OpenedMeanwhile {
+    fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
+        self.inner.add(key, value, ttl)
+    }
+    fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+        self.inner.set(key, value, ttl)
+    }
+    fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+        if key == self.circuit.keys().failures() && !self.fired.swap(true, Ordering::AcqRel) {
+            self.inner.open_circuit(&self.circuit)?;
+        }
+        self.inner.incr(key, delta)
+    }
+    fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+        self.inner.get(key)
+    }
+    fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+        self.inner.expire(key, ttl)
+    }
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key)
+    }
+}
+
 #[test]
-fn a_failure_counter_left_without_a_ttl_ends_with_the_next_window() {
-    // An opening in another process can delete the failure counter between
-    // a caller's `add` (which gives it its TTL) and its `incr`, which then
-    // makes it anew without one. Left so, it would never expire, and its
-    // failures would count in every window to come.
-    let clock = ManualClock::new();
-    let s = MapStorage::new(clock.clone());
-    let mut config = Config::new("payments");
-    config
-        .percentage_failures(50, 100)
-        .failure_timeout(Duration::from_secs(60));
-    let (c, rule) = config.validate().unwrap();
-    s.set(c.keys().failures(), 3, None).unwrap();
-
-    // The next window starts with a success: both counters end with it.
-    s.record(&c, Permit::Normal, Outcome::Success, &*rule)
-        .unwrap();
-    clock.advance(Duration::from_secs(59));
-    assert_eq!(s.get(c.keys().requests()).unwrap(), Some(1));
-    clock.advance(Duration::from_secs(1));
-    assert_eq!(s.get(c.keys().requests()).unwrap(), None);
-    assert_eq!(s.get(c.keys().failures()).unwrap(), None);
-
-    // And with a failure, the same.
-    s.set(c.keys().failures(), 3, None).unwrap();
-    s.record(&c, Permit::Normal, Outcome::Failure, &*rule)
-        .unwrap();
-    clock.advance(Duration::from_secs(60));
-    assert_eq!(s.get(c.keys().failures()).unwrap(), None);
+fn a_failure_that_races_an_opening_leaves_no_counter_without_a_ttl() {
+    // An opening elsewhere deletes the failure counter between a caller's
+    // `add` (which gives it its TTL) and its `incr`, which makes it anew
+    // without one. Left so, it would never expire, and its failure would
+    // count in every window to come.
+    for (rule, half_open) in [("percentage", 1), ("percentage", 0), ("max", 1)] {
+        let clock = ManualClock::new();
+        let mut config = Config::new("payments");
+        match rule {
+            "max" => config.max_failures(5),
+            _ => config.percentage_failures(50, 100),
+        };
+        config
+            .failure_timeout(Duration::from_secs(60))
+            .circuit_timeout(Duration::from_secs(10))
+            .half_open_max_calls(half_open);
+        let (c, rule_impl) = config.validate().unwrap();
+        let s = OpenedMeanwhile {
+            inner: MapStorage::new(clock.clone()),
+            circuit: c.clone(),
+            fired: AtomicBool::new(false),
+        };
+        s.record(&c, Permit::Normal, Outcome::Failure, &*rule_impl)
+            .unwrap();
+        assert!(s.fired.load(Ordering::Acquire), "{rule}");
+        // Long after every TTL the breaker sets, nothing is left.
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(
+            s.get(c.keys().failures()).unwrap(),
+            None,
+            "{rule}, {half_open}"
+        );
+    }
 }
 
 #[test]
@@ -138,4 +176,76 @@ fn a_failure_counted_by_another_caller_of_a_new_window_is_kept() {
     clock.advance(Duration::from_secs(60));
     assert_eq!(s.get(c.keys().failures()).unwrap(), None);
     assert_eq!(s.get(c.keys().requests()).unwrap(), None);
+}
+
+/// A storage on which another process reopens the circuit (a failed trial
+/// elsewhere) just before the first `incr` of the half-open marker.
+#[derive(Debug)]
+struct ReopenedMeanwhile {
+    inner: MapStorage,
+    circuit: Circuit,
+    fired: AtomicBool,
+}
+
+impl Storage for ReopenedMeanwhile {
+    fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
+        self.inner.add(key, value, ttl)
+    }
+    fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+        self.inner.set(key, value, ttl)
+    }
+    fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+        if key == self.circuit.keys().trials() && !self.fired.swap(true, Ordering::AcqRel) {
+            self.inner.open_circuit(&self.circuit)?;
+        }
+        self.inner.incr(key, delta)
+    }
+    fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+        self.inner.get(key)
+    }
+    fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+        self.inner.expire(key, ttl)
+    }
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key)
+    }
+}
+
+#[test]
+fn an_admission_that_races_a_reopening_takes_no_permit_of_the_next_period() {
+    let clock = ManualClock::new();
+    let mut config = Config::new("inventory");
+    config
+        .max_failures(1)
+        .circuit_timeout(Duration::from_secs(10))
+        .half_open_max_calls(2);
+    let (c, _) = config.validate().unwrap();
+    let s = ReopenedMeanwhile {
+        inner: MapStorage::new(clock.clone()),
+        circuit: c.clone(),
+        fired: AtomicBool::new(false),
+    };
+    // Half-open: opened, and its open time is over.
+    s.inner.open_circuit(&c).unwrap();
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(s.state(&c).unwrap(), State::HalfOpen);
+
+    let (admission, transition) = s.admit(&c).unwrap();
+    assert!(s.fired.load(Ordering::Acquire));
+    assert_eq!(admission, Admission::Rejected { retry_after: None });
+    assert_eq!(transition, None);
+    assert_eq!(s.state(&c).unwrap(), State::Open);
+    // The new period is whole: its open time, then two trials.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(s.state(&c).unwrap(), State::HalfOpen);
+    for _ in 0..2 {
+        assert!(matches!(
+            s.admit(&c).unwrap().0,
+            Admission::Admitted(Permit::Trial { .. })
+        ));
+    }
+    assert_eq!(
+        s.admit(&c).unwrap().0,
+        Admission::Rejected { retry_after: None }
+    );
 }
