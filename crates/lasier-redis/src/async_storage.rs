@@ -137,6 +137,12 @@ impl AsyncRedisStorage {
     /// storage failure policy. Once connected, the `ConnectionManager`
     /// reconnects by itself, as with `connect`.
     ///
+    /// While Redis cannot be reached, a step that tries to connect spends
+    /// its timeout on the connection's attempts and retries (the sync
+    /// storage fails at once on a refused connection): under the default
+    /// `LocalFallback` policy only the probe of each interval pays it;
+    /// under `FailOpen` or `FailClosed` every call does.
+    ///
     /// Needs a tokio runtime for its steps, not to be called.
     ///
     /// # Errors

@@ -59,6 +59,9 @@ const CASES: &[(Key, Garbage)] = &[
     (Key::Open, Garbage::Set("2")),
     (Key::Trials, Garbage::Set("some")),
     (Key::Trials, Garbage::Hash),
+    (Key::Trials, Garbage::Set("-3")),
+    // beyond the largest episode (2^32 - 1) x 65536 + permits
+    (Key::Trials, Garbage::Set("1125899906842624")),
 ];
 
 /// The cases that a rule's steps meet (the request counter is only read

@@ -24,21 +24,21 @@ local max = tonumber(ARGV[1])
 if max == 0 then
   return {1, 0, 0}
 end
-local marker
-marker, err = count(KEYS[2])
+local m
+m, err = marker(KEYS[2])
 if err then return err end
-if marker == false then
+if m == false then
   return {1, 0, 0}
 end
-if marker % EPISODE >= max then
+if m % EPISODE >= max then
   return {3, 0, 0}
 end
-marker, err = incr(KEYS[2], 1)
+m, err = incr(KEYS[2], 1)
 if err then return err end
-local taken = marker % EPISODE
+local taken = m % EPISODE
 if taken == 1 then
   -- The first trial: it has one circuit timeout to report, after which a
   -- vanished holder's permit frees itself (the marker expires).
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
-return {2, taken, math.floor(marker / EPISODE)}
+return {2, taken, math.floor(m / EPISODE)}

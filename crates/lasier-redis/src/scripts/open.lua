@@ -29,7 +29,7 @@ end
 if ARGV[2] ~= '0' then
   -- Marks the half-open period that follows the open one.
   -- (garbage there is overwritten, not reported: the opening matters more)
-  local previous = count(KEYS[2])
+  local previous = marker(KEYS[2])
   redis.call('SET', KEYS[2], fresh_marker(previous), 'PX', ARGV[2])
   redis.call('DEL', KEYS[3])
 end

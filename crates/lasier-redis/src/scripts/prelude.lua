@@ -78,6 +78,16 @@ end
 -- on the next one.
 local EPISODE = 65536
 
+-- The half-open marker at `key`: as `count`, and a value beyond the
+-- largest episode (2^32 - 1) is corrupt too.
+local function marker(key)
+  local v, err = count(key)
+  if v and v >= 4294967296 * EPISODE then
+    return nil, corrupt(key, 'half-open marker ' .. tostring(v) .. ' out of range')
+  end
+  return v, err
+end
+
 -- A new half-open period's marker: no permit taken, and an episode number
 -- from the server's clock (microseconds, modulo 2^32), never the one of
 -- `previous` (the marker it replaces, if any).

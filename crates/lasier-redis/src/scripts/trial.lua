@@ -9,15 +9,18 @@ if err then return err end
 if open then
   return 0
 end
-local marker
-marker, err = count(KEYS[2])
+local m
+m, err = marker(KEYS[2])
 if err then return err end
-if marker == false or math.floor(marker / EPISODE) ~= tonumber(ARGV[5]) then
+if m == false or math.floor(m / EPISODE) ~= tonumber(ARGV[5]) then
   return 0
 end
 if ARGV[1] == '1' then
+  -- (the server's time is read before the first write, as scripts
+  -- replicated verbatim, before Redis 5, require)
+  local fresh = fresh_marker(m)
   redis.call('SET', KEYS[1], 1, 'PX', ARGV[3])
-  redis.call('SET', KEYS[2], fresh_marker(marker), 'PX', ARGV[4])
+  redis.call('SET', KEYS[2], fresh, 'PX', ARGV[4])
   redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
   return 1
 end
