@@ -10,7 +10,7 @@ use lasier_core::{
     async_trait, AsyncStorage, Circuit, Counts, Rule, StorageError, StorageErrorKind,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, ScriptInvocation};
+use redis::{AsyncConnectionConfig, Client, FromRedisValue, ScriptInvocation};
 use tokio::sync::OnceCell;
 
 use crate::error::from_redis;
@@ -69,20 +69,51 @@ pub struct AsyncRedisStorage {
 /// storage was [opened](AsyncRedisStorage::open) rather than connected.
 struct Connection {
     manager: OnceCell<ConnectionManager>,
-    /// How to make it; `None` when it was given.
-    make: Option<(Client, ConnectionManagerConfig)>,
+    /// How to make it (and the timeout of one connection attempt); `None`
+    /// when it was given.
+    make: Option<(Client, ConnectionManagerConfig, Duration)>,
 }
 
 impl Connection {
-    async fn get(&self) -> Result<ConnectionManager, StorageError> {
+    /// Makes the manager now, with its retries (what `connect` does).
+    async fn connect(&self) -> Result<(), StorageError> {
         self.manager
             .get_or_try_init(|| async {
-                let Some((client, config)) = &self.make else {
+                let Some((client, config, _)) = &self.make else {
                     return Err(StorageError::new(
                         StorageErrorKind::Other,
                         "no Redis connection and no way to make one",
                     ));
                 };
+                ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .map_err(from_redis)
+            })
+            .await
+            .map(drop)
+    }
+
+    /// The manager, made on first use after one plain attempt.
+    async fn get(&self) -> Result<ConnectionManager, StorageError> {
+        self.manager
+            .get_or_try_init(|| async {
+                let Some((client, config, connect_timeout)) = &self.make else {
+                    return Err(StorageError::new(
+                        StorageErrorKind::Other,
+                        "no Redis connection and no way to make one",
+                    ));
+                };
+                // One attempt first: a refused connection fails the step at
+                // once (the manager would retry, with back-off, past the
+                // step's timeout); credentials are checked here too.
+                let probe =
+                    AsyncConnectionConfig::new().set_connection_timeout(Some(*connect_timeout));
+                drop(
+                    client
+                        .get_multiplexed_async_connection_with_config(&probe)
+                        .await
+                        .map_err(from_redis)?,
+                );
                 ConnectionManager::new_with_config(client.clone(), config.clone())
                     .await
                     .map_err(from_redis)
@@ -123,7 +154,7 @@ impl AsyncRedisStorage {
     /// As [`connect`](Self::connect).
     pub async fn connect_with_options(url: &str, options: Options) -> Result<Self, StorageError> {
         let storage = Self::open_with_options(url, options)?;
-        storage.connection.get().await?;
+        storage.connection.connect().await?;
         Ok(storage)
     }
 
@@ -137,11 +168,10 @@ impl AsyncRedisStorage {
     /// storage failure policy. Once connected, the `ConnectionManager`
     /// reconnects by itself, as with `connect`.
     ///
-    /// While Redis cannot be reached, a step that tries to connect spends
-    /// its timeout on the connection's attempts and retries (the sync
-    /// storage fails at once on a refused connection): under the default
-    /// `LocalFallback` policy only the probe of each interval pays it;
-    /// under `FailOpen` or `FailClosed` every call does.
+    /// While Redis cannot be reached, a step tries one connection: refused,
+    /// it fails at once (as the sync storage's steps do); unanswered, it
+    /// takes the step's timeout. Under the default `LocalFallback` policy
+    /// only the probe of each interval tries.
     ///
     /// Needs a tokio runtime for its steps, not to be called.
     ///
@@ -169,7 +199,7 @@ impl AsyncRedisStorage {
         Ok(Self {
             connection: Arc::new(Connection {
                 manager: OnceCell::new(),
-                make: Some((client, config)),
+                make: Some((client, config, options.connect_timeout)),
             }),
             timeout: options.timeout,
             addr: Some(addr),

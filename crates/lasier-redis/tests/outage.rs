@@ -527,6 +527,14 @@ async fn an_async_service_starts_while_redis_is_down() {
         Options::new().timeout(TIMEOUT),
     )
     .unwrap();
+    // A refused connection fails a step at once, not at its timeout.
+    {
+        use lasier_core::AsyncStorage;
+        let began = Instant::now();
+        let error = storage.get("lasier-test:down").await.unwrap_err();
+        assert_eq!(error.kind(), StorageErrorKind::Unavailable, "{error}");
+        assert!(began.elapsed() < TIMEOUT, "{:?}", began.elapsed());
+    }
     let breaker = lasier_async::CircuitBreaker::builder(unique("starts-down"))
         .storage(storage.clone())
         .max_failures(2)
