@@ -86,13 +86,33 @@ impl Storage for MapStorage {
     }
 }
 
-/// A storage on which another process opens the circuit at the worst
-/// moment: just before the first `incr` of the failure counter.
-#[derive(Debug)]
+/// A storage on which another process acts at the worst moment: just
+/// before the first `incr` of `key`, it opens `circuit` (as a trip, or a
+/// failed trial, elsewhere would).
 struct OpenedMeanwhile {
     inner: MapStorage,
     circuit: Circuit,
+    key: String,
     fired: AtomicBool,
+}
+
+impl OpenedMeanwhile {
+    fn before_incr_of(key: &str, circuit: &Circuit, clock: &ManualClock) -> Self {
+        Self {
+            inner: MapStorage::new(clock.clone()),
+            circuit: circuit.clone(),
+            key: key.to_owned(),
+            fired: AtomicBool::new(false),
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenedMeanwhile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedMeanwhile")
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 impl Storage for OpenedMeanwhile {
@@ -103,7 +123,7 @@ impl Storage for OpenedMeanwhile {
         self.inner.set(key, value, ttl)
     }
     fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
-        if key == self.circuit.keys().failures() && !self.fired.swap(true, Ordering::AcqRel) {
+        if key == self.key && !self.fired.swap(true, Ordering::AcqRel) {
             self.inner.open_circuit(&self.circuit)?;
         }
         self.inner.incr(key, delta)
@@ -137,11 +157,7 @@ fn a_failure_that_races_an_opening_leaves_no_counter_without_a_ttl() {
             .circuit_timeout(Duration::from_secs(10))
             .half_open_max_calls(half_open);
         let (c, rule_impl) = config.validate().unwrap();
-        let s = OpenedMeanwhile {
-            inner: MapStorage::new(clock.clone()),
-            circuit: c.clone(),
-            fired: AtomicBool::new(false),
-        };
+        let s = OpenedMeanwhile::before_incr_of(c.keys().failures(), &c, &clock);
         s.record(&c, Permit::Normal, Outcome::Failure, &*rule_impl)
             .unwrap();
         assert!(s.fired.load(Ordering::Acquire), "{rule}");
@@ -178,39 +194,6 @@ fn a_failure_counted_by_another_caller_of_a_new_window_is_kept() {
     assert_eq!(s.get(c.keys().requests()).unwrap(), None);
 }
 
-/// A storage on which another process reopens the circuit (a failed trial
-/// elsewhere) just before the first `incr` of the half-open marker.
-#[derive(Debug)]
-struct ReopenedMeanwhile {
-    inner: MapStorage,
-    circuit: Circuit,
-    fired: AtomicBool,
-}
-
-impl Storage for ReopenedMeanwhile {
-    fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
-        self.inner.add(key, value, ttl)
-    }
-    fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
-        self.inner.set(key, value, ttl)
-    }
-    fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
-        if key == self.circuit.keys().trials() && !self.fired.swap(true, Ordering::AcqRel) {
-            self.inner.open_circuit(&self.circuit)?;
-        }
-        self.inner.incr(key, delta)
-    }
-    fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
-        self.inner.get(key)
-    }
-    fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
-        self.inner.expire(key, ttl)
-    }
-    fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.inner.delete(key)
-    }
-}
-
 #[test]
 fn an_admission_that_races_a_reopening_takes_no_permit_of_the_next_period() {
     let clock = ManualClock::new();
@@ -220,11 +203,8 @@ fn an_admission_that_races_a_reopening_takes_no_permit_of_the_next_period() {
         .circuit_timeout(Duration::from_secs(10))
         .half_open_max_calls(2);
     let (c, _) = config.validate().unwrap();
-    let s = ReopenedMeanwhile {
-        inner: MapStorage::new(clock.clone()),
-        circuit: c.clone(),
-        fired: AtomicBool::new(false),
-    };
+    // another process's trial fails and reopens the circuit
+    let s = OpenedMeanwhile::before_incr_of(c.keys().trials(), &c, &clock);
     // Half-open: opened, and its open time is over.
     s.inner.open_circuit(&c).unwrap();
     clock.advance(Duration::from_secs(10));

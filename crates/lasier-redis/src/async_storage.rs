@@ -75,16 +75,21 @@ struct Connection {
 }
 
 impl Connection {
+    /// How to make the manager.
+    fn recipe(&self) -> Result<&(Client, ConnectionManagerConfig, Duration), StorageError> {
+        self.make.as_ref().ok_or_else(|| {
+            StorageError::new(
+                StorageErrorKind::Other,
+                "no Redis connection and no way to make one",
+            )
+        })
+    }
+
     /// Makes the manager now, with its retries (what `connect` does).
     async fn connect(&self) -> Result<(), StorageError> {
         self.manager
             .get_or_try_init(|| async {
-                let Some((client, config, _)) = &self.make else {
-                    return Err(StorageError::new(
-                        StorageErrorKind::Other,
-                        "no Redis connection and no way to make one",
-                    ));
-                };
+                let (client, config, _) = self.recipe()?;
                 ConnectionManager::new_with_config(client.clone(), config.clone())
                     .await
                     .map_err(from_redis)
@@ -97,12 +102,7 @@ impl Connection {
     async fn get(&self) -> Result<ConnectionManager, StorageError> {
         self.manager
             .get_or_try_init(|| async {
-                let Some((client, config, connect_timeout)) = &self.make else {
-                    return Err(StorageError::new(
-                        StorageErrorKind::Other,
-                        "no Redis connection and no way to make one",
-                    ));
-                };
+                let (client, config, connect_timeout) = self.recipe()?;
                 // One attempt first: a refused connection fails the step at
                 // once (the manager would retry, with back-off, past the
                 // step's timeout); credentials are checked here too.
