@@ -22,8 +22,6 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -226,19 +224,6 @@ impl Notifications {
     }
 }
 
-fn parse(stdout: &str) -> HashMap<String, u64> {
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("SOAK_RESULT ").map(|(_, result)| result))
-        .unwrap_or_else(|| panic!("no SOAK_RESULT in the child's output:\n{stdout}"));
-    line.split_whitespace()
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap();
-            (k.to_owned(), v.parse().unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn soak_4_processes_x_4_threads_200k_calls() {
     let Some(server) = RedisServer::start() else {
@@ -251,44 +236,16 @@ fn soak_4_processes_x_4_threads_200k_calls() {
     let notifications = Notifications::start(&server, &[open_key.clone(), trials_key.clone()]);
 
     let started = Instant::now();
-    let exe = std::env::current_exe().unwrap();
-    let mut children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(&exe)
-                .args([
-                    "soak_child",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("LASIER_SOAK_URL", server.url())
-                .env("LASIER_SOAK_COUNTED", &counted)
-                .env("LASIER_SOAK_TRIPPING", &tripping)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap()
-        })
+    let url = server.url();
+    let env = [
+        ("LASIER_SOAK_URL", url.as_str()),
+        ("LASIER_SOAK_COUNTED", counted.as_str()),
+        ("LASIER_SOAK_TRIPPING", tripping.as_str()),
+    ];
+    let children = (0..PROCESSES)
+        .map(|_| support::spawn_child("soak_child", &env))
         .collect();
-    let deadline = Instant::now() + CHILDREN_WITHIN;
-    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
-        if Instant::now() > deadline {
-            for child in &mut children {
-                let _ = child.kill();
-            }
-            panic!("the soak's processes did not finish within {CHILDREN_WITHIN:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let results: Vec<HashMap<String, u64>> = children
-        .into_iter()
-        .map(|child| {
-            let output = child.wait_with_output().unwrap();
-            assert!(output.status.success(), "a child failed: {}", output.status);
-            parse(&String::from_utf8_lossy(&output.stdout))
-        })
-        .collect();
+    let results = support::child_results(children, CHILDREN_WITHIN, "SOAK_RESULT");
     let elapsed = started.elapsed();
     // Lets the last notifications arrive.
     std::thread::sleep(Duration::from_millis(300));

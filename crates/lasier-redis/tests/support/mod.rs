@@ -201,6 +201,85 @@ pub fn figure(test: &str, what: impl std::fmt::Display, value: impl std::fmt::Di
     println!("FIGURE {test}: {what} = {value}");
 }
 
+/// This test binary run again as a child process, to run only its ignored
+/// test `test` with the environment `env`: how a test makes a fleet of
+/// processes on one circuit. The child's stdout is piped, for
+/// [`child_results`]; its stderr is inherited.
+pub fn spawn_child(test: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let exe = std::env::current_exe().expect("this test binary's path");
+    std::process::Command::new(exe)
+        .args([
+            test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the child {test}: {e}"))
+}
+
+/// Prints what a child process saw, as one line `tag key=value ...` that
+/// [`child_results`] reads.
+pub fn print_result(tag: &str, pairs: &[(&str, u64)]) {
+    let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("{tag} {}", pairs.join(" "));
+}
+
+/// Waits for `children` (all killed, and the test failed, if they are not
+/// done `within`), checks that each one passed, and returns the
+/// `key=value` pairs of each one's line starting `tag `.
+pub fn child_results(
+    mut children: Vec<std::process::Child>,
+    within: std::time::Duration,
+    tag: &str,
+) -> Vec<std::collections::HashMap<String, u64>> {
+    let deadline = std::time::Instant::now() + within;
+    while children
+        .iter_mut()
+        .any(|c| c.try_wait().expect("waiting for a child").is_none())
+    {
+        if std::time::Instant::now() > deadline {
+            for child in &mut children {
+                let _ = child.kill();
+            }
+            panic!("the child processes did not finish within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("a child's output");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "a child failed: {}\n{stdout}",
+                output.status
+            );
+            let prefix = format!("{tag} ");
+            let line = stdout
+                .lines()
+                .find_map(|l| l.split_once(prefix.as_str()).map(|(_, result)| result))
+                .unwrap_or_else(|| panic!("no {tag} line in the child's output:\n{stdout}"));
+            line.split_whitespace()
+                .map(|pair| {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("{tag}: not key=value: {pair}"));
+                    let v = v
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{tag}: not a number: {pair}"));
+                    (k.to_owned(), v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// [`eventually`] for async checks: waits (bounded, 10 s) until `done`
 /// resolves to true, without blocking the runtime.
 pub async fn until<F, Fut>(what: &str, mut done: F)
