@@ -75,8 +75,8 @@ pub enum ConfigError {
     /// A timeout is zero. (Other timeouts are rounded up to whole
     /// milliseconds, the store's resolution.)
     ZeroTimeout {
-        /// Which setting: `"failure_timeout"`, `"circuit_timeout"` or
-        /// `"probe_interval"`.
+        /// Which setting: `"failure_timeout"`, `"circuit_timeout"`,
+        /// `"trial_lease"` or `"probe_interval"`.
         setting: &'static str,
     },
     /// A timeout is longer than [`MAX_TIMEOUT`].
@@ -142,6 +142,7 @@ pub struct Config {
     failure_timeout: Duration,
     circuit_timeout: Duration,
     half_open_max_calls: u32,
+    trial_lease: Option<Duration>,
     request_key: Option<String>,
     policy: StorageFailurePolicy,
     listeners: Vec<Arc<dyn Listener>>,
@@ -156,6 +157,7 @@ impl fmt::Debug for Config {
             .field("failure_timeout", &self.failure_timeout)
             .field("circuit_timeout", &self.circuit_timeout)
             .field("half_open_max_calls", &self.half_open_max_calls)
+            .field("trial_lease", &self.trial_lease)
             .field("request_key", &self.request_key)
             .field("policy", &self.policy)
             .field("listeners", &self.listeners.len())
@@ -173,6 +175,7 @@ impl Config {
             failure_timeout: DEFAULT_TIMEOUT,
             circuit_timeout: DEFAULT_TIMEOUT,
             half_open_max_calls: DEFAULT_HALF_OPEN_MAX_CALLS,
+            trial_lease: None,
             request_key: None,
             policy: StorageFailurePolicy::default(),
             listeners: Vec::new(),
@@ -263,6 +266,18 @@ impl Config {
         self
     }
 
+    /// How long a half-open trial may run before its permit is taken as
+    /// lost and handed on (default: the circuit timeout). A lease admits
+    /// at most `half_open_max_calls` trials; the first call after it ends
+    /// starts the next, and the trials still out under the old one decide
+    /// nothing. Set it longer than the slowest trial you expect to
+    /// report; a trial that runs past it (a hung dependency, a process
+    /// killed mid-call) then costs one lease, never the bound.
+    pub fn trial_lease(&mut self, lease: Duration) -> &mut Self {
+        self.trial_lease = Some(lease);
+        self
+    }
+
     /// Where the request counter lives, instead of `<name>_requests`.
     pub fn request_key(&mut self, key: impl Into<String>) -> &mut Self {
         self.request_key = Some(key.into());
@@ -285,6 +300,10 @@ impl Config {
         };
         let failure_timeout_ms = timeout_ms(self.failure_timeout, "failure_timeout")?;
         let circuit_timeout_ms = timeout_ms(self.circuit_timeout, "circuit_timeout")?;
+        let trial_lease_ms = match self.trial_lease {
+            Some(lease) => timeout_ms(lease, "trial_lease")?,
+            None => circuit_timeout_ms,
+        };
         if let StorageFailurePolicy::LocalFallback { probe_interval } = self.policy {
             timeout_ms(probe_interval, "probe_interval")?;
         }
@@ -302,6 +321,7 @@ impl Config {
                 failure_timeout_ms,
                 circuit_timeout_ms,
                 half_open_max_calls,
+                trial_lease_ms,
             },
             counts_requests: rule.counts_requests(),
         };
@@ -368,6 +388,18 @@ mod tests {
         assert_eq!(circuit.timing().failure_timeout(), Duration::from_secs(60));
         assert_eq!(circuit.timing().circuit_timeout(), Duration::from_secs(60));
         assert_eq!(circuit.timing().half_open_max_calls, 1);
+        // the trial lease follows the circuit timeout unless set
+        assert_eq!(circuit.timing().trial_lease(), Duration::from_secs(60));
+        let (circuit, _) = valid()
+            .circuit_timeout(Duration::from_secs(5))
+            .validate()
+            .unwrap();
+        assert_eq!(circuit.timing().trial_lease(), Duration::from_secs(5));
+        let (circuit, _) = valid()
+            .trial_lease(Duration::from_millis(1500))
+            .validate()
+            .unwrap();
+        assert_eq!(circuit.timing().trial_lease_ms, 1500);
         assert!(!rule.counts_requests());
         assert!(!circuit.counts_requests());
         assert_eq!(circuit.keys().requests(), "svc_requests");
@@ -419,6 +451,18 @@ mod tests {
                 .unwrap_err(),
             ConfigError::TimeoutTooLong {
                 setting: "circuit_timeout"
+            }
+        );
+        assert_eq!(
+            valid().trial_lease(Duration::ZERO).validate().unwrap_err(),
+            ConfigError::ZeroTimeout {
+                setting: "trial_lease"
+            }
+        );
+        assert_eq!(
+            valid().trial_lease(Duration::MAX).validate().unwrap_err(),
+            ConfigError::TimeoutTooLong {
+                setting: "trial_lease"
             }
         );
         assert_eq!(

@@ -99,6 +99,17 @@ macro_rules! __define_builder {
                 self
             }
 
+            /// How long a half-open trial may run before its slot is handed on
+            /// (default: the circuit timeout). At most `half_open_max_calls`
+            /// trials are admitted per lease: a trial slower than the lease, or
+            /// lost with a process killed mid-call, frees its slot when the lease
+            /// ends, and then decides nothing. The circuit stays half-open
+            /// meanwhile, however long (see [`lasier_core::state`]).
+            pub fn trial_lease(mut self, lease: Duration) -> Self {
+                self.config.trial_lease(lease);
+                self
+            }
+
             /// Where the request counter lives, instead of `<name>_requests`.
             pub fn request_key(mut self, key: impl Into<String>) -> Self {
                 self.config.request_key(key);

@@ -8,7 +8,8 @@
 //! | `<name>`                         | failures in the current window          | the original |
 //! | `<name>_requests` (overridable)  | requests in the current window          | the original |
 //! | `circuit_<name>`                 | `1` while open, with the open time as TTL | the original |
-//! | `lasier:half_open:<name>`        | the half-open period: episode x 65536 + trial permits handed out | lasier-rs |
+//! | `lasier:half_open:<name>`        | the half-open state: episode of the current lease x 65536 + leases started | lasier-rs |
+//! | `lasier:half_open_lease:<name>`  | the current lease on trial permits: its episode x 65536 + slots used, with the lease as TTL | lasier-rs |
 //! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
 //! | `lasier:mode:<name>`             | set by hand: `1` forced open, `2` disabled | lasier-rs |
 //!
@@ -25,6 +26,7 @@ pub struct CircuitKeys {
     requests: String,
     open: String,
     trials: String,
+    lease: String,
     trials_passed: String,
     mode: String,
 }
@@ -38,6 +40,7 @@ impl CircuitKeys {
             requests: request_key.map_or_else(|| format!("{name}_requests"), String::from),
             open: format!("circuit_{name}"),
             trials: format!("lasier:half_open:{name}"),
+            lease: format!("lasier:half_open_lease:{name}"),
             trials_passed: format!("lasier:half_open_ok:{name}"),
             mode: format!("lasier:mode:{name}"),
         }
@@ -58,13 +61,26 @@ impl CircuitKeys {
         &self.open
     }
 
-    /// Half-open trial permits handed out: `lasier:half_open:<name>`. Its
-    /// presence is what marks the circuit half-open once the flag expires.
-    /// It holds the half-open period's episode number times 65 536 plus the
-    /// permits taken: a trial permit carries its episode, and its verdict or
-    /// release counts only in that period.
+    /// The half-open marker: `lasier:half_open:<name>`. Its presence is
+    /// what marks the circuit half-open once the open flag expires; it lives
+    /// for [`HALF_OPEN_RETENTION`](crate::state::HALF_OPEN_RETENTION) after
+    /// the open time or the last lease, so an idle circuit stays half-open.
+    /// It holds the episode number of the current lease times 65 536, plus
+    /// the number of leases started in this half-open period (at most
+    /// 65 535): a trial permit carries its episode, and its verdict or
+    /// release counts only while that lease is the current one.
     pub fn trials(&self) -> &str {
         &self.trials
+    }
+
+    /// The current lease on half-open trial permits:
+    /// `lasier:half_open_lease:<name>`, with the trial lease as its TTL. It
+    /// holds the lease's episode times 65 536, plus the trial slots used:
+    /// the trials that passed before the lease started, and those admitted
+    /// under it and not given back. When it expires, the slots of trials
+    /// still out are free again.
+    pub fn trial_lease(&self) -> &str {
+        &self.lease
     }
 
     /// Half-open trials that succeeded: `lasier:half_open_ok:<name>`.
@@ -79,12 +95,13 @@ impl CircuitKeys {
     }
 
     /// All keys of the circuit, for a scoped reset.
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 7] {
         [
             &self.failures,
             &self.requests,
             &self.open,
             &self.trials,
+            &self.lease,
             &self.trials_passed,
             &self.mode,
         ]

@@ -16,7 +16,7 @@
 //!   so that threads sharing a circuit do not fight over one line; the count
 //!   is their sum.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use lasier_rules::{Counts, Rule};
 
@@ -48,6 +48,7 @@ fn encode(phase: Phase) -> u64 {
             episode,
             taken,
             passed,
+            lease_until: _,
         } => {
             (TAG_HALF_OPEN << TAG_SHIFT)
                 | (u64::from(episode & EPISODE_MASK) << 32)
@@ -64,10 +65,13 @@ fn decode(word: u64) -> Phase {
         TAG_OPEN => Phase::Open {
             until: word & LOW_61,
         },
+        // The lease's end is kept beside the word (see `LocalCircuit::lease`);
+        // `LocalCircuit::phase_of` fills it in.
         TAG_HALF_OPEN => Phase::HalfOpen {
             episode: ((word >> 32) as u32) & EPISODE_MASK,
             taken: (word >> 16) as u16,
             passed: word as u16,
+            lease_until: u64::MAX,
         },
         TAG_FORCED_OPEN => Phase::ForcedOpen,
         TAG_DISABLED => Phase::Disabled,
@@ -84,6 +88,10 @@ fn is_newer(a: u64, b: u64) -> bool {
     let d = a.wrapping_sub(b) & 0xFFFF;
     d != 0 && d < 0x8000
 }
+
+/// How many times an admission looks again while another caller starts a
+/// lease on trial permits, before it gives up and rejects.
+const LEASE_WAIT_SPINS: u32 = 1 << 12;
 
 /// How many cache lines the request counter is spread over.
 pub const STRIPES: usize = 4;
@@ -126,10 +134,15 @@ pub struct LocalCircuit {
     phase: Padded,
     /// Closed periods started so far.
     closes: core::sync::atomic::AtomicU32,
-    /// When (ms) the current half-open period started: its trials have one
-    /// circuit timeout to report, after which their permits are taken as
-    /// lost and a new period starts.
-    half_open_since: AtomicU64,
+    /// The current lease on half-open trial permits: the low 16 bits of
+    /// its episode, then when it ends (48 bits, ms). Written only by the
+    /// holder of `leasing`, just after the phase word took the lease's
+    /// episode; until then the episodes differ and the lease reads as not
+    /// over yet.
+    lease: AtomicU64,
+    /// Held (true) by the one caller starting a lease: leases start one at a
+    /// time, so that a lease is never overwritten by an older one.
+    leasing: AtomicBool,
     /// Generation (16 bits) and end of the current window in ms (48 bits;
     /// 0: no window yet).
     window: AtomicU64,
@@ -145,7 +158,8 @@ impl LocalCircuit {
         Self {
             phase: Padded(AtomicU64::new(CLOSED_WORD)),
             closes: core::sync::atomic::AtomicU32::new(0),
-            half_open_since: AtomicU64::new(0),
+            lease: AtomicU64::new(0),
+            leasing: AtomicBool::new(false),
             window: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             requests: [
@@ -185,28 +199,27 @@ impl LocalCircuit {
         timing: &Timing,
     ) -> (Admission, Option<Transition>) {
         let now = now_ms(clock);
+        let mut busy = 0_u32;
         loop {
-            let phase = decode(word);
-            let (mut next, mut admission) = state::admit(phase, now, timing);
-            if let (Phase::HalfOpen { episode, .. }, Admission::Rejected { .. }) =
-                (phase, admission)
-            {
-                let since = self.half_open_since.load(Ordering::Acquire);
-                if now >= since.saturating_add(timing.circuit_timeout_ms) {
-                    // Every slot is held by a trial that has not reported in
-                    // a circuit timeout (a hung call, a leaked guard): take
-                    // its permits as lost and start a new half-open period.
-                    let fresh = (episode.wrapping_add(1)) & EPISODE_MASK;
-                    next = Phase::HalfOpen {
-                        episode: fresh,
-                        taken: 1,
-                        passed: 0,
-                    };
-                    admission = Admission::Admitted(Permit::Trial { episode: fresh });
-                }
-            }
+            let phase = self.phase_of(word);
+            let (next, admission) = state::admit(phase, now, timing);
             if next == phase {
                 return (admission, None);
+            }
+            if starts_lease(phase, next) {
+                if let Some(decided) = self.start_lease(now, timing) {
+                    return decided;
+                }
+                // Another caller is starting the lease (a CAS and a store):
+                // look again once it has. Should it have been preempted
+                // meanwhile, give up: a rejection is the safe answer.
+                busy += 1;
+                if busy > LEASE_WAIT_SPINS {
+                    return (Admission::Rejected { retry_after: None }, None);
+                }
+                core::hint::spin_loop();
+                word = self.phase.0.load(Ordering::Acquire);
+                continue;
             }
             match self.phase.0.compare_exchange_weak(
                 word,
@@ -215,28 +228,87 @@ impl LocalCircuit {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    match (phase, next) {
-                        (_, Phase::Closed) => self.new_window(),
-                        // a new half-open period: from open, or after lost trials
-                        (Phase::Open { .. }, Phase::HalfOpen { .. }) => {
-                            self.half_open_since.store(now, Ordering::Release);
-                        }
-                        (
-                            Phase::HalfOpen { episode: a, .. },
-                            Phase::HalfOpen { episode: b, .. },
-                        ) if a != b => {
-                            self.half_open_since.store(now, Ordering::Release);
-                        }
-                        _ => {}
+                    if next == Phase::Closed {
+                        self.new_window();
                     }
-                    let transition = Transition {
-                        from: stored_state(phase),
-                        to: stored_state(next),
-                    };
-                    return (admission, Some(transition));
+                    return (admission, transition(phase, next));
                 }
                 Err(actual) => word = actual,
             }
+        }
+    }
+
+    /// Admission that starts a lease on trial permits (the first trial of a
+    /// half-open period, or the first after a lease ended), by one caller
+    /// at a time; `None` if another caller is starting one right now.
+    #[cold]
+    fn start_lease(&self, now: u64, timing: &Timing) -> Option<(Admission, Option<Transition>)> {
+        if self
+            .leasing
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        let mut word = self.phase.0.load(Ordering::Acquire);
+        let decided = loop {
+            let phase = self.phase_of(word);
+            let (next, admission) = state::admit(phase, now, timing);
+            if next == phase {
+                break (admission, None);
+            }
+            match self.phase.0.compare_exchange_weak(
+                word,
+                self.word(next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    match next {
+                        Phase::HalfOpen {
+                            episode,
+                            lease_until,
+                            ..
+                        } if starts_lease(phase, next) => self.lease.store(
+                            (u64::from(episode & 0xFFFF) << GEN_SHIFT) | lease_until.min(LOW_48),
+                            Ordering::Release,
+                        ),
+                        Phase::Closed => self.new_window(),
+                        _ => {}
+                    }
+                    break (admission, transition(phase, next));
+                }
+                Err(actual) => word = actual,
+            }
+        };
+        self.leasing.store(false, Ordering::Release);
+        Some(decided)
+    }
+
+    /// The phase in `word`, with the end of its lease if half-open.
+    fn phase_of(&self, word: u64) -> Phase {
+        match decode(word) {
+            Phase::HalfOpen {
+                episode,
+                taken,
+                passed,
+                ..
+            } => {
+                let lease = self.lease.load(Ordering::Acquire);
+                // Another episode's: this lease is being started right now.
+                let lease_until = if lease >> GEN_SHIFT == u64::from(episode & 0xFFFF) {
+                    lease & LOW_48
+                } else {
+                    u64::MAX
+                };
+                Phase::HalfOpen {
+                    episode,
+                    taken,
+                    passed,
+                    lease_until,
+                }
+            }
+            other => other,
         }
     }
 
@@ -385,7 +457,7 @@ impl LocalCircuit {
         let now = now_ms(clock);
         let mut word = self.phase.0.load(Ordering::Acquire);
         loop {
-            let phase = decode(word);
+            let phase = self.phase_of(word);
             let next = state::trial_outcome(phase, episode, outcome, now, timing);
             if next == phase {
                 return None;
@@ -622,6 +694,21 @@ impl LocalCircuit {
     }
 }
 
+/// Whether going from `from` to `to` starts a lease on trial permits.
+fn starts_lease(from: Phase, to: Phase) -> bool {
+    match (from, to) {
+        (Phase::HalfOpen { episode: a, .. }, Phase::HalfOpen { episode: b, .. }) => a != b,
+        (_, Phase::HalfOpen { .. }) => true,
+        _ => false,
+    }
+}
+
+/// The change of state from `from` to `to`, if the state differs.
+fn transition(from: Phase, to: Phase) -> Option<Transition> {
+    let (from, to) = (stored_state(from), stored_state(to));
+    (from != to).then_some(Transition { from, to })
+}
+
 /// The state a phase was stored as, whatever the time.
 fn stored_state(phase: Phase) -> State {
     match phase {
@@ -645,6 +732,7 @@ mod tests {
         failure_timeout_ms: 60_000,
         circuit_timeout_ms: 10_000,
         half_open_max_calls: 1,
+        trial_lease_ms: 10_000,
     };
 
     fn fail(c: &LocalCircuit, rule: &dyn Rule, clock: &ManualClock) -> Option<Transition> {
@@ -665,11 +753,13 @@ mod tests {
                 episode: EPISODE_MASK,
                 taken: u16::MAX,
                 passed: u16::MAX,
+                lease_until: u64::MAX,
             },
             Phase::HalfOpen {
                 episode: 0,
                 taken: 0,
                 passed: 1,
+                lease_until: u64::MAX,
             },
             Phase::ForcedOpen,
             Phase::Disabled,
@@ -821,6 +911,7 @@ mod tests {
         failure_timeout_ms: 1,
         circuit_timeout_ms: 10_000,
         half_open_max_calls: 1,
+        trial_lease_ms: 10_000,
     };
 
     #[test]
@@ -858,6 +949,113 @@ mod tests {
         // a thread that loaded the first closed period and stalled
         assert_eq!(c.trip(closed, &clock, &T), None);
         assert_eq!(c.state(&clock, &T), State::Closed);
+    }
+
+    fn trial(c: &LocalCircuit, clock: &ManualClock, timing: &Timing) -> Option<u32> {
+        match c.admit(clock, timing).0 {
+            Admission::Admitted(Permit::Trial { episode }) => Some(episode),
+            Admission::Admitted(Permit::Normal) => panic!("a normal call while half-open"),
+            Admission::Rejected { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_hung_trial_frees_its_slot_when_its_lease_ends_and_decides_nothing() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        fail(&c, &rule, &clock);
+        clock.advance(Duration::from_secs(10));
+        let first = trial(&c, &clock, &T).unwrap();
+        clock.advance(Duration::from_millis(9_999));
+        assert_eq!(trial(&c, &clock, &T), None);
+        clock.advance(Duration::from_millis(1));
+        let second = trial(&c, &clock, &T).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(trial(&c, &clock, &T), None);
+        // the first trial fails at last: too late, it decides nothing
+        let late = c.record(
+            Permit::Trial { episode: first },
+            Outcome::Failure,
+            &rule,
+            &clock,
+            &T,
+        );
+        assert_eq!(late, None);
+        assert_eq!(c.state(&clock, &T), State::HalfOpen);
+        // the trial of the current lease does
+        c.record(
+            Permit::Trial { episode: second },
+            Outcome::Success,
+            &rule,
+            &clock,
+            &T,
+        );
+        assert_eq!(c.state(&clock, &T), State::Closed);
+    }
+
+    #[test]
+    fn an_idle_half_open_circuit_stays_half_open() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        fail(&c, &rule, &clock);
+        clock.advance(Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.state(&clock, &T), State::HalfOpen);
+        assert!(trial(&c, &clock, &T).is_some());
+        assert_eq!(trial(&c, &clock, &T), None);
+    }
+
+    #[test]
+    fn a_trial_lease_may_be_shorter_than_the_open_time() {
+        let timing = Timing {
+            trial_lease_ms: 500,
+            ..T
+        };
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        c.record(Permit::Normal, Outcome::Failure, &rule, &clock, &timing);
+        clock.advance(Duration::from_secs(10));
+        assert!(trial(&c, &clock, &timing).is_some());
+        clock.advance(Duration::from_millis(499));
+        assert_eq!(trial(&c, &clock, &timing), None);
+        clock.advance(Duration::from_millis(1));
+        assert!(trial(&c, &clock, &timing).is_some());
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn threads_racing_at_the_end_of_a_lease_get_one_trial_per_lease() {
+        use std::sync::atomic::AtomicUsize;
+        let timing = Timing {
+            half_open_max_calls: 3,
+            ..T
+        };
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        c.record(Permit::Normal, Outcome::Failure, &rule, &clock, &timing);
+        for round in 0..50 {
+            clock.advance(Duration::from_millis(10_000));
+            let admitted = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| {
+                        for _ in 0..20 {
+                            if trial(&c, &clock, &timing).is_some() {
+                                admitted.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            });
+            // every trial hangs: one lease, at most three trials, and the
+            // lease was started (a rejection only while another caller
+            // starts it)
+            let n = admitted.load(Ordering::Relaxed);
+            assert!((1..=3).contains(&n), "round {round}: {n} trials");
+        }
     }
 
     #[test]

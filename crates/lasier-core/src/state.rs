@@ -12,6 +12,20 @@
 //! `Closed`, which is the Python original's behaviour. Every transition into
 //! `Open` or `Closed` starts a fresh counting window.
 //!
+//! # Half-open: a state, and leases on its trial permits
+//!
+//! Half-open lasts until the trials decide: an idle half-open circuit stays
+//! half-open. Its trial permits are *leases*: the first trial admitted opens
+//! a lease of [`Timing::trial_lease_ms`] (default: the circuit timeout), and
+//! a lease admits at most `half_open_max_calls` trials. The first admission
+//! after a lease has ended opens the next one, under a new episode number;
+//! the trials still out under the old lease (a slow dependency, a process
+//! that died mid-call) then decide nothing, and their slots are free again.
+//! Trials that passed stay passed. So the bound reads: **at most
+//! `half_open_max_calls` trials are admitted per lease**; a dependency that
+//! hangs for longer than the lease sees one new round of trials per lease,
+//! never the whole traffic.
+//!
 //! Time is whole milliseconds from the clock's origin. Nothing here touches
 //! memory or a store: [`crate::local::LocalCircuit`] applies these functions
 //! to atomics, and the storage steps follow the same rules over keys.
@@ -58,6 +72,9 @@ pub struct Timing {
     pub circuit_timeout_ms: u64,
     /// Trial calls let through while half-open (0: no half-open state).
     pub half_open_max_calls: u16,
+    /// How long a lease on half-open trial permits lasts, from its first
+    /// trial (see the [module docs](self)).
+    pub trial_lease_ms: u64,
 }
 
 impl Timing {
@@ -70,7 +87,38 @@ impl Timing {
     pub fn failure_timeout(&self) -> Duration {
         Duration::from_millis(self.failure_timeout_ms)
     }
+
+    /// The trial lease as a `Duration`.
+    pub fn trial_lease(&self) -> Duration {
+        Duration::from_millis(self.trial_lease_ms)
+    }
+
+    /// How long a store keeps a half-open marker written by an opening: the
+    /// open time, then [`HALF_OPEN_RETENTION`].
+    pub fn marker_ttl_after_opening(&self) -> Duration {
+        Duration::from_millis(
+            self.circuit_timeout_ms
+                .saturating_add(HALF_OPEN_RETENTION_MS),
+        )
+    }
+
+    /// How long a store keeps a half-open marker (and the passes of its
+    /// trials) from the start of a lease: the lease, then
+    /// [`HALF_OPEN_RETENTION`].
+    pub fn marker_ttl_after_lease(&self) -> Duration {
+        Duration::from_millis(self.trial_lease_ms.saturating_add(HALF_OPEN_RETENTION_MS))
+    }
 }
+
+/// How long a shared store keeps the half-open state of a circuit that
+/// nobody calls: one day after its open time or its last lease ended. A
+/// circuit idle for that long reads closed again (as in the Python
+/// original, whose circuits close when their open flag expires); until
+/// then it stays half-open however idle, as an in-process circuit does.
+/// The store needs the limit only to forget circuits nobody uses.
+pub const HALF_OPEN_RETENTION: Duration = Duration::from_millis(HALF_OPEN_RETENTION_MS);
+
+const HALF_OPEN_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Where a circuit is, with what the machine needs to decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,15 +130,19 @@ pub enum Phase {
         /// The first instant at which the circuit is no longer open.
         until: u64,
     },
-    /// Trial calls pass, at most `half_open_max_calls` at a time.
+    /// Trial calls pass, at most `half_open_max_calls` per lease.
     HalfOpen {
-        /// Tells this half-open period from the next, so that a trial permit
-        /// from an earlier period cannot decide this one.
+        /// The number of the current lease: a trial permit carries it, so
+        /// that a trial of an earlier lease (or an earlier half-open period)
+        /// cannot decide this one.
         episode: u32,
-        /// Trial permits handed out and not given back.
+        /// Trial permits of this lease handed out and not given back.
         taken: u16,
-        /// Trials that succeeded.
+        /// Trials of this half-open period that succeeded.
         passed: u16,
+        /// When the current lease ends (milliseconds on the circuit's
+        /// clock).
+        lease_until: u64,
     },
     /// Rejects every call until closed by hand.
     ForcedOpen,
@@ -178,6 +230,11 @@ fn episode_of(until: u64) -> u32 {
 
 pub(crate) const EPISODE_MASK: u32 = (1 << 29) - 1;
 
+/// The episode of the lease that follows the one of `episode`.
+pub(crate) fn next_episode(episode: u32) -> u32 {
+    episode.wrapping_add(1) & EPISODE_MASK
+}
+
 /// Admission at `now`. Returns the next phase and the decision.
 pub fn admit(phase: Phase, now: u64, timing: &Timing) -> (Phase, Admission) {
     match phase {
@@ -199,6 +256,26 @@ pub fn admit(phase: Phase, now: u64, timing: &Timing) -> (Phase, Admission) {
                     episode,
                     taken: 1,
                     passed: 0,
+                    lease_until: now.saturating_add(timing.trial_lease_ms),
+                },
+                Admission::Admitted(Permit::Trial { episode }),
+            )
+        }
+        Phase::HalfOpen {
+            episode,
+            passed,
+            lease_until,
+            ..
+        } if now >= lease_until => {
+            // The lease is over: its trials still out decide nothing, and
+            // their slots are free. A new lease starts with this trial.
+            let episode = next_episode(episode);
+            (
+                Phase::HalfOpen {
+                    episode,
+                    taken: 1,
+                    passed,
+                    lease_until: now.saturating_add(timing.trial_lease_ms),
                 },
                 Admission::Admitted(Permit::Trial { episode }),
             )
@@ -207,6 +284,7 @@ pub fn admit(phase: Phase, now: u64, timing: &Timing) -> (Phase, Admission) {
             episode,
             taken,
             passed,
+            lease_until,
         } => {
             if taken.saturating_add(passed) < timing.half_open_max_calls {
                 (
@@ -214,6 +292,7 @@ pub fn admit(phase: Phase, now: u64, timing: &Timing) -> (Phase, Admission) {
                         episode,
                         taken: taken + 1,
                         passed,
+                        lease_until,
                     },
                     Admission::Admitted(Permit::Trial { episode }),
                 )
@@ -235,8 +314,8 @@ pub fn trip(phase: Phase, now: u64, timing: &Timing) -> Option<Phase> {
     }
 }
 
-/// The outcome of a trial of `episode`. A permit from another episode (the
-/// circuit moved on meanwhile) changes nothing.
+/// The outcome of a trial of `episode`. A permit from another episode (a
+/// later lease started, or the circuit moved on) changes nothing.
 pub fn trial_outcome(
     phase: Phase,
     permit_episode: u32,
@@ -249,6 +328,7 @@ pub fn trial_outcome(
             episode,
             taken,
             passed,
+            lease_until,
         } if episode == permit_episode => match outcome {
             Outcome::Failure => Phase::Open {
                 until: now.saturating_add(timing.circuit_timeout_ms),
@@ -260,6 +340,7 @@ pub fn trial_outcome(
                 episode,
                 taken: taken.saturating_sub(1),
                 passed: passed + 1,
+                lease_until,
             },
         },
         _ => phase,
@@ -274,10 +355,12 @@ pub fn release_trial(phase: Phase, permit_episode: u32) -> Phase {
             episode,
             taken,
             passed,
+            lease_until,
         } if episode == permit_episode => Phase::HalfOpen {
             episode,
             taken: taken.saturating_sub(1),
             passed,
+            lease_until,
         },
         _ => phase,
     }
@@ -291,6 +374,7 @@ mod tests {
         failure_timeout_ms: 60_000,
         circuit_timeout_ms: 10_000,
         half_open_max_calls: 2,
+        trial_lease_ms: 10_000,
     };
 
     #[test]
@@ -325,6 +409,7 @@ mod tests {
             episode: 1,
             taken: 1,
             passed: 0,
+            lease_until: 10_000,
         };
         assert_eq!(trip(half, 1, &T), None);
     }
@@ -385,12 +470,104 @@ mod tests {
             episode: 7,
             taken: 1,
             passed: 0,
+            lease_until: 10_000,
         };
         assert_eq!(trial_outcome(half, 8, Outcome::Failure, 0, &T), half);
         assert_eq!(release_trial(half, 8), half);
         assert_eq!(
             trial_outcome(Phase::Closed, 7, Outcome::Failure, 0, &T),
             Phase::Closed
+        );
+    }
+
+    /// The trial of the first lease, admitted at `at` after an open period
+    /// that ended at 100.
+    fn first_trial(at: u64) -> (Phase, u32) {
+        let (p, a) = admit(Phase::Open { until: 100 }, at, &T);
+        let Admission::Admitted(Permit::Trial { episode }) = a else {
+            panic!("{a:?}")
+        };
+        (p, episode)
+    }
+
+    #[test]
+    fn an_idle_half_open_circuit_stays_half_open() {
+        let (p, _) = first_trial(100);
+        let p = release_trial(p, episode_in(p));
+        // a day later: still half-open, and a call is a trial, not a
+        // normal call
+        let later = 100 + 24 * 3_600_000;
+        assert_eq!(p.state_at(later, &T), State::HalfOpen);
+        assert!(matches!(
+            admit(p, later, &T).1,
+            Admission::Admitted(Permit::Trial { .. })
+        ));
+        assert_eq!(
+            Phase::Open { until: 100 }.state_at(later, &T),
+            State::HalfOpen
+        );
+    }
+
+    fn episode_in(p: Phase) -> u32 {
+        match p {
+            Phase::HalfOpen { episode, .. } => episode,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lease_admits_at_most_max_calls_and_the_next_one_frees_their_slots() {
+        let (p, first) = first_trial(100);
+        let (p, a) = admit(p, 101, &T);
+        assert_eq!(a, Admission::Admitted(Permit::Trial { episode: first }));
+        // both trials hang: nothing more until the lease ends
+        let (p, a) = admit(p, 100 + T.trial_lease_ms - 1, &T);
+        assert_eq!(a, Admission::Rejected { retry_after: None });
+        // the lease is over: a new one, under a new episode
+        let (p, a) = admit(p, 100 + T.trial_lease_ms, &T);
+        let Admission::Admitted(Permit::Trial { episode: second }) = a else {
+            panic!("{a:?}")
+        };
+        assert_ne!(second, first);
+        let (p, a) = admit(p, 100 + T.trial_lease_ms, &T);
+        assert_eq!(a, Admission::Admitted(Permit::Trial { episode: second }));
+        let (p, a) = admit(p, 100 + T.trial_lease_ms, &T);
+        assert_eq!(a, Admission::Rejected { retry_after: None });
+        // the hung trials of the first lease decide nothing now
+        assert_eq!(trial_outcome(p, first, Outcome::Failure, 20_200, &T), p);
+        assert_eq!(release_trial(p, first), p);
+        assert_eq!(p.state_at(20_200, &T), State::HalfOpen);
+    }
+
+    #[test]
+    fn passes_outlive_their_lease() {
+        let (p, first) = first_trial(100);
+        let (p, _) = admit(p, 100, &T);
+        // one passes, the other hangs past the lease
+        let p = trial_outcome(p, first, Outcome::Success, 200, &T);
+        let (p, a) = admit(p, 100 + T.trial_lease_ms, &T);
+        let Admission::Admitted(Permit::Trial { episode }) = a else {
+            panic!("{a:?}")
+        };
+        // one pass is still needed, and one slot is free: the pass counts
+        assert_eq!(
+            admit(p, 100 + T.trial_lease_ms, &T).1,
+            Admission::Rejected { retry_after: None }
+        );
+        assert_eq!(
+            trial_outcome(p, episode, Outcome::Success, 10_200, &T),
+            Phase::Closed
+        );
+    }
+
+    #[test]
+    fn a_late_verdict_of_the_current_lease_still_decides() {
+        // the lease is over but no other trial started a new one: the slow
+        // trial's failure is still this period's, and reopens
+        let (p, episode) = first_trial(100);
+        assert_eq!(
+            trial_outcome(p, episode, Outcome::Failure, 50_000, &T),
+            Phase::Open { until: 60_000 }
         );
     }
 

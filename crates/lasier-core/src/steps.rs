@@ -10,7 +10,6 @@
 /// `$($aw)*` is empty for the sync trait and `.await` for the async one.
 macro_rules! fused_steps {
     ($Trait:path, $($kw:ident)?, $($aw:tt)*) => {
-        use core::time::Duration;
 
         use lasier_rules::{Counts, Rule};
 
@@ -63,41 +62,77 @@ macro_rules! fused_steps {
             if is_open(s, c) $($aw)* ? {
                 return Ok((Admission::Rejected { retry_after: None }, None));
             }
-            let max = i64::from(c.timing().half_open_max_calls);
+            let timing = c.timing();
+            let max = i64::from(timing.half_open_max_calls);
             let normal = (Admission::Admitted(Permit::Normal), None);
             let full = (Admission::Rejected { retry_after: None }, None);
             if max == 0 {
                 return Ok(normal);
             }
-            let key = c.keys().trials();
-            let read = match s.get(key) $($aw)* ? {
-                None => return Ok(normal),
-                Some(m) if marker::taken(key, m)? >= max => return Ok(full),
-                Some(m) => marker::episode(key, m)?,
+            let keys = c.keys();
+            let Some(m) = s.get(keys.trials()) $($aw)* ? else {
+                return Ok(normal);
             };
-            let m = s.incr(key, 1) $($aw)* ?;
-            let taken = marker::taken(key, m)?;
-            let episode = marker::episode(key, m)?;
-            if m != 1 && episode != read {
-                // The circuit reopened between the read and the INCR (a new
-                // episode): this call is no trial of the period to come.
-                s.incr(key, -1) $($aw)* ?;
+            let episode = marker::episode(keys.trials(), m)?;
+            let leases = marker::count(keys.trials(), m)?;
+            let lease_key = keys.trial_lease();
+            let lease = s.get(lease_key) $($aw)* ?;
+            if let Some(lease) = lease {
+                if marker::episode(lease_key, lease)? == episode {
+                    // The current lease: a slot of it, if one is free.
+                    if marker::count(lease_key, lease)? >= max {
+                        return Ok(full);
+                    }
+                    let after = s.incr(lease_key, 1) $($aw)* ?;
+                    let ours = marker::episode(lease_key, after).ok() == Some(episode);
+                    if ours && (1..=max).contains(&marker::count(lease_key, after)?) {
+                        return Ok((Admission::Admitted(Permit::Trial { episode }), None));
+                    }
+                    if ours {
+                        // Lost a race for the last slot: a rejection takes none.
+                        s.incr(lease_key, -1) $($aw)* ?;
+                    }
+                    // (Not ours: the lease ended between the read and the
+                    // INCR, which made a key of no episode; the next
+                    // admission replaces it.)
+                    return Ok(full);
+                }
+                // A lease of no current episode (left by such a race):
+                // replaced by the one this call starts.
+                s.delete(lease_key) $($aw)* ?;
+            }
+            // No current lease: this call starts one, with the slots of the
+            // trials that passed already. The first of a half-open period
+            // keeps the episode the opening wrote; a later one takes a new
+            // episode, so that the trials of the lease that ended decide
+            // nothing.
+            let first = leases == 0;
+            let (next, passed) = if first {
+                (episode, 0)
+            } else {
+                let passed = match s.get(keys.trials_passed()) $($aw)* ? {
+                    Some(p) => count(keys.trials_passed(), p)?,
+                    None => 0,
+                };
+                (marker::fresh_episode(Some(episode)), i64::try_from(passed).unwrap_or(i64::MAX))
+            };
+            if passed >= max {
                 return Ok(full);
             }
-            if taken == 1 {
-                // The first trial: it has one circuit timeout to report. This
-                // also puts a TTL back if the key expired just before INCR.
-                s.expire(key, c.timing().circuit_timeout()) $($aw)* ?;
+            if !s.add(lease_key, marker::value(next, passed + 1), Some(timing.trial_lease())) $($aw)* ? {
+                // Another caller started it first.
+                return Ok(full);
             }
-            // (0: a race for the 65 535th slot carried into the episode)
-            if taken != 0 && taken <= max {
-                let transition = (taken == 1).then_some(Transition { from: State::Open, to: State::HalfOpen });
-                Ok((Admission::Admitted(Permit::Trial { episode }), transition))
-            } else {
-                // Lost a race for the last slot: a rejection takes no permit.
-                s.incr(c.keys().trials(), -1) $($aw)* ?;
-                Ok(full)
+            if s.get(keys.trials()) $($aw)* ? != Some(m) {
+                // The circuit reopened (or was closed or reset) since the
+                // marker was read: this lease is of no period.
+                s.delete(lease_key) $($aw)* ?;
+                return Ok(full);
             }
+            let leases = leases.saturating_add(1).min(marker::MAX_COUNT);
+            s.set(keys.trials(), marker::value(next, leases), Some(timing.marker_ttl_after_lease())) $($aw)* ?;
+            let transition = first.then_some(Transition { from: State::Open, to: State::HalfOpen });
+            Ok((Admission::Admitted(Permit::Trial { episode: next }), transition))
         }
 
         pub(crate) $($kw)? fn record<S: $Trait + ?Sized>(
@@ -179,7 +214,8 @@ macro_rules! fused_steps {
                     Ok(None)
                 }
                 Permit::Trial { episode } => {
-                    // A trial that outlived its half-open period decides nothing.
+                    // A trial that outlived its lease or its half-open
+                    // period decides nothing.
                     if is_open(s, c) $($aw)* ? {
                         return Ok(None);
                     }
@@ -193,12 +229,13 @@ macro_rules! fused_steps {
                     }
                     let passed = s.incr(keys.trials_passed(), 1) $($aw)* ?;
                     if passed == 1 {
-                        s.expire(keys.trials_passed(), c.timing().circuit_timeout()) $($aw)* ?;
+                        // Passes last as long as the half-open state.
+                        s.expire(keys.trials_passed(), c.timing().marker_ttl_after_lease()) $($aw)* ?;
                     }
                     if passed < i64::from(c.timing().half_open_max_calls) {
                         return Ok(None);
                     }
-                    for key in [keys.trials(), keys.trials_passed(), keys.failures(), keys.requests()] {
+                    for key in [keys.trials(), keys.trial_lease(), keys.trials_passed(), keys.failures(), keys.requests()] {
                         s.delete(key) $($aw)* ?;
                     }
                     Ok(Some(Transition { from: State::HalfOpen, to: State::Closed }))
@@ -217,11 +254,15 @@ macro_rules! fused_steps {
             if is_open(s, c) $($aw)* ? {
                 return Ok(());
             }
-            let key = c.keys().trials();
-            // Nothing to give back once the period is over (marker gone or
-            // of another episode) or every permit is back already.
+            match s.get(c.keys().trials()) $($aw)* ? {
+                Some(m) if marker::episode(c.keys().trials(), m)? == episode => {}
+                _ => return Ok(()),
+            }
+            let key = c.keys().trial_lease();
+            // Nothing to give back once the lease is over (its key gone, or
+            // of another episode) or every slot is back already.
             match s.get(key) $($aw)* ? {
-                Some(m) if marker::episode(key, m)? == episode && marker::taken(key, m)? > 0 => {}
+                Some(l) if marker::episode(key, l)? == episode && marker::count(key, l)? > 0 => {}
                 _ => return Ok(()),
             }
             let after = s.incr(key, -1) $($aw)* ?;
@@ -229,8 +270,8 @@ macro_rules! fused_steps {
                 // The key expired in between and INCR made a TTL-less -1.
                 s.delete(key) $($aw)* ?;
             } else if marker::episode(key, after.saturating_add(1)).ok() != Some(episode) {
-                // A new half-open period started in between: the permit was
-                // not of this one, put its slot back.
+                // A new lease started in between: the permit was not of
+                // this one, put its slot back.
                 s.incr(key, 1) $($aw)* ?;
             }
             Ok(())
@@ -241,12 +282,14 @@ macro_rules! fused_steps {
             let timing = c.timing();
             s.set(keys.open(), 1, Some(timing.circuit_timeout())) $($aw)* ?;
             if timing.half_open_max_calls > 0 {
-                // Marks the half-open period that follows the open one.
-                let ttl = Duration::from_millis(timing.circuit_timeout_ms.saturating_mul(2));
+                // Marks the half-open period that follows the open one; it
+                // lasts until the trials decide (or a day idle).
                 // (garbage there is overwritten, not reported: the opening
                 // matters more)
                 let previous = s.get(keys.trials()) $($aw)* .ok().flatten();
-                s.set(keys.trials(), marker::fresh(previous), Some(ttl)) $($aw)* ?;
+                let episode = marker::fresh_episode(previous.and_then(|p| marker::episode(keys.trials(), p).ok()));
+                s.set(keys.trials(), marker::value(episode, 0), Some(timing.marker_ttl_after_opening())) $($aw)* ?;
+                s.delete(keys.trial_lease()) $($aw)* ?;
                 s.delete(keys.trials_passed()) $($aw)* ?;
             }
             s.delete(keys.failures()) $($aw)* ?;
@@ -286,7 +329,8 @@ macro_rules! fused_steps {
                             || value == i64::MAX // a counter INCR can no longer move
                             || (key == keys.open() && value != 1)
                             || (key == keys.mode() && !(1..=2).contains(&value))
-                            || (key == keys.trials() && marker::episode(key, value).is_err())
+                            || ((key == keys.trials() || key == keys.trial_lease())
+                                && marker::episode(key, value).is_err())
                     }
                     Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => true,
                     Err(e) => return Err(e),
@@ -311,7 +355,7 @@ macro_rules! fused_steps {
                     // The original's flag too, without a TTL: a Python
                     // service sharing the circuit sees it open as well.
                     s.set(keys.open(), 1, None) $($aw)* ?;
-                    for key in [keys.trials(), keys.trials_passed(), keys.failures(), keys.requests()] {
+                    for key in [keys.trials(), keys.trial_lease(), keys.trials_passed(), keys.failures(), keys.requests()] {
                         s.delete(key) $($aw)* ?;
                     }
                     State::ForcedOpen
@@ -322,7 +366,7 @@ macro_rules! fused_steps {
                 }
                 Manual::Disable => {
                     s.set(keys.mode(), 2, None) $($aw)* ?;
-                    for key in [keys.open(), keys.trials(), keys.trials_passed()] {
+                    for key in [keys.open(), keys.trials(), keys.trial_lease(), keys.trials_passed()] {
                         s.delete(key) $($aw)* ?;
                     }
                     State::Disabled
@@ -340,51 +384,57 @@ macro_rules! fused_steps {
     };
 }
 
-/// The half-open marker (`lasier:half_open:<name>`): the number of the
-/// half-open period (its episode) times 65 536, plus the trial permits taken
-/// in it (at most 65 535), as the Redis scripts keep it. A trial carries its
-/// episode, so that one that outlived its period (a verdict or a
-/// cancellation arriving after the circuit reopened) cannot act on the next.
+/// The values of the half-open marker (`lasier:half_open:<name>`) and of the
+/// trial lease (`lasier:half_open_lease:<name>`), as the Redis scripts keep
+/// them: an episode number times 65 536, plus a count (at most 65 535): the
+/// leases started, in the marker; the trial slots used, in the lease. A
+/// trial carries its lease's episode, so that one that outlived its lease or
+/// its half-open period (a verdict or a cancellation arriving late) cannot
+/// act on the next.
 pub(crate) mod marker {
     use crate::error::StorageError;
 
     const SHIFT: u32 = 16;
-    const TAKEN: i64 = (1 << SHIFT) - 1;
+    /// The largest count a value holds.
+    pub(crate) const MAX_COUNT: i64 = (1 << SHIFT) - 1;
 
-    fn checked(key: &str, marker: i64) -> Result<i64, StorageError> {
-        if marker < 0 {
+    fn checked(key: &str, value: i64) -> Result<i64, StorageError> {
+        if value < 0 {
             return Err(StorageError::corrupt(
                 key,
-                alloc::format!("negative counter {marker}"),
+                alloc::format!("negative counter {value}"),
             ));
         }
-        Ok(marker)
+        Ok(value)
     }
 
-    /// The permits taken.
-    pub(crate) fn taken(key: &str, marker: i64) -> Result<i64, StorageError> {
-        Ok(checked(key, marker)? & TAKEN)
+    /// The count.
+    pub(crate) fn count(key: &str, value: i64) -> Result<i64, StorageError> {
+        Ok(checked(key, value)? & MAX_COUNT)
     }
 
     /// The episode.
-    pub(crate) fn episode(key: &str, marker: i64) -> Result<u32, StorageError> {
-        u32::try_from(checked(key, marker)? >> SHIFT).map_err(|_| {
-            StorageError::corrupt(
-                key,
-                alloc::format!("half-open marker {marker} out of range"),
-            )
+    pub(crate) fn episode(key: &str, value: i64) -> Result<u32, StorageError> {
+        u32::try_from(checked(key, value)? >> SHIFT).map_err(|_| {
+            StorageError::corrupt(key, alloc::format!("half-open marker {value} out of range"))
         })
     }
 
-    /// A new half-open period's marker: no permit taken, an episode number
-    /// not likely to have been used before by any process sharing the
-    /// circuit, and never the one of `previous` (the marker it replaces).
-    pub(crate) fn fresh(previous: Option<i64>) -> i64 {
-        let mut episode = random_u32();
-        if previous.is_some_and(|p| p >> SHIFT == i64::from(episode)) {
-            episode = episode.wrapping_add(1);
+    /// The value of `episode` with `count`.
+    pub(crate) fn value(episode: u32, count: i64) -> i64 {
+        (i64::from(episode) << SHIFT) | count.clamp(0, MAX_COUNT)
+    }
+
+    /// A new episode number, not likely to have been used before by any
+    /// process sharing the circuit, and never `previous` (the one it
+    /// replaces).
+    pub(crate) fn fresh_episode(previous: Option<u32>) -> u32 {
+        let episode = random_u32();
+        if previous == Some(episode) {
+            episode.wrapping_add(1)
+        } else {
+            episode
         }
-        i64::from(episode) << SHIFT
     }
 
     /// 32 bits that differ from call to call and from process to process:
@@ -424,20 +474,21 @@ pub(crate) mod marker {
         use super::*;
 
         #[test]
-        fn a_marker_holds_an_episode_and_the_permits_taken() {
-            let m = fresh(None);
-            assert_eq!(taken("k", m).unwrap(), 0);
-            assert_eq!(taken("k", m + 3).unwrap(), 3);
-            assert_eq!(episode("k", m + 3).unwrap(), episode("k", m).unwrap());
-            assert!(taken("k", -1).is_err());
+        fn a_value_holds_an_episode_and_a_count() {
+            let e = fresh_episode(None);
+            let v = value(e, 3);
+            assert_eq!(count("k", v).unwrap(), 3);
+            assert_eq!(episode("k", v).unwrap(), e);
+            assert_eq!(count("k", value(e, 1 << 20)).unwrap(), MAX_COUNT);
+            assert!(count("k", -1).is_err());
+            assert!(episode("k", i64::MAX).is_err());
         }
 
         #[test]
-        fn a_fresh_marker_never_repeats_the_previous_episode() {
+        fn a_fresh_episode_never_repeats_the_previous_one() {
             for _ in 0..1000 {
-                let previous = fresh(None) + 2;
-                let next = fresh(Some(previous));
-                assert_ne!(episode("k", previous).unwrap(), episode("k", next).unwrap());
+                let previous = fresh_episode(None);
+                assert_ne!(fresh_episode(Some(previous)), previous);
             }
         }
     }

@@ -87,14 +87,21 @@ fn flag(on: bool) -> u8 {
     u8::from(on)
 }
 
-/// The half-open marker's TTL: twice the open time (0: no half-open state).
-fn marker_ms(circuit: &Circuit) -> u64 {
+/// The half-open marker's TTL from an opening: the open time, then the
+/// retention (0: no half-open state).
+fn marker_after_opening_ms(circuit: &Circuit) -> u64 {
     let timing = circuit.timing();
     if timing.half_open_max_calls == 0 {
         0
     } else {
-        timing.circuit_timeout_ms.saturating_mul(2)
+        ttl_ms(timing.marker_ttl_after_opening())
     }
+}
+
+/// The half-open marker's TTL from the start of a lease: the lease, then
+/// the retention.
+fn marker_after_lease_ms(circuit: &Circuit) -> u64 {
+    ttl_ms(circuit.timing().marker_ttl_after_lease())
 }
 
 pub(crate) fn admit(circuit: &Circuit) -> ScriptInvocation<'static> {
@@ -105,8 +112,11 @@ pub(crate) fn admit(circuit: &Circuit) -> ScriptInvocation<'static> {
         .key(keys.open())
         .key(keys.trials())
         .key(keys.mode())
+        .key(keys.trial_lease())
+        .key(keys.trials_passed())
         .arg(timing.half_open_max_calls)
-        .arg(timing.circuit_timeout_ms);
+        .arg(ttl_ms(timing.trial_lease()))
+        .arg(marker_after_lease_ms(circuit));
     invocation
 }
 
@@ -141,17 +151,22 @@ pub(crate) fn trial(
         .key(keys.trials_passed())
         .key(keys.failures())
         .key(keys.requests())
+        .key(keys.trial_lease())
         .arg(flag(outcome == Outcome::Failure))
         .arg(timing.half_open_max_calls)
         .arg(timing.circuit_timeout_ms)
-        .arg(marker_ms(circuit))
-        .arg(episode);
+        .arg(marker_after_opening_ms(circuit))
+        .arg(episode)
+        .arg(marker_after_lease_ms(circuit));
     invocation
 }
 
 pub(crate) fn release(circuit: &Circuit, episode: u32) -> ScriptInvocation<'static> {
     let mut invocation = scripts().release.prepare_invoke();
-    invocation.key(circuit.keys().trials()).arg(episode);
+    invocation
+        .key(circuit.keys().trials())
+        .key(circuit.keys().trial_lease())
+        .arg(episode);
     invocation
 }
 
@@ -167,8 +182,9 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .key(keys.failures())
         .key(keys.requests())
         .key(keys.mode())
+        .key(keys.trial_lease())
         .arg(circuit.timing().circuit_timeout_ms)
-        .arg(marker_ms(circuit))
+        .arg(marker_after_opening_ms(circuit))
         .arg(flag(only_if_closed));
     invocation
 }
@@ -209,23 +225,23 @@ fn count(key: &str, value: i64) -> Result<u64, StorageError> {
 
 pub(crate) fn admitted(reply: &[i64]) -> Result<(Admission, Option<Transition>), StorageError> {
     match *reply {
-        [0, pttl, _] => {
+        [0, pttl, _, _] => {
             let retry_after = u64::try_from(pttl)
                 .ok()
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis);
             Ok((Admission::Rejected { retry_after }, None))
         }
-        [1, _, _] => Ok((Admission::Admitted(Permit::Normal), None)),
-        [2, taken, episode] => {
+        [1, _, _, _] => Ok((Admission::Admitted(Permit::Normal), None)),
+        [2, _, episode, first] => {
             let episode = u32::try_from(episode).map_err(|_| unexpected("admit", reply))?;
-            let transition = (taken == 1).then_some(Transition {
+            let transition = (first == 1).then_some(Transition {
                 from: State::Open,
                 to: State::HalfOpen,
             });
             Ok((Admission::Admitted(Permit::Trial { episode }), transition))
         }
-        [3, _, _] => Ok((Admission::Rejected { retry_after: None }, None)),
+        [3, _, _, _] => Ok((Admission::Rejected { retry_after: None }, None)),
         _ => Err(unexpected("admit", reply)),
     }
 }
@@ -353,20 +369,20 @@ mod tests {
 
     #[test]
     fn rejection_carries_the_time_left_when_there_is_one() {
-        let (admission, _) = admitted(&[0, 1500, 0]).unwrap();
+        let (admission, _) = admitted(&[0, 1500, 0, 0]).unwrap();
         assert_eq!(
             admission,
             Admission::Rejected {
                 retry_after: Some(Duration::from_millis(1500))
             }
         );
-        let (admission, _) = admitted(&[0, -1, 0]).unwrap();
+        let (admission, _) = admitted(&[0, -1, 0, 0]).unwrap();
         assert_eq!(admission, Admission::Rejected { retry_after: None });
     }
 
     #[test]
     fn a_trial_carries_its_episode_and_a_bad_one_is_an_error() {
-        let (admission, transition) = admitted(&[2, 1, 4_000_000_000]).unwrap();
+        let (admission, transition) = admitted(&[2, 1, 4_000_000_000, 1]).unwrap();
         assert_eq!(
             admission,
             Admission::Admitted(Permit::Trial {
@@ -374,8 +390,12 @@ mod tests {
             })
         );
         assert!(transition.is_some());
-        assert!(admitted(&[2, 1, -1]).is_err());
-        assert!(admitted(&[2, 1, 1 << 40]).is_err());
+        // only the first trial of a half-open period changes the state
+        let (_, transition) = admitted(&[2, 1, 7, 0]).unwrap();
+        assert!(transition.is_none());
+        assert!(admitted(&[2, 1, -1, 0]).is_err());
+        assert!(admitted(&[2, 1, 1 << 40, 0]).is_err());
         assert!(admitted(&[1, 0]).is_err());
+        assert!(admitted(&[2, 1, 7]).is_err());
     }
 }

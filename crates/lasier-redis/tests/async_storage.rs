@@ -208,31 +208,47 @@ async fn half_open_trials_close_or_reopen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_vanished_trial_holder_frees_the_circuit_after_a_bounded_time() {
+async fn a_vanished_trial_holder_frees_its_slot_when_its_lease_ends() {
     let server = server_or_skip!();
     let s = storage(server).await;
     let mut config = Config::new(unique("async-vanished"));
     config
         .max_failures(1)
-        .circuit_timeout(Duration::from_secs(1));
-    let (c, _) = config.validate().unwrap();
+        .circuit_timeout(Duration::from_secs(1))
+        .trial_lease(Duration::from_millis(300));
+    let (c, rule) = config.validate().unwrap();
     s.open_circuit(&c).await.unwrap();
     wait_for(&s, &c, State::HalfOpen).await;
     // A trial is handed out, and its holder never reports.
-    assert!(matches!(
-        s.admit(&c).await.unwrap().0,
-        Admission::Admitted(Permit::Trial { .. })
-    ));
+    let lost = match s.admit(&c).await.unwrap().0 {
+        Admission::Admitted(permit @ Permit::Trial { .. }) => permit,
+        other => panic!("{other:?}"),
+    };
     assert!(matches!(
         s.admit(&c).await.unwrap().0,
         Admission::Rejected { .. }
     ));
-    // Its permit lives one circuit timeout; then calls pass again.
-    wait_for(&s, &c, State::Closed).await;
+    // Its slot lives one lease; then the next call is a trial again (never
+    // a normal call: the circuit stays half-open).
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(s.state(&c).await.unwrap(), State::HalfOpen);
+    let next = match s.admit(&c).await.unwrap().0 {
+        Admission::Admitted(permit @ Permit::Trial { .. }) => permit,
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(next, lost);
+    // The lost trial's late verdict decides nothing; the new one's does.
     assert_eq!(
-        s.admit(&c).await.unwrap().0,
-        Admission::Admitted(Permit::Normal)
+        s.record(&c, lost, Outcome::Failure, &*rule).await.unwrap(),
+        None
     );
+    assert_eq!(s.state(&c).await.unwrap(), State::HalfOpen);
+    assert!(s
+        .record(&c, next, Outcome::Success, &*rule)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(s.state(&c).await.unwrap(), State::Closed);
 }
 
 /// Waits (bounded) until Redis' clock has brought the circuit to `want`.

@@ -5,6 +5,11 @@
 //! default falls back to the in-process circuit), the caller gets its own
 //! result, nothing panics, the garbage is deleted (the repair step) and the
 //! next window starts clean once the breaker is back on Redis.
+//!
+//! And a leftover that is not garbage: a failure counter without a TTL (a
+//! writer died between its `INCR` and its `EXPIRE`, as the Python original
+//! can) belongs to a window that has ended. It starts again from 0, with a
+//! TTL, instead of counting towards the next trip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -15,7 +20,7 @@ use std::time::Duration;
 use lasier_core::clock::ManualClock;
 use lasier_core::keys::CircuitKeys;
 use lasier_redis::Options;
-use lasier_sync::{Counts, Error, StorageErrorKind};
+use lasier_sync::{Counts, Error, State, StorageErrorKind};
 use support::{async_storage, unique, Event, Events, Server};
 
 /// The default probe interval, which the manual clock skips.
@@ -128,12 +133,13 @@ fn check_first_call<E: std::fmt::Debug>(
     );
 }
 
-/// A number in the failure counter while no request counter exists is a
-/// leftover of an earlier window to a rule that counts requests: the first
-/// request of the new window starts it again from 0, no error to report.
-fn starts_over(rule: Rule, key: Key, garbage: Garbage) -> bool {
-    rule == Rule::Percentage
-        && matches!(key, Key::Failures)
+/// A number in the failure counter without a TTL (and, for a rule that
+/// counts requests, without a request counter) is a leftover of a window
+/// that has ended, however large: the new window starts it again from 0, no
+/// error to report (issue 17, part 3; see
+/// `sync_a_failure_counter_without_ttl_starts_again_from_zero`).
+fn starts_over(key: Key, garbage: Garbage) -> bool {
+    matches!(key, Key::Failures)
         && matches!(garbage, Garbage::Set(v) if v.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -167,9 +173,14 @@ fn sync_breakers_repair_garbage_and_start_the_next_window_clean() {
             write(server, &key, garbage);
 
             let result = breaker.call(|| Err::<(), _>("boom"));
-            if starts_over(rule, key_kind, garbage) {
+            if starts_over(key_kind, garbage) {
                 assert!(matches!(result, Err(Error::Inner("boom"))), "{case}");
-                assert_eq!(events.count(|e| matches!(e, Event::StorageError(_))), 0);
+                assert_eq!(
+                    events.count(|e| matches!(e, Event::StorageError(_))),
+                    0,
+                    "{case}: a leftover to start again from 0, yet a storage error: {:?}",
+                    events.log().into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+                );
                 assert_eq!(breaker.counts().unwrap(), expected_counts(rule), "{case}");
                 continue;
             }
@@ -212,9 +223,14 @@ async fn async_breakers_repair_garbage_and_start_the_next_window_clean() {
             write(server, &key, garbage);
 
             let result = breaker.call(async { Err::<(), _>("boom") }).await;
-            if starts_over(rule, key_kind, garbage) {
+            if starts_over(key_kind, garbage) {
                 assert!(matches!(result, Err(Error::Inner("boom"))), "{case}");
-                assert_eq!(events.count(|e| matches!(e, Event::StorageError(_))), 0);
+                assert_eq!(
+                    events.count(|e| matches!(e, Event::StorageError(_))),
+                    0,
+                    "{case}: a leftover to start again from 0, yet a storage error: {:?}",
+                    events.log().into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+                );
                 assert_eq!(
                     breaker.counts().await.unwrap(),
                     expected_counts(rule),
@@ -236,5 +252,91 @@ async fn async_breakers_repair_garbage_and_start_the_next_window_clean() {
             );
             breaker.reset().await.unwrap();
         }
+    }
+}
+
+/// A failure counter without a TTL, and the counts that must follow the
+/// first failure counted on it: `percentage_failures(50, 2)` on a stale 5
+/// without a request counter, and `max_failures(3)` on a stale 2 (which,
+/// were it counted, would open the circuit).
+const STALE: &[(Rule, &str, Counts)] = &[
+    (Rule::Percentage, "5", Counts::new(1, 1)),
+    (Rule::MaxFailures, "2", Counts::new(1, 0)),
+];
+
+fn stale_case(rule: Rule, stale: &str) -> String {
+    format!("{rule:?}, a failure counter of {stale} without TTL")
+}
+
+/// What every stale-counter case must show once its failure is counted.
+fn check_stale(
+    case: &str,
+    server: &Server,
+    name: &str,
+    state: State,
+    counts: Counts,
+    want: Counts,
+) {
+    assert_eq!(
+        state,
+        State::Closed,
+        "{case}: one failure opened the circuit (counts now {counts:?})"
+    );
+    assert_eq!(counts, want, "{case}: counted on top of the stale value");
+    let pttl: i64 = server.cmd(&["PTTL", name]);
+    assert!(pttl > 0, "{case}: the failure counter's PTTL is {pttl}");
+}
+
+#[test]
+fn sync_a_failure_counter_without_ttl_starts_again_from_zero() {
+    let server = server_or_skip!();
+    for &(rule, stale, want) in STALE {
+        let case = stale_case(rule, stale);
+        let name = unique("stale-sync");
+        let builder = lasier_sync::CircuitBreaker::builder(&name).storage(server.storage());
+        let breaker = match rule {
+            Rule::MaxFailures => builder.max_failures(3),
+            Rule::Percentage => builder.percentage_failures(50, 2),
+        }
+        .build()
+        .unwrap();
+        server.cmd::<()>(&["SET", &name, stale]);
+
+        let result = breaker.call(|| Err::<(), _>("boom"));
+        assert!(
+            matches!(result, Err(Error::Inner("boom"))),
+            "{case}: {result:?}"
+        );
+        let (state, counts) = (breaker.state().unwrap(), breaker.counts().unwrap());
+        check_stale(&case, server, &name, state, counts, want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_a_failure_counter_without_ttl_starts_again_from_zero() {
+    let server = server_or_skip!();
+    let storage = async_storage(&server.url(), Options::default()).await;
+    for &(rule, stale, want) in STALE {
+        let case = stale_case(rule, stale);
+        let name = unique("stale-async");
+        let builder = lasier_async::CircuitBreaker::builder(&name).storage(storage.clone());
+        let breaker = match rule {
+            Rule::MaxFailures => builder.max_failures(3),
+            Rule::Percentage => builder.percentage_failures(50, 2),
+        }
+        .build()
+        .unwrap();
+        server.cmd::<()>(&["SET", &name, stale]);
+
+        let result = breaker.call(async { Err::<(), _>("boom") }).await;
+        assert!(
+            matches!(result, Err(Error::Inner("boom"))),
+            "{case}: {result:?}"
+        );
+        let (state, counts) = (
+            breaker.state().await.unwrap(),
+            breaker.counts().await.unwrap(),
+        );
+        check_stale(&case, server, &name, state, counts, want);
     }
 }

@@ -1,6 +1,9 @@
 //! One circuit shared with the Python original: Python `lasier` (with
 //! redis-py) runs in a subprocess against this binary's redis-server, with
-//! the same circuit names, and each side sees what the other wrote.
+//! the same circuit names, and each side sees what the other wrote. Where
+//! they differ (half-open, which only lasier-rs has), a test shows what the
+//! original does, and the recipe that makes a Python service respect the
+//! half-open bound.
 //!
 //! Needs `python3` with `lasier` and `redis` installed
 //! (`pip install lasier redis`); without them the tests say so loudly and
@@ -17,9 +20,28 @@ use std::time::Duration;
 use lasier_sync::{CircuitBreaker, Counts, Error, State};
 use support::{unique, Server};
 
+/// The recipe for a Python service that must respect lasier-rs' half-open
+/// bound (Python `lasier` itself ignores the half-open marker): it also
+/// treats the circuit as open while the marker exists. Such a service never
+/// runs a trial itself.
+const PYTHON_HALF_OPEN_AWARE: &str = r#"
+from lasier.circuit_breaker.sync import CircuitBreaker
+
+
+class HalfOpenAwareCircuitBreaker(CircuitBreaker):
+    """Rejects calls while a lasier-rs breaker holds the circuit half-open."""
+
+    def is_circuit_open(self) -> bool:
+        marker = "lasier:half_open:" + self.rule.failure_cache_key
+        # self.cache.cache: the redis.Redis client under lasier's adapter
+        return super().is_circuit_open() or bool(self.cache.cache.exists(marker))
+"#;
+
 /// A Python `lasier` service: runs the calls given as arguments (`ok`,
 /// `fail`) through a `CircuitBreaker` on the circuit `name`, then prints
-/// what each call gave and what the breaker reads from Redis.
+/// what each call gave and what the breaker reads from Redis. Runs after
+/// [`PYTHON_HALF_OPEN_AWARE`]: the rule `max+half-open-aware` is `max` with
+/// that recipe's breaker.
 const PYTHON: &str = r#"
 import sys
 import redis
@@ -34,6 +56,9 @@ class Boom(Exception):
     pass
 
 port, name, rule, calls = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+rule, _, flavour = rule.partition("+")
+if flavour == "half-open-aware":
+    CircuitBreaker = HalfOpenAwareCircuitBreaker
 cache = RedisAdapter(redis.Redis(host="127.0.0.1", port=port))
 if rule == "max":
     rule = MaxFailuresRule(max_failures=3, failure_cache_key=name)
@@ -92,7 +117,8 @@ struct Python {
 
 fn python(server: &Server, name: &str, rule: &str, calls: &[&str]) -> Python {
     let output = Command::new("python3")
-        .args(["-c", PYTHON, &server.port().to_string(), name, rule])
+        .args(["-c", &format!("{PYTHON_HALF_OPEN_AWARE}{PYTHON}")])
+        .args([&server.port().to_string(), name, rule])
         .args(calls)
         .output()
         .expect("running python3");
@@ -247,4 +273,66 @@ fn counters_written_by_one_are_read_and_continued_by_the_other() {
     let _ = fail(&b);
     assert_eq!(b.state().unwrap(), State::Open);
     assert!(python(server, &name, "max", &[]).open);
+}
+
+/// Issue 17, part 5: a mixed fleet. While a Rust breaker holds the circuit
+/// half-open (open flag gone, half-open marker present, its one trial in
+/// flight), a stock Python `lasier` service passes its calls: the original
+/// knows nothing of half-open, by design of a fleet that mixes both. A
+/// Python service that must respect the bound uses the recipe
+/// ([`PYTHON_HALF_OPEN_AWARE`]): its calls are rejected while the marker
+/// exists and pass again once the Rust trial closed the circuit.
+#[test]
+fn python_ignores_half_open_and_the_recipe_respects_it() {
+    let server = server_or_skip!();
+    if !python_available() {
+        return;
+    }
+    let name = unique("py-half-open");
+    let marker = format!("lasier:half_open:{name}");
+    let opener = rust(server, &name, "max");
+    for _ in 0..3 {
+        let _ = fail(&opener);
+    }
+    assert_eq!(opener.state().unwrap(), State::Open);
+    // The open time is over: what the flag's TTL does, without the wait.
+    server.cmd::<()>(&["DEL", &format!("circuit_{name}")]);
+    // Another Rust process (the opener trusts the open state it read for a
+    // while) takes the one trial, and holds it.
+    let b = rust(server, &name, "max");
+    assert_eq!(b.state().unwrap(), State::HalfOpen);
+    let trial = b.enter().unwrap();
+    assert!(b.enter().unwrap_err().is_open(), "one trial at a time");
+
+    let stock = python(server, &name, "max", &["ok", "ok", "ok"]);
+    assert_eq!(
+        stock.results,
+        ["ok", "ok", "ok"],
+        "stock Python lasier while half-open: {stock:?}"
+    );
+    assert!(!stock.open, "stock Python reads the circuit closed");
+
+    let aware = python(server, &name, "max+half-open-aware", &["ok", "ok", "ok"]);
+    assert_eq!(
+        aware.results,
+        ["open", "open", "open"],
+        "the recipe while half-open (marker PTTL {}): {aware:?}",
+        server.cmd::<i64>(&["PTTL", &marker])
+    );
+    assert!(aware.open);
+
+    trial.success();
+    assert_eq!(b.state().unwrap(), State::Closed, "the Rust trial closes");
+    assert_eq!(
+        server.cmd::<i64>(&["EXISTS", &marker]),
+        0,
+        "closing deletes the marker"
+    );
+    let aware = python(server, &name, "max+half-open-aware", &["ok", "ok", "ok"]);
+    assert_eq!(
+        aware.results,
+        ["ok", "ok", "ok"],
+        "the recipe once closed: {aware:?}"
+    );
+    assert!(!aware.open);
 }

@@ -203,6 +203,8 @@ fn garbage_in_keys_is_a_corrupt_error_never_a_panic() {
             ("open", "SET text"),
             ("open", "HSET hash"),
             ("trials", "SET text"),
+            ("lease", "SET text"),
+            ("lease", "HSET hash"),
         ] {
             let name = unique("garbage");
             let (c, rule) = circuit(&name, rule);
@@ -211,6 +213,7 @@ fn garbage_in_keys_is_a_corrupt_error_never_a_panic() {
                 "failures" => keys.failures(),
                 "requests" => keys.requests(),
                 "open" => keys.open(),
+                "lease" => keys.trial_lease(),
                 _ => keys.trials(),
             };
             match garbage.split_once(' ').unwrap() {
@@ -229,7 +232,12 @@ fn garbage_in_keys_is_a_corrupt_error_never_a_panic() {
                 assert!(error.to_string().contains(key), "{error}");
             };
             let requests_unused = which == "requests" && !c.counts_requests();
-            if !requests_unused && which != "trials" {
+            let half_open = which == "trials" || which == "lease";
+            if which == "lease" {
+                // a lease is read once the circuit is half-open (episode 1)
+                server.cmd::<()>(&["SET", keys.trials(), "65537", "PX", "60000"]);
+            }
+            if !requests_unused && !half_open {
                 corrupt(
                     s.record(&c, Permit::Normal, Outcome::Failure, &*rule)
                         .map(drop),
@@ -240,11 +248,15 @@ fn garbage_in_keys_is_a_corrupt_error_never_a_panic() {
                 }
             }
             if which == "open" || which == "trials" {
-                corrupt(s.admit(&c).map(drop), "admit");
                 corrupt(s.state(&c).map(drop), "state");
             }
+            if which == "open" || half_open {
+                corrupt(s.admit(&c).map(drop), "admit");
+            }
+            if half_open {
+                corrupt(s.release(&c, Permit::Trial { episode: 1 }), "release");
+            }
             if which == "trials" {
-                corrupt(s.release(&c, Permit::Trial { episode: 0 }), "release");
                 corrupt(
                     s.record(&c, Permit::Trial { episode: 0 }, Outcome::Success, &*rule)
                         .map(drop),
@@ -265,9 +277,12 @@ fn garbage_in_keys_is_a_corrupt_error_never_a_panic() {
                 keys.requests(),
                 keys.open(),
                 keys.trials(),
+                keys.trial_lease(),
                 keys.trials_passed(),
             ]);
-            assert_eq!(written, 1, "{case}");
+            // (the garbage, and the marker a lease is met under)
+            let expected = if which == "lease" { 2 } else { 1 };
+            assert_eq!(written, expected, "{case}");
             s.reset(&c).unwrap();
         }
     }
@@ -353,10 +368,13 @@ fn trial_permits_are_bounded_and_a_released_one_is_reused() {
     assert_eq!(s.state(&c).unwrap(), State::HalfOpen);
     let trial = Admission::Admitted(Permit::Trial { episode: 0 });
     let mut answer = None;
-    // The first trial's permit has one circuit timeout to report.
-    server.assert_ttl(c.keys().trials(), 60_000, || {
+    // The first trial starts a lease of one circuit timeout (the default
+    // trial lease); the half-open state itself lasts a day more.
+    server.assert_ttl(c.keys().trial_lease(), 60_000, || {
         answer = Some(s.admit(&c).unwrap())
     });
+    let marker_ttl: i64 = server.cmd(&["PTTL", c.keys().trials()]);
+    assert!(marker_ttl > 24 * 3_600_000, "{marker_ttl}");
     let (first, transition) = answer.unwrap();
     assert_eq!(first, trial);
     assert_eq!(

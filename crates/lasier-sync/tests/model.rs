@@ -74,6 +74,8 @@ enum MPermit {
 struct Model {
     rule: RuleSpec,
     max_trials: u32,
+    /// The trial lease (ms).
+    lease: u64,
     now: u64,
     phase: MPhase,
     /// (end, failures, requests)
@@ -101,6 +103,18 @@ impl Model {
                 };
                 Some(MPermit::Trial(self.episodes))
             }
+            MPhase::HalfOpen { passed, since, .. } if self.now >= since + self.lease => {
+                // the lease is over: its trials still out decide nothing and
+                // their slots are free; passes stay; a new lease starts
+                self.episodes += 1;
+                self.phase = MPhase::HalfOpen {
+                    episode: self.episodes,
+                    taken: 1,
+                    passed,
+                    since: self.now,
+                };
+                Some(MPermit::Trial(self.episodes))
+            }
             MPhase::HalfOpen {
                 episode,
                 taken,
@@ -115,17 +129,6 @@ impl Model {
                         since,
                     };
                     Some(MPermit::Trial(episode))
-                } else if self.now >= since + CIRCUIT_TIMEOUT {
-                    // every slot held for a circuit timeout: the trials are
-                    // taken as lost and a new half-open period starts
-                    self.episodes += 1;
-                    self.phase = MPhase::HalfOpen {
-                        episode: self.episodes,
-                        taken: 1,
-                        passed: 0,
-                        since: self.now,
-                    };
-                    Some(MPermit::Trial(self.episodes))
                 } else {
                     None
                 }
@@ -224,7 +227,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Begin),
         2 => (any::<usize>(), verdict()).prop_map(|(i, v)| Op::Finish(i, v)),
         1 => any::<usize>().prop_map(Op::DropHeld),
-        3 => prop_oneof![0..50_u64, 900..1_100_u64, 1_900..2_100_u64].prop_map(Op::Advance),
+        3 => prop_oneof![0..50_u64, 250..350_u64, 900..1_100_u64, 1_400..1_600_u64, 1_900..2_100_u64].prop_map(Op::Advance),
         1 => Just(Op::Reset),
     ]
 }
@@ -255,6 +258,7 @@ proptest! {
     fn breaker_matches_the_reference_model(
         rule in rule(),
         max_trials in 0..4_u32,
+        lease in prop_oneof![Just(None), Just(Some(300_u64)), Just(Some(1_500_u64))],
         ops in prop::collection::vec(op(), 1..120),
     ) {
         let clock = ManualClock::new();
@@ -263,12 +267,16 @@ proptest! {
             .failure_timeout(Duration::from_millis(FAILURE_TIMEOUT))
             .circuit_timeout(Duration::from_millis(CIRCUIT_TIMEOUT))
             .half_open_max_calls(max_trials);
+        let builder = match lease {
+            Some(ms) => builder.trial_lease(Duration::from_millis(ms)),
+            None => builder,
+        };
         let builder = match rule {
             RuleSpec::Max(n) => builder.max_failures(n),
             RuleSpec::Percentage(p, m) => builder.percentage_failures(p, m),
         };
         let breaker = builder.build().unwrap();
-        let mut model = Model { rule, max_trials, now: 0, phase: MPhase::Closed, window: None, episodes: 0 };
+        let mut model = Model { rule, max_trials, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0 };
         let mut held: Vec<(Guard<'_>, MPermit)> = Vec::new();
 
         for (step, op) in ops.into_iter().enumerate() {

@@ -75,6 +75,9 @@
 //! `steps_half_open_needs_every_trial`,
 //! `steps_released_trial_frees_its_slot`,
 //! `steps_a_trial_of_an_earlier_period_decides_nothing`,
+//! `steps_a_trial_that_outlives_its_lease_frees_its_slot`,
+//! `steps_an_idle_half_open_circuit_stays_half_open`,
+//! `steps_a_half_open_marker_without_a_ttl_heals`,
 //! `steps_without_half_open_state`.
 //! Compared are the admission (a normal call, a trial or a rejection; not
 //! the `retry_after` hint nor the trial's episode number, which is the

@@ -73,10 +73,16 @@ pub(crate) enum Step {
     Reset(usize),
     /// Time moves on by `.0` half ticks.
     Advance(u32),
+    /// The half-open marker of breaker `.0`, if the storage keeps one among
+    /// its keys, is written again without a TTL and with two leases
+    /// started, as a writer that died mid-step (or a hand) would leave it.
+    MarkerWithoutTtl(usize),
 }
 
 use Outcome::{Failure as Fail, Success as Pass};
-use Step::{Admit, Advance, Call, CountsOf, Open, Record, Release, Reset, StateOf};
+use Step::{
+    Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateOf,
+};
 
 /// A sequence of steps, the name of the check that runs it, and what it
 /// shows.
@@ -207,6 +213,34 @@ pub(crate) static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        check: "steps_a_trial_that_outlives_its_lease_frees_its_slot",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks (the trial lease too), 1 half-open call: a trial that has not reported when its lease ends frees its slot, the circuit stays half-open, the next call is a trial of a new lease, and the slow trial's late failure decides nothing",
+        breakers: &[opening(RuleSpec::Max(1), 2, 1)],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Admit(0, 1), Advance(3), StateOf(0),
+            Admit(0, 1), Advance(2), StateOf(0), Admit(0, 1), Admit(0, 2), Record(0, Fail),
+            StateOf(0), Admit(0, 2), Record(1, Pass), StateOf(0), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_an_idle_half_open_circuit_stays_half_open",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 2 half-open calls: nobody calls for 6 ticks after the opening, and the circuit is still half-open: the next calls are bounded trials, not normal calls",
+        breakers: &[opening(RuleSpec::Max(1), 2, 2)],
+        steps: &[
+            Call(0, Fail), Advance(12), StateOf(0), Admit(0, 0), Admit(0, 1), Admit(0, 2),
+            StateOf(0), Record(0, Pass), StateOf(0), Record(1, Pass), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_a_half_open_marker_without_a_ttl_heals",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 2 half-open calls: the half-open marker is found without a TTL (a writer died mid-step): the next calls are trials of a new lease, and their successes close the circuit",
+        breakers: &[opening(RuleSpec::Max(1), 2, 2)],
+        steps: &[
+            Call(0, Fail), Advance(5), StateOf(0), MarkerWithoutTtl(0), StateOf(0), Admit(0, 0),
+            Admit(0, 1), Admit(0, 2), Record(0, Pass), Record(1, Pass), StateOf(0), Call(0, Pass),
+        ],
+    },
+    Scenario {
         check: "steps_without_half_open_state",
         what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 0 half-open calls: the circuit closes when its open time is over",
         breakers: &[opening(RuleSpec::Max(1), 2, 0)],
@@ -333,6 +367,10 @@ fn describe(step: Step, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) ->
         CountsOf(b) => format!("counts of {:?}", on(b)),
         Reset(b) => format!("reset of {:?}", on(b)),
         Advance(h) => format!("time moves on by {} ticks", f64::from(h) / 2.0),
+        MarkerWithoutTtl(b) => format!(
+            "the half-open marker of {:?} is written again without a TTL, 2 leases started",
+            on(b)
+        ),
     }
 }
 
@@ -420,6 +458,18 @@ impl Side<'_> {
                 None => Seen::NoPermit,
             },
             Advance(_) => Seen::Done,
+            MarkerWithoutTtl(b) => match breaker(b) {
+                Some((c, _)) => {
+                    // (a storage that keeps its circuits elsewhere than in
+                    // its keys has no marker there, and nothing changes)
+                    let key = c.keys().trials();
+                    if let Some(marker) = s.get(key).await? {
+                        s.set(key, (marker & !0xFFFF) | 2, None).await?;
+                    }
+                    Seen::Done
+                }
+                None => Seen::NoPermit,
+            },
         })
     }
 }

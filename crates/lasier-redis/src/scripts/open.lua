@@ -1,7 +1,8 @@
 -- open: opens the circuit and starts a fresh window.
--- KEYS: open flag, trial permits, trials passed, failures, requests, mode
--- ARGV: circuit_timeout_ms, half_open_marker_ms (0: no half-open state),
---       only_if_closed (0/1)
+-- KEYS: open flag, half-open marker, trials passed, failures, requests,
+--       mode, trial lease
+-- ARGV: circuit_timeout_ms, half_open_marker_ms (the open time, then the
+--       retention; 0: no half-open state), only_if_closed (0/1)
 -- Reply: 1 if this call opened the circuit; 0 if, with only_if_closed, it
 -- was open or half-open already (someone else decided first), or its mode
 -- was set by hand (forced open or disabled).
@@ -27,11 +28,12 @@ if ARGV[3] == '1' then
   end
 end
 if ARGV[2] ~= '0' then
-  -- Marks the half-open period that follows the open one.
+  -- Marks the half-open period that follows the open one; it lasts until
+  -- the trials decide (or a day idle).
   -- (garbage there is overwritten, not reported: the opening matters more)
   local previous = marker(KEYS[2])
   redis.call('SET', KEYS[2], fresh_marker(previous), 'PX', ARGV[2])
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[3], KEYS[7])
 end
 redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
 redis.call('DEL', KEYS[4], KEYS[5])

@@ -71,14 +71,14 @@ local function mode(key)
   return v
 end
 
--- The half-open marker holds the number of the half-open period (its
--- episode) times 65536, plus the trial permits taken in it (at most 65535).
--- A trial carries its episode, so that one that outlived its period (a
--- verdict or a cancellation arriving after the circuit reopened) cannot act
--- on the next one.
+-- The half-open marker and the trial lease hold an episode number times
+-- 65536, plus a count (at most 65535): the leases started, in the marker;
+-- the trial slots used, in the lease. A trial carries its lease's episode,
+-- so that one that outlived its lease or its half-open period (a verdict or
+-- a cancellation arriving late) cannot act on the next one.
 local EPISODE = 65536
 
--- The half-open marker at `key`: as `count`, and a value beyond the
+-- The marker (or lease) at `key`: as `count`, and a value beyond the
 -- largest episode (2^32 - 1) is corrupt too.
 local function marker(key)
   local v, err = count(key)
@@ -88,9 +88,9 @@ local function marker(key)
   return v, err
 end
 
--- A new half-open period's marker: no permit taken, and an episode number
--- from the server's clock (microseconds, modulo 2^32), never the one of
--- `previous` (the marker it replaces, if any).
+-- A new episode's marker, with a count of 0: an episode number from the
+-- server's clock (microseconds, modulo 2^32), never the one of `previous`
+-- (the marker it replaces, if any).
 local function fresh_marker(previous)
   local t = redis.call('TIME')
   local episode = (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296

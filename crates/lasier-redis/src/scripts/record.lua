@@ -56,9 +56,13 @@ if ARGV[1] == '0' then
   return {counted, 0, requests}
 end
 local ttl = redis.call('PTTL', KEYS[3])
-if ttl == -2 then
+if ttl == -2 or (ttl == -1 and ARGV[2] == '0') then
   -- No failure counter: it starts now, and ends with the request counter's
   -- window if there is one (the original restarted it here: window drift).
+  -- Under a rule that counts no requests the failure counter is the
+  -- window, and one left without a TTL (by hand, or by a writer that died
+  -- between its INCR and its EXPIRE) started at an unknown time: its window
+  -- is taken as ended, and a new one starts from 0.
   ttl = window
   if ARGV[2] == '1' then
     local left = redis.call('PTTL', KEYS[4])
@@ -66,7 +70,11 @@ if ttl == -2 then
   end
   redis.call('SET', KEYS[3], 0, 'PX', ttl)
 elseif ttl == -1 then
-  redis.call('PEXPIRE', KEYS[3], window)
+  -- The window is the request counter's, and still runs: the failure
+  -- counter ends with it.
+  local left = redis.call('PTTL', KEYS[4])
+  if left <= 0 then left = window end
+  redis.call('PEXPIRE', KEYS[3], left)
 end
 failures, err = incr(KEYS[3], 1)
 if err then return err end

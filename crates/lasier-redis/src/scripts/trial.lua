@@ -1,9 +1,10 @@
 -- trial: the outcome of a half-open trial.
--- KEYS: open flag, trial permits, trials passed, failures, requests
+-- KEYS: open flag, half-open marker, trials passed, failures, requests,
+--       trial lease
 -- ARGV: failed (0/1), half_open_max_calls, circuit_timeout_ms,
---       half_open_marker_ms (twice the circuit timeout), the trial's episode
--- Reply: 0 nothing changed (the trial outlived its half-open period, or
--- more trials must pass); 1 reopened; 2 closed.
+--       marker_ms_after_opening, the trial's episode, marker_ms_after_lease
+-- Reply: 0 nothing changed (the trial outlived its lease or its half-open
+-- period, or more trials must pass); 1 reopened; 2 closed.
 local open, err = is_open(KEYS[1])
 if err then return err end
 if open then
@@ -21,17 +22,16 @@ if ARGV[1] == '1' then
   local fresh = fresh_marker(m)
   redis.call('SET', KEYS[1], 1, 'PX', ARGV[3])
   redis.call('SET', KEYS[2], fresh, 'PX', ARGV[4])
-  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
   return 1
 end
 local passed
 passed, err = incr(KEYS[3], 1)
 if err then return err end
-if passed == 1 then
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
-end
+-- Passes last as long as the half-open state.
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
 if passed < tonumber(ARGV[2]) then
   return 0
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return 2
