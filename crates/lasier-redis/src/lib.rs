@@ -43,8 +43,9 @@
 //!
 //! Keys (see [`lasier_core::keys`]): `<name>` failures, `<name>_requests`
 //! requests, `circuit_<name>` = `1` while open (the Python original's
-//! layout), and `lasier:half_open:<name>`, `lasier:half_open_ok:<name>` for
-//! the half-open state. All TTLs are in milliseconds, and Redis' clock
+//! layout), and `lasier:half_open:<name>`, `lasier:half_open_lease:<name>`,
+//! `lasier:half_open_ok:<name>` for the half-open state and its trial
+//! leases (Python `lasier` reads none of these three). All TTLs are in milliseconds, and Redis' clock
 //! keeps time for every process.
 //!
 //! The storage primitives are single commands: `add` is `SET .. NX PX`,
@@ -55,7 +56,7 @@
 //!
 //! | script    | step            | what it does |
 //! |-----------|-----------------|--------------|
-//! | `admit`   | `admit`         | open flag set: reject, with its `PTTL` as the time left; half-open: hand out a trial permit if one is free; else admit |
+//! | `admit`   | `admit`         | open flag set: reject, with its `PTTL` as the time left; half-open: hand out a trial permit if the lease has a free slot, starting a new lease when the last one ended; else admit |
 //! | `record`  | `record`        | unless open or half-open: count the request (starting both counters of a new window with one deadline) and the failure, and return the counts for the rule |
 //! | `open`    | trip, `open_circuit` | set the open flag for the circuit timeout, mark the half-open period, clear the counters; when tripping, only if still closed, so one caller opens it |
 //! | `trial`   | `record` of a trial | a failure reopens; the last needed success closes and clears the counters |
@@ -63,7 +64,7 @@
 //! | `state`   | `state`         | closed, open or half-open |
 //! | `counts`  | `counts`        | the window's counters |
 //!
-//! `reset` is one `DEL` of the circuit's five keys. The rule runs in Rust on
+//! `reset` is one `DEL` of the circuit's seven keys. The rule runs in Rust on
 //! the counts a script returns, so custom rules work.
 //!
 //! ## Round trips per guarded call
