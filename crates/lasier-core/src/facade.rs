@@ -3,6 +3,19 @@
 //! trait), so that `lasier-sync` and `lasier-async` keep the same methods,
 //! docs and checks.
 
+use std::sync::{Arc, OnceLock};
+
+use crate::clock::{Clock, MonotonicClock};
+
+/// The clock of in-process circuits built without a storage, and the
+/// default clock of every breaker: one for the whole process, so that a
+/// breaker costs no allocation for it. (Only differences between two
+/// readings matter, so one origin serves every breaker.)
+pub fn in_process_clock() -> Arc<dyn Clock> {
+    static CLOCK: OnceLock<Arc<dyn Clock>> = OnceLock::new();
+    Arc::clone(CLOCK.get_or_init(|| Arc::new(MonotonicClock::new())))
+}
+
 /// Defines `CircuitBreakerBuilder` in a facade crate, over the storage
 /// trait `$Storage` (`Storage` or `AsyncStorage`). The facade provides
 /// `crate::breaker::CircuitBreaker::from_core`.
@@ -15,10 +28,11 @@ macro_rules! __define_builder {
         use std::sync::Arc;
         use std::time::Duration;
 
-        use $crate::clock::{Clock, MonotonicClock};
+        use $crate::clock::Clock;
         use $crate::events::{ignore_rejection, ignore_state_change, FnListener, Listener};
+        use $crate::local::LocalCircuit;
         use $crate::{
-            BreakerCore, Config, ConfigError, Engine, MemoryStorage, Rule, State,
+            BreakerCore, Config, ConfigError, Engine, LocalBinding, Rule, State,
             StorageFailurePolicy,
         };
 
@@ -71,9 +85,11 @@ macro_rules! __define_builder {
                 self
             }
 
-            /// Where the circuit's state lives. Default: a new
-            /// [`MemoryStorage`] of this breaker's own; pass one `MemoryStorage`
-            /// (or a shared store) to several breakers to share circuits by name.
+            /// Where the circuit's state lives. Default: an in-process circuit
+            /// of this breaker's own, as if on a new
+            /// [`MemoryStorage`](crate::MemoryStorage), which lives and dies with
+            /// the breaker (and its clones). Pass one `MemoryStorage` (or a
+            /// shared store) to several breakers to share circuits by name.
             pub fn storage(mut self, storage: impl $Storage + 'static) -> Self {
                 self.storage = Some(Arc::new(storage));
                 self
@@ -157,7 +173,8 @@ macro_rules! __define_builder {
             /// deadline it caches and its fallback circuit. Default: the operating
             /// system's monotonic clock; tests pass a
             /// [`ManualClock`](lasier_core::clock::ManualClock). (An in-process
-            /// `MemoryStorage` keeps time by its own clock.)
+            /// circuit keeps time by its storage's clock: without a storage, the
+            /// operating system's monotonic clock.)
             pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
                 self.clock = Some(Arc::new(clock));
                 self
@@ -183,17 +200,22 @@ macro_rules! __define_builder {
             /// a circuit the storage cannot hold (see `Storage::validate`).
             pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
                 let (circuit, rule) = self.config.validate()?;
-                let storage = self
-                    .storage
-                    .unwrap_or_else(|| Arc::new(MemoryStorage::new()));
-                storage.validate(&circuit)?;
-                let engine = match storage.local_circuit(&circuit) {
-                    Some(local) => Engine::Local(local),
-                    None => Engine::Store(storage),
+                let engine = match self.storage {
+                    Some(storage) => {
+                        storage.validate(&circuit)?;
+                        match storage.local_circuit(&circuit) {
+                            Some(local) => Engine::Local(local),
+                            None => Engine::Store(storage),
+                        }
+                    }
+                    // What a `MemoryStorage` of its own would hand it, without
+                    // the storage's maps around the one circuit.
+                    None => Engine::Local(LocalBinding {
+                        circuit: Arc::new(LocalCircuit::new()),
+                        clock: $crate::facade::in_process_clock(),
+                    }),
                 };
-                let clock = self
-                    .clock
-                    .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
+                let clock = self.clock.unwrap_or_else($crate::facade::in_process_clock);
                 Ok(CircuitBreaker::from_core(BreakerCore::new(
                     circuit,
                     rule,
