@@ -180,17 +180,6 @@ macro_rules! __define_builder {
                 self
             }
 
-            /// Sets the storage if the recipe of a registry gave none.
-            pub(crate) fn or_storage(
-                mut self,
-                storage: impl FnOnce() -> Arc<dyn $Storage>,
-            ) -> Self {
-                if self.storage.is_none() {
-                    self.storage = Some(storage());
-                }
-                self
-            }
-
             /// Checks the settings and builds the breaker.
             ///
             /// # Errors
@@ -242,7 +231,7 @@ macro_rules! __define_registry {
 
         use $crate::clock::{Clock, MonotonicClock};
         use $crate::registry::Registry as Entries;
-        use $crate::{ConfigError, MemoryStorage};
+        use $crate::ConfigError;
 
         use crate::breaker::CircuitBreaker;
         use crate::builder::CircuitBreakerBuilder;
@@ -250,41 +239,74 @@ macro_rules! __define_registry {
         /// The default most breakers a [`Registry`] holds.
         pub const DEFAULT_CAPACITY: usize = 10_000;
 
-        /// The default idle time after which a [`Registry`] may drop a breaker.
+        /// The default idle time after which a [`Registry`] forgets a breaker.
         pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(600);
 
         /// One breaker per key (a downstream host, a tenant), created on first use
-        /// from one recipe, with bounded memory.
+        /// from one recipe, bounded in time and memory whatever the keys, even
+        /// keys chosen by an attacker.
         ///
-        /// The recipe gets the key and returns a builder. Breakers whose builder
-        /// names no storage share one `MemoryStorage` of the registry's; name a
-        /// storage to share circuits with other processes (Redis) or to bound their
-        /// memory on their own (moka). The registry holds at most
-        /// `capacity` breakers: when full, it drops those idle for longer than
-        /// `max_idle`, then the least recently used. A dropped breaker is built
-        /// again on its next use; its circuit lives on in the storage.
+        /// The recipe gets the key and returns a builder; [`get`](Self::get)
+        /// builds the key's breaker on its first use, once, however many callers
+        /// ask for it at the same time.
+        ///
+        /// # What eviction forgets
+        ///
+        /// A breaker whose recipe names no storage owns its circuit: when the
+        /// registry drops the breaker, the circuit (its counts, an open state)
+        /// goes with it (once no clone of the breaker is held elsewhere), and the
+        /// key's next use starts a closed circuit with empty counts. Memory then
+        /// follows the registry's capacity, whatever the keys. To keep circuits
+        /// beyond eviction, name a storage in the recipe: a shared store (Redis)
+        /// keeps them for the whole fleet, a `MemoryStorage` passed to every
+        /// breaker keeps them in this process (and keeps circuits with state as
+        /// long as they have it, whatever the registry drops), a moka storage
+        /// bounds them on its own.
+        ///
+        /// # Bounds
+        ///
+        /// * Memory: at most `capacity` breakers, about 1.6 kB each with their
+        ///   entry for a name of 26 bytes (the breaker itself: 1.45 kB, of which
+        ///   896 bytes are its circuit's cache-line-padded atomics).
+        ///   [`len`](Self::len) says how many it holds, and so how many
+        ///   in-process circuits it keeps alive.
+        /// * Time: a lookup takes one shard's read lock; a new key, when full,
+        ///   costs an amortised constant time under one shard's write lock (under
+        ///   a microsecond, building its breaker included), and its breaker is
+        ///   built outside any lock.
+        /// * Eviction: a new key waits in a probation queue (a tenth of the
+        ///   capacity) and joins the protected part if it is used again before it
+        ///   reaches the end of it; keys seen only once (a scan, made-up hosts)
+        ///   never evict a protected breaker. A failing host that keeps being
+        ///   called keeps its breaker, and so its counts, while other keys churn.
+        /// * Idle: a breaker not used for longer than `max_idle` is forgotten: the
+        ///   key's next use builds a new one, and
+        ///   [`remove_idle`](Self::remove_idle) drops them all at once. Idle time
+        ///   is a last-used stamp per entry on the registry's clock, refreshed by
+        ///   each `get`; nothing runs in the background. Keep `max_idle` longer
+        ///   than the recipe's `circuit_timeout`, or an open circuit idle that
+        ///   long is forgotten before it could half-open.
         ///
         #[doc = $example]
         pub struct Registry {
             recipe: Box<dyn Fn(&str) -> CircuitBreakerBuilder + Send + Sync>,
             entries: Entries<CircuitBreaker>,
-            /// The storage of breakers whose recipe names none: one for the whole
-            /// registry, so that a dropped breaker's circuit outlives it.
-            storage: MemoryStorage,
         }
 
         impl Registry {
             /// A registry whose breakers are built by `recipe(key)`, holding at most
-            /// [`DEFAULT_CAPACITY`] of them and dropping those idle for
-            /// [`DEFAULT_MAX_IDLE`] first.
+            /// [`DEFAULT_CAPACITY`] of them and forgetting those idle for longer
+            /// than [`DEFAULT_MAX_IDLE`].
             pub fn new(
                 recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
             ) -> Self {
                 Self::with_limits(recipe, DEFAULT_CAPACITY, DEFAULT_MAX_IDLE)
             }
 
-            /// A registry holding at most `capacity` breakers, dropping those idle
-            /// for longer than `max_idle` first when full.
+            /// A registry holding at most `capacity` breakers (at least one;
+            /// rounded down to a multiple of its shard count, see
+            /// [`capacity`](Self::capacity)), forgetting those not used for longer
+            /// than `max_idle`.
             pub fn with_limits(
                 recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
                 capacity: usize,
@@ -294,7 +316,8 @@ macro_rules! __define_registry {
             }
 
             /// [`with_limits`](Self::with_limits) with the clock that measures idle
-            /// time (a `ManualClock` in tests).
+            /// time (a `ManualClock` in tests). It does not time the breakers:
+            /// their recipe does, with its storage or `.clock(..)`.
             pub fn with_clock(
                 recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
                 capacity: usize,
@@ -304,30 +327,41 @@ macro_rules! __define_registry {
                 Self {
                     recipe: Box::new(recipe),
                     entries: Entries::new(capacity, max_idle, Arc::new(clock)),
-                    storage: MemoryStorage::new(),
                 }
             }
 
-            /// The breaker for `key`, built on first use.
+            /// The breaker for `key`, built on first use (and again after it was
+            /// evicted, removed or idle for longer than `max_idle`).
             ///
             /// # Errors
             ///
-            /// The recipe's [`ConfigError`], if its builder is invalid for this key.
+            /// The recipe's [`ConfigError`], if its builder is invalid for this key;
+            /// nothing is kept then.
             pub fn get(&self, key: &str) -> Result<CircuitBreaker, ConfigError> {
-                self.entries.get_or_try_insert_with(key, || {
-                    (self.recipe)(key)
-                        .or_storage(|| Arc::new(self.storage.clone()))
-                        .build()
-                })
+                self.entries
+                    .get_or_try_insert_with(key, || (self.recipe)(key).build())
             }
 
-            /// Drops the breaker for `key` from the registry (its circuit stays in
-            /// the storage).
+            /// Drops the breaker for `key` from the registry: its next use builds
+            /// a new one. An in-process circuit goes with the breaker; a circuit
+            /// in a named storage stays there.
             pub fn remove(&self, key: &str) {
                 self.entries.remove(key);
             }
 
-            /// How many breakers it holds.
+            /// Drops every breaker not used for longer than `max_idle` now, rather
+            /// than on its key's next use or by eviction. It visits every breaker,
+            /// one shard at a time: call it from a periodic task, if at all, not
+            /// on each request.
+            pub fn remove_idle(&self) {
+                self.entries.remove_idle();
+            }
+
+            /// How many breakers it holds. Breakers whose recipe names no storage
+            /// own their circuit, so this is also the number of in-process circuits
+            /// the registry keeps alive (circuits of breakers it dropped live on
+            /// only in clones held elsewhere). Exact, counted shard by shard; idle
+            /// breakers count until dropped.
             pub fn len(&self) -> usize {
                 self.entries.len()
             }
@@ -335,6 +369,13 @@ macro_rules! __define_registry {
             /// Whether it holds none.
             pub fn is_empty(&self) -> bool {
                 self.entries.is_empty()
+            }
+
+            /// The most breakers it holds: the capacity it was given (at least
+            /// one), rounded down to a multiple of its shard count (by at most
+            /// 0.2 %).
+            pub fn capacity(&self) -> usize {
+                self.entries.capacity()
             }
         }
 
