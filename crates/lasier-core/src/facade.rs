@@ -275,10 +275,14 @@ macro_rules! __define_registry {
         ///   a microsecond, building its breaker included), and its breaker is
         ///   built outside any lock.
         /// * Eviction: a new key waits in a probation queue (a tenth of the
-        ///   capacity) and joins the protected part if it is used again before it
-        ///   reaches the end of it; keys seen only once (a scan, made-up hosts)
-        ///   never evict a protected breaker. A failing host that keeps being
-        ///   called keeps its breaker, and so its counts, while other keys churn.
+        ///   capacity) and joins the protected part if it is used again before
+        ///   that many other new keys arrive; if not, its breaker goes, and the
+        ///   key's next insertion joins the protected part at once (recently
+        ///   evicted keys are remembered by hash). Keys seen only once (a scan,
+        ///   made-up hosts) never evict a protected breaker: a failing host called
+        ///   again within a tenth of the capacity in new keys keeps its breaker,
+        ///   and so its counts, however many such keys churn; one called more
+        ///   rarely may lose its first breaker's counts.
         /// * Idle: a breaker not used for longer than `max_idle` is forgotten: the
         ///   key's next use builds a new one, and
         ///   [`remove_idle`](Self::remove_idle) drops them all at once. Idle time
