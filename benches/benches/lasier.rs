@@ -9,12 +9,15 @@ use criterion::{criterion_group, criterion_main};
 mod facades;
 mod local;
 mod redis;
+mod registry;
 
 criterion_group!(
     benches,
     local::closed_path,
     local::rejection,
     facades::facades,
+    registry::hit,
+    registry::insert_when_full,
     redis::redis
 );
 criterion_main!(benches);

@@ -46,7 +46,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn core(&self) -> &BreakerCore<dyn AsyncStorage> {
+    pub(crate) fn core(&self) -> &BreakerCore<dyn AsyncStorage> {
         &self.shared.core
     }
 

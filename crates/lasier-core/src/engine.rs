@@ -8,6 +8,7 @@
 //! store-failure policy and its in-process fallback circuit, events, and
 //! turning a rejection into an [`Error`].
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
@@ -86,8 +87,10 @@ pub struct BreakerCore<S: ?Sized> {
     /// cost no round trip.
     open_until: AtomicU64,
     /// For a store engine under `LocalFallback`: the circuit that protects
-    /// calls while the store does not answer.
-    fallback: LocalCircuit,
+    /// calls while the store does not answer. `None` for any other breaker:
+    /// a circuit is 768 bytes, too many to carry unused in every in-process
+    /// breaker of a registry.
+    fallback: Option<Box<LocalCircuit>>,
     /// While in fallback: when (ms on `clock`) the store may be probed
     /// next; 0 when not in fallback.
     next_probe: AtomicU64,
@@ -125,15 +128,19 @@ impl<S: ?Sized> BreakerCore<S> {
         clock: Arc<dyn Clock>,
         config: &Config,
     ) -> Self {
+        let policy = config.storage_failure_policy();
+        let fallback = (matches!(engine, Engine::Store(_))
+            && matches!(policy, StorageFailurePolicy::LocalFallback { .. }))
+        .then(|| Box::new(LocalCircuit::new()));
         Self {
             circuit,
             rule,
             engine,
             clock,
-            policy: config.storage_failure_policy(),
+            policy,
             listeners: config.listeners().to_vec(),
             open_until: AtomicU64::new(0),
-            fallback: LocalCircuit::new(),
+            fallback,
             next_probe: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             max_staleness_ms: crate::clock::ceil_millis(config.staleness()),
@@ -166,6 +173,20 @@ impl<S: ?Sized> BreakerCore<S> {
     /// What the breaker does when its store fails.
     pub fn storage_failure_policy(&self) -> StorageFailurePolicy {
         self.policy
+    }
+
+    /// Whether dropping this breaker would forget anything: its in-process
+    /// circuit (or, on a store, its fallback circuit) is open, half-open,
+    /// set by hand or counting. A shared circuit lives in its store
+    /// whatever happens to the breaker.
+    pub fn holds_state(&self) -> bool {
+        match &self.engine {
+            Engine::Local(local) => !local.circuit.is_pristine(&*local.clock),
+            Engine::Store(_) => self
+                .fallback
+                .as_deref()
+                .is_some_and(|fallback| !fallback.is_pristine(&*self.clock)),
+        }
     }
 
     /// Whether the store failed and calls are being protected by the
@@ -315,7 +336,14 @@ impl<S: ?Sized> BreakerCore<S> {
     }
 
     fn admit_fallback(&self) -> Result<Ticket, Error> {
-        let (admission, transition) = self.fallback.admit(&*self.clock, self.circuit.timing());
+        // Only a breaker with a fallback circuit enters fallback.
+        let Some(fallback) = self.fallback.as_deref() else {
+            return Ok(Ticket {
+                permit: Permit::Normal,
+                source: Source::Unchecked,
+            });
+        };
+        let (admission, transition) = fallback.admit(&*self.clock, self.circuit.timing());
         if let Some(transition) = transition {
             self.changed(transition);
         }
@@ -376,7 +404,10 @@ impl<S: ?Sized> BreakerCore<S> {
     pub fn metrics(&self, state: State, counts: Counts) -> Metrics {
         let open_for = match (&self.engine, self.in_fallback()) {
             (Engine::Local(local), _) => local.circuit.open_for(&*local.clock),
-            (Engine::Store(_), true) => self.fallback.open_for(&*self.clock),
+            (Engine::Store(_), true) => self
+                .fallback
+                .as_deref()
+                .and_then(|fallback| fallback.open_for(&*self.clock)),
             (Engine::Store(_), false) => {
                 let until = self.open_until.load(Ordering::Acquire);
                 let now = now_ms(&*self.clock);
@@ -447,7 +478,10 @@ impl<S: ?Sized> BreakerCore<S> {
     }
 
     fn record_fallback(&self, permit: Permit, outcome: Outcome) {
-        if let Some(transition) = self.fallback.record(
+        let Some(fallback) = self.fallback.as_deref() else {
+            return;
+        };
+        if let Some(transition) = fallback.record(
             permit,
             outcome,
             &*self.rule,
@@ -502,7 +536,9 @@ impl<S: ?Sized> BreakerCore<S> {
     }
 
     fn fallback_is_closed(&self) -> bool {
-        self.fallback.state(&*self.clock, self.circuit.timing()) == State::Closed
+        self.fallback.as_deref().is_some_and(|fallback| {
+            fallback.state(&*self.clock, self.circuit.timing()) == State::Closed
+        })
     }
 
     /// Gives back the permit of a call that ended without a verdict (an
@@ -518,7 +554,9 @@ impl<S: ?Sized> BreakerCore<S> {
             }
             (Source::Primary, Engine::Store(_)) => false,
             (Source::Fallback, _) => {
-                self.fallback.release(ticket.permit);
+                if let Some(fallback) = self.fallback.as_deref() {
+                    fallback.release(ticket.permit);
+                }
                 true
             }
             (Source::Unchecked, _) => true,
@@ -559,7 +597,9 @@ impl<S: ?Sized> BreakerCore<S> {
         // in fallback no longer holds.
         self.open_until.store(0, Ordering::Release);
         if manual == Manual::Close {
-            self.fallback.reset();
+            if let Some(fallback) = self.fallback.as_deref() {
+                fallback.reset();
+            }
         }
         self.leave_fallback();
         if let Some(transition) = transition {
@@ -573,9 +613,10 @@ impl<S: ?Sized> BreakerCore<S> {
     pub fn local_state(&self) -> Option<State> {
         match &self.engine {
             Engine::Local(local) => Some(local.state(self.circuit.timing())),
-            Engine::Store(_) if self.in_fallback() => {
-                Some(self.fallback.state(&*self.clock, self.circuit.timing()))
-            }
+            Engine::Store(_) if self.in_fallback() => self
+                .fallback
+                .as_deref()
+                .map(|fallback| fallback.state(&*self.clock, self.circuit.timing())),
             Engine::Store(_) => None,
         }
     }
@@ -585,7 +626,10 @@ impl<S: ?Sized> BreakerCore<S> {
     pub fn local_counts(&self) -> Option<Counts> {
         match &self.engine {
             Engine::Local(local) => Some(local.counts()),
-            Engine::Store(_) if self.in_fallback() => Some(self.fallback.counts(&*self.clock)),
+            Engine::Store(_) if self.in_fallback() => self
+                .fallback
+                .as_deref()
+                .map(|fallback| fallback.counts(&*self.clock)),
             Engine::Store(_) => None,
         }
     }
@@ -595,7 +639,9 @@ impl<S: ?Sized> BreakerCore<S> {
     /// reset is complete.
     pub fn local_reset(&self) -> bool {
         self.open_until.store(0, Ordering::Release);
-        self.fallback.reset();
+        if let Some(fallback) = self.fallback.as_deref() {
+            fallback.reset();
+        }
         match &self.engine {
             Engine::Local(local) => {
                 local.circuit.reset();

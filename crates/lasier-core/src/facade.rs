@@ -3,6 +3,19 @@
 //! trait), so that `lasier-sync` and `lasier-async` keep the same methods,
 //! docs and checks.
 
+use std::sync::{Arc, OnceLock};
+
+use crate::clock::{Clock, MonotonicClock};
+
+/// The clock of in-process circuits built without a storage, and the
+/// default clock of every breaker: one for the whole process, so that a
+/// breaker costs no allocation for it. (Only differences between two
+/// readings matter, so one origin serves every breaker.)
+pub fn in_process_clock() -> Arc<dyn Clock> {
+    static CLOCK: OnceLock<Arc<dyn Clock>> = OnceLock::new();
+    Arc::clone(CLOCK.get_or_init(|| Arc::new(MonotonicClock::new())))
+}
+
 /// Defines `CircuitBreakerBuilder` in a facade crate, over the storage
 /// trait `$Storage` (`Storage` or `AsyncStorage`). The facade provides
 /// `crate::breaker::CircuitBreaker::from_core`.
@@ -15,10 +28,11 @@ macro_rules! __define_builder {
         use std::sync::Arc;
         use std::time::Duration;
 
-        use $crate::clock::{Clock, MonotonicClock};
+        use $crate::clock::Clock;
         use $crate::events::{ignore_rejection, ignore_state_change, FnListener, Listener};
+        use $crate::local::LocalCircuit;
         use $crate::{
-            BreakerCore, Config, ConfigError, Engine, MemoryStorage, Rule, State,
+            BreakerCore, Config, ConfigError, Engine, LocalBinding, Rule, State,
             StorageFailurePolicy,
         };
 
@@ -71,9 +85,11 @@ macro_rules! __define_builder {
                 self
             }
 
-            /// Where the circuit's state lives. Default: a new
-            /// [`MemoryStorage`] of this breaker's own; pass one `MemoryStorage`
-            /// (or a shared store) to several breakers to share circuits by name.
+            /// Where the circuit's state lives. Default: an in-process circuit
+            /// of this breaker's own, as if on a new
+            /// [`MemoryStorage`](crate::MemoryStorage), which lives and dies with
+            /// the breaker (and its clones). Pass one `MemoryStorage` (or a
+            /// shared store) to several breakers to share circuits by name.
             pub fn storage(mut self, storage: impl $Storage + 'static) -> Self {
                 self.storage = Some(Arc::new(storage));
                 self
@@ -164,24 +180,13 @@ macro_rules! __define_builder {
                 })
             }
 
-            /// The clock of the breaker's own timing on a shared store: the open
-            /// deadline it caches and its fallback circuit. Default: the operating
-            /// system's monotonic clock; tests pass a
-            /// [`ManualClock`](lasier_core::clock::ManualClock). (An in-process
-            /// `MemoryStorage` keeps time by its own clock.)
+            /// The clock of the breaker's own timing: its in-process circuit when
+            /// it has no storage, and on a shared store the open deadline it caches
+            /// and its fallback circuit. Default: the operating system's monotonic
+            /// clock; tests pass a [`ManualClock`](lasier_core::clock::ManualClock).
+            /// (A circuit in a `MemoryStorage` keeps time by the storage's clock.)
             pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
                 self.clock = Some(Arc::new(clock));
-                self
-            }
-
-            /// Sets the storage if the recipe of a registry gave none.
-            pub(crate) fn or_storage(
-                mut self,
-                storage: impl FnOnce() -> Arc<dyn $Storage>,
-            ) -> Self {
-                if self.storage.is_none() {
-                    self.storage = Some(storage());
-                }
                 self
             }
 
@@ -194,17 +199,25 @@ macro_rules! __define_builder {
             /// a circuit the storage cannot hold (see `Storage::validate`).
             pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
                 let (circuit, rule) = self.config.validate()?;
-                let storage = self
-                    .storage
-                    .unwrap_or_else(|| Arc::new(MemoryStorage::new()));
-                storage.validate(&circuit)?;
-                let engine = match storage.local_circuit(&circuit) {
-                    Some(local) => Engine::Local(local),
-                    None => Engine::Store(storage),
+                let engine = match self.storage {
+                    Some(storage) => {
+                        storage.validate(&circuit)?;
+                        match storage.local_circuit(&circuit) {
+                            Some(local) => Engine::Local(local),
+                            None => Engine::Store(storage),
+                        }
+                    }
+                    // What a `MemoryStorage` of its own would hand it, without
+                    // the storage's maps around the one circuit.
+                    None => Engine::Local(LocalBinding {
+                        circuit: Arc::new(LocalCircuit::new()),
+                        clock: self
+                            .clock
+                            .clone()
+                            .unwrap_or_else($crate::facade::in_process_clock),
+                    }),
                 };
-                let clock = self
-                    .clock
-                    .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
+                let clock = self.clock.unwrap_or_else($crate::facade::in_process_clock);
                 Ok(CircuitBreaker::from_core(BreakerCore::new(
                     circuit,
                     rule,
@@ -231,7 +244,7 @@ macro_rules! __define_registry {
 
         use $crate::clock::{Clock, MonotonicClock};
         use $crate::registry::Registry as Entries;
-        use $crate::{ConfigError, MemoryStorage};
+        use $crate::ConfigError;
 
         use crate::breaker::CircuitBreaker;
         use crate::builder::CircuitBreakerBuilder;
@@ -239,41 +252,80 @@ macro_rules! __define_registry {
         /// The default most breakers a [`Registry`] holds.
         pub const DEFAULT_CAPACITY: usize = 10_000;
 
-        /// The default idle time after which a [`Registry`] may drop a breaker.
+        /// The default idle time after which [`Registry::remove_idle`] may drop a
+        /// breaker whose circuit holds nothing.
         pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(600);
 
         /// One breaker per key (a downstream host, a tenant), created on first use
-        /// from one recipe, with bounded memory.
+        /// from one recipe, bounded in time and memory whatever the keys, even
+        /// keys chosen by an attacker.
         ///
-        /// The recipe gets the key and returns a builder. Breakers whose builder
-        /// names no storage share one `MemoryStorage` of the registry's; name a
-        /// storage to share circuits with other processes (Redis) or to bound their
-        /// memory on their own (moka). The registry holds at most
-        /// `capacity` breakers: when full, it drops those idle for longer than
-        /// `max_idle`, then the least recently used. A dropped breaker is built
-        /// again on its next use; its circuit lives on in the storage.
+        /// The recipe gets the key and returns a builder; [`get`](Self::get)
+        /// builds the key's breaker on its first use, once, however many callers
+        /// ask for it at the same time.
+        ///
+        /// # What eviction forgets
+        ///
+        /// A breaker whose recipe names no storage owns its circuit: when the
+        /// registry drops the breaker, the circuit (its counts, an open state)
+        /// goes with it (once no clone of the breaker is held elsewhere), and the
+        /// key's next use starts a closed circuit with empty counts. Memory then
+        /// follows the registry's capacity, whatever the keys. To keep circuits
+        /// beyond eviction, name a storage in the recipe: a shared store (Redis)
+        /// keeps them for the whole fleet, a `MemoryStorage` passed to every
+        /// breaker keeps them in this process (and keeps circuits with state as
+        /// long as they have it, whatever the registry drops), a moka storage
+        /// bounds them on its own.
+        ///
+        /// # Bounds
+        ///
+        /// * Memory: at most `capacity` breakers, about 1.6 kB each with their
+        ///   entry for a name of 26 bytes (the breaker itself: 1.45 kB, of which
+        ///   896 bytes are its circuit's cache-line-padded atomics).
+        ///   [`len`](Self::len) says how many it holds, and so how many
+        ///   in-process circuits it keeps alive.
+        /// * Time: a lookup takes one shard's read lock; a new key, when full,
+        ///   costs an amortised constant time under one shard's write lock (under
+        ///   a microsecond, building its breaker included), and its breaker is
+        ///   built outside any lock.
+        /// * Eviction: a new key waits in a probation queue (a tenth of the
+        ///   capacity) and joins the protected part if it is used again before
+        ///   that many other new keys arrive; if not, its breaker goes, and the
+        ///   key's next insertion joins the protected part at once (recently
+        ///   evicted keys are remembered by hash). Keys seen only once (a scan,
+        ///   made-up hosts) never evict a protected breaker: a failing host called
+        ///   again within a tenth of the capacity in new keys keeps its breaker,
+        ///   and so its counts, however many such keys churn; one called more
+        ///   rarely may lose its first breaker's counts.
+        /// * Idle: [`remove_idle`](Self::remove_idle) drops the breakers not used
+        ///   for longer than `max_idle` whose circuits hold nothing (closed, no
+        ///   count in the window): they would start the same way anew. A breaker
+        ///   with state (open, half-open, set by hand, counting) is never dropped
+        ///   for being idle, as an idle half-open circuit must stay half-open; only
+        ///   eviction, when the registry is full, may take it. Idle time is a
+        ///   last-used stamp per entry on the registry's clock, refreshed by each
+        ///   `get`; nothing runs in the background.
         ///
         #[doc = $example]
         pub struct Registry {
             recipe: Box<dyn Fn(&str) -> CircuitBreakerBuilder + Send + Sync>,
             entries: Entries<CircuitBreaker>,
-            /// The storage of breakers whose recipe names none: one for the whole
-            /// registry, so that a dropped breaker's circuit outlives it.
-            storage: MemoryStorage,
         }
 
         impl Registry {
             /// A registry whose breakers are built by `recipe(key)`, holding at most
-            /// [`DEFAULT_CAPACITY`] of them and dropping those idle for
-            /// [`DEFAULT_MAX_IDLE`] first.
+            /// [`DEFAULT_CAPACITY`] of them, with [`DEFAULT_MAX_IDLE`] as the idle
+            /// time of [`remove_idle`](Self::remove_idle).
             pub fn new(
                 recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
             ) -> Self {
                 Self::with_limits(recipe, DEFAULT_CAPACITY, DEFAULT_MAX_IDLE)
             }
 
-            /// A registry holding at most `capacity` breakers, dropping those idle
-            /// for longer than `max_idle` first when full.
+            /// A registry holding at most `capacity` breakers (at least one;
+            /// rounded down to a multiple of its shard count, see
+            /// [`capacity`](Self::capacity)), with `max_idle` as the idle time of
+            /// [`remove_idle`](Self::remove_idle).
             pub fn with_limits(
                 recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
                 capacity: usize,
@@ -283,7 +335,8 @@ macro_rules! __define_registry {
             }
 
             /// [`with_limits`](Self::with_limits) with the clock that measures idle
-            /// time (a `ManualClock` in tests).
+            /// time (a `ManualClock` in tests). It does not time the breakers:
+            /// their recipe does, with its storage or `.clock(..)`.
             pub fn with_clock(
                 recipe: impl Fn(&str) -> CircuitBreakerBuilder + Send + Sync + 'static,
                 capacity: usize,
@@ -293,30 +346,42 @@ macro_rules! __define_registry {
                 Self {
                     recipe: Box::new(recipe),
                     entries: Entries::new(capacity, max_idle, Arc::new(clock)),
-                    storage: MemoryStorage::new(),
                 }
             }
 
-            /// The breaker for `key`, built on first use.
+            /// The breaker for `key`, built on first use (and again after it was
+            /// evicted or removed).
             ///
             /// # Errors
             ///
-            /// The recipe's [`ConfigError`], if its builder is invalid for this key.
+            /// The recipe's [`ConfigError`], if its builder is invalid for this key;
+            /// nothing is kept then.
             pub fn get(&self, key: &str) -> Result<CircuitBreaker, ConfigError> {
-                self.entries.get_or_try_insert_with(key, || {
-                    (self.recipe)(key)
-                        .or_storage(|| Arc::new(self.storage.clone()))
-                        .build()
-                })
+                self.entries
+                    .get_or_try_insert_with(key, || (self.recipe)(key).build())
             }
 
-            /// Drops the breaker for `key` from the registry (its circuit stays in
-            /// the storage).
+            /// Drops the breaker for `key` from the registry: its next use builds
+            /// a new one. An in-process circuit goes with the breaker; a circuit
+            /// in a named storage stays there.
             pub fn remove(&self, key: &str) {
                 self.entries.remove(key);
             }
 
-            /// How many breakers it holds.
+            /// Drops every breaker not used for longer than `max_idle` whose
+            /// circuit holds nothing (see the type's docs), to give its memory
+            /// back before eviction would. It visits every breaker, one shard at a
+            /// time: call it from a periodic task, if at all, not on each request.
+            pub fn remove_idle(&self) {
+                self.entries
+                    .remove_idle(|breaker| breaker.core().holds_state());
+            }
+
+            /// How many breakers it holds. Breakers whose recipe names no storage
+            /// own their circuit, so this is also the number of in-process circuits
+            /// the registry keeps alive (circuits of breakers it dropped live on
+            /// only in clones held elsewhere). Exact, counted shard by shard; idle
+            /// breakers count until dropped.
             pub fn len(&self) -> usize {
                 self.entries.len()
             }
@@ -324,6 +389,13 @@ macro_rules! __define_registry {
             /// Whether it holds none.
             pub fn is_empty(&self) -> bool {
                 self.entries.is_empty()
+            }
+
+            /// The most breakers it holds: the capacity it was given (at least
+            /// one), rounded down to a multiple of its shard count (by at most
+            /// 0.2 %).
+            pub fn capacity(&self) -> usize {
+                self.entries.capacity()
             }
         }
 

@@ -16,49 +16,94 @@
 //! Every key contains the name unchanged, so a name with a Redis Cluster hash
 //! tag (`{payments}`) keeps all of a breaker's keys in one slot.
 
-use alloc::format;
+use alloc::boxed::Box;
 use alloc::string::String;
+use core::fmt;
+
+/// The prefixes of the keys after the request counter, in the order they
+/// sit in [`CircuitKeys`]' buffer.
+const OPEN: &str = "circuit_";
+const TRIALS: &str = "lasier:half_open:";
+const LEASE: &str = "lasier:half_open_lease:";
+const TRIALS_PASSED: &str = "lasier:half_open_ok:";
+const MODE: &str = "lasier:mode:";
 
 /// The keys of one circuit, built once when the breaker is built.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// The seven keys sit back to back in one buffer: one allocation per
+/// breaker instead of seven, since every breaker has them (an in-process
+/// one too) and a registry may hold thousands of breakers.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CircuitKeys {
-    failures: String,
-    requests: String,
-    open: String,
-    trials: String,
-    lease: String,
-    trials_passed: String,
-    mode: String,
+    /// failures, requests, open, trials, lease, trials passed, mode.
+    buf: Box<str>,
+    /// Where each key ends in `buf`; each starts where the previous ends.
+    ends: [usize; 7],
 }
 
 impl CircuitKeys {
     /// The keys of the circuit `name`; the request counter is at
     /// `request_key` if given, else at `<name>_requests`.
     pub fn new(name: &str, request_key: Option<&str>) -> Self {
-        Self {
-            failures: String::from(name),
-            requests: request_key.map_or_else(|| format!("{name}_requests"), String::from),
-            open: format!("circuit_{name}"),
-            trials: format!("lasier:half_open:{name}"),
-            lease: format!("lasier:half_open_lease:{name}"),
-            trials_passed: format!("lasier:half_open_ok:{name}"),
-            mode: format!("lasier:mode:{name}"),
+        let requests_len = request_key.map_or(name.len() + "_requests".len(), str::len);
+        let lens = [
+            name.len(),
+            requests_len,
+            OPEN.len() + name.len(),
+            TRIALS.len() + name.len(),
+            LEASE.len() + name.len(),
+            TRIALS_PASSED.len() + name.len(),
+            MODE.len() + name.len(),
+        ];
+        let mut buf = String::with_capacity(lens.iter().sum());
+        let mut ends = [0; 7];
+        let mut push = |i: usize, parts: &[&str]| {
+            for part in parts {
+                buf.push_str(part);
+            }
+            ends[i] = buf.len();
+        };
+        push(0, &[name]);
+        match request_key {
+            Some(key) => push(1, &[key]),
+            None => push(1, &[name, "_requests"]),
         }
+        push(2, &[OPEN, name]);
+        push(3, &[TRIALS, name]);
+        push(4, &[LEASE, name]);
+        push(5, &[TRIALS_PASSED, name]);
+        push(6, &[MODE, name]);
+        Self {
+            buf: buf.into_boxed_str(),
+            ends,
+        }
+    }
+
+    /// Key `i` of the buffer.
+    fn key(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(previous) => self.ends.get(previous).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(0);
+        // The ends are char boundaries by construction: never empty but
+        // for an empty name or request key.
+        self.buf.get(start..end).unwrap_or_default()
     }
 
     /// The failure counter: `<name>`.
     pub fn failures(&self) -> &str {
-        &self.failures
+        self.key(0)
     }
 
     /// The request counter: `<name>_requests` unless overridden.
     pub fn requests(&self) -> &str {
-        &self.requests
+        self.key(1)
     }
 
     /// The open flag: `circuit_<name>`, holding `1` while open.
     pub fn open(&self) -> &str {
-        &self.open
+        self.key(2)
     }
 
     /// The half-open marker: `lasier:half_open:<name>`. Its presence is
@@ -70,7 +115,7 @@ impl CircuitKeys {
     /// 65 535): a trial permit carries its episode, and its verdict or
     /// release counts only while that lease is the current one.
     pub fn trials(&self) -> &str {
-        &self.trials
+        self.key(3)
     }
 
     /// The current lease on half-open trial permits:
@@ -80,37 +125,52 @@ impl CircuitKeys {
     /// under it and not given back. When it expires, the slots of trials
     /// still out are free again.
     pub fn trial_lease(&self) -> &str {
-        &self.lease
+        self.key(4)
     }
 
     /// Half-open trials that succeeded: `lasier:half_open_ok:<name>`.
     pub fn trials_passed(&self) -> &str {
-        &self.trials_passed
+        self.key(5)
     }
 
     /// The manual mode, set by `force_open()` (`1`) or `disable()` (`2`):
     /// `lasier:mode:<name>`.
     pub fn mode(&self) -> &str {
-        &self.mode
+        self.key(6)
     }
 
     /// All keys of the circuit, for a scoped reset.
     pub fn all(&self) -> [&str; 7] {
         [
-            &self.failures,
-            &self.requests,
-            &self.open,
-            &self.trials,
-            &self.lease,
-            &self.trials_passed,
-            &self.mode,
+            self.failures(),
+            self.requests(),
+            self.open(),
+            self.trials(),
+            self.trial_lease(),
+            self.trials_passed(),
+            self.mode(),
         ]
+    }
+}
+
+impl fmt::Debug for CircuitKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitKeys")
+            .field("failures", &self.failures())
+            .field("requests", &self.requests())
+            .field("open", &self.open())
+            .field("trials", &self.trials())
+            .field("trial_lease", &self.trial_lease())
+            .field("trials_passed", &self.trials_passed())
+            .field("mode", &self.mode())
+            .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
 
     #[test]
     fn layout_matches_the_original() {
@@ -122,6 +182,37 @@ mod tests {
         assert_eq!(keys.requests(), "{payments}:reqs");
         for key in keys.all() {
             assert!(key.contains("{payments}"), "{key}");
+        }
+    }
+
+    #[test]
+    fn every_key_is_what_the_seven_strings_were() {
+        for (name, request_key) in [
+            ("payments", None),
+            ("{payments}", Some("{payments}:reqs")),
+            ("é", Some("requêtes")),
+            ("", None),
+            ("x", Some("")),
+        ] {
+            let keys = CircuitKeys::new(name, request_key);
+            let requests = request_key.map_or_else(|| format!("{name}_requests"), String::from);
+            let expected = [
+                String::from(name),
+                requests,
+                format!("circuit_{name}"),
+                format!("lasier:half_open:{name}"),
+                format!("lasier:half_open_lease:{name}"),
+                format!("lasier:half_open_ok:{name}"),
+                format!("lasier:mode:{name}"),
+            ];
+            assert_eq!(keys.all(), expected.each_ref().map(String::as_str));
+            assert_eq!(keys.failures(), expected[0]);
+            assert_eq!(keys.requests(), expected[1]);
+            assert_eq!(keys.open(), expected[2]);
+            assert_eq!(keys.trials(), expected[3]);
+            assert_eq!(keys.trial_lease(), expected[4]);
+            assert_eq!(keys.trials_passed(), expected[5]);
+            assert_eq!(keys.mode(), expected[6]);
         }
     }
 }

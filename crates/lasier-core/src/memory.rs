@@ -16,9 +16,11 @@ use crate::storage::Storage;
 
 /// Keys that live in memory, and circuits that live in this process.
 ///
-/// The default storage of both facades. Clones share one state, so breakers
-/// built on clones of one `MemoryStorage` with the same name share one
-/// circuit; it is `Send + Sync` and made for sharing between threads.
+/// The in-process storage of both facades (a breaker built without a
+/// storage gets a circuit of its own, as from a `MemoryStorage` of its own).
+/// Clones share one state, so breakers built on clones of one
+/// `MemoryStorage` with the same name share one circuit; it is
+/// `Send + Sync` and made for sharing between threads.
 ///
 /// Breakers use each circuit's lock-free [`LocalCircuit`] directly: a call
 /// that succeeds on a closed circuit takes no lock, allocates nothing and

@@ -26,7 +26,7 @@ impl CircuitBreaker {
         CircuitBreakerBuilder::new(name)
     }
 
-    fn core(&self) -> &BreakerCore<dyn Storage> {
+    pub(crate) fn core(&self) -> &BreakerCore<dyn Storage> {
         &self.core
     }
 
