@@ -316,6 +316,11 @@ impl Config {
         }
         let circuit = Circuit {
             name: Arc::from(self.name.as_str()),
+            #[cfg(feature = "std")]
+            request_key: self.request_key.as_deref().map(Arc::from),
+            #[cfg(feature = "std")]
+            keys: std::sync::OnceLock::new(),
+            #[cfg(not(feature = "std"))]
             keys,
             timing: Timing {
                 failure_timeout_ms,
@@ -342,12 +347,30 @@ fn timeout_ms(timeout: Duration, setting: &'static str) -> Result<u64, ConfigErr
 
 /// One circuit, as a storage sees it: its name, keys and timing. Built once
 /// per breaker; storages receive it on every step.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Circuit {
     name: Arc<str>,
+    #[cfg(feature = "std")]
+    request_key: Option<Arc<str>>,
+    /// Made on first use (with `std`): a circuit in this process never
+    /// needs them, and a registry may hold thousands.
+    #[cfg(feature = "std")]
+    keys: std::sync::OnceLock<CircuitKeys>,
+    #[cfg(not(feature = "std"))]
     keys: CircuitKeys,
     timing: Timing,
     counts_requests: bool,
+}
+
+impl fmt::Debug for Circuit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Circuit")
+            .field("name", &self.name)
+            .field("keys", self.keys())
+            .field("timing", &self.timing)
+            .field("counts_requests", &self.counts_requests)
+            .finish()
+    }
 }
 
 impl Circuit {
@@ -358,7 +381,15 @@ impl Circuit {
 
     /// The circuit's keys.
     pub fn keys(&self) -> &CircuitKeys {
-        &self.keys
+        #[cfg(feature = "std")]
+        {
+            self.keys
+                .get_or_init(|| CircuitKeys::new(&self.name, self.request_key.as_deref()))
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            &self.keys
+        }
     }
 
     /// The circuit's timeouts, in milliseconds.

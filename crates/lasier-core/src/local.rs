@@ -12,9 +12,13 @@
 //! * counting (requests, failures) is a compare-and-swap on a word that
 //!   carries the window's generation, so an increment never lands in a window
 //!   that has been replaced, and a new window starts with both counters at 0;
-//! * requests are counted on [`STRIPES`] cache lines, one chosen per thread,
-//!   so that threads sharing a circuit do not fight over one line; the count
-//!   is their sum.
+//! * requests are counted on one word until two threads meet there (a
+//!   compare-and-swap that fails); then, with `std`, on [`STRIPES`] cache
+//!   lines allocated for the purpose, one chosen per thread, so that threads
+//!   sharing a circuit do not fight over one line; the count is the sum.
+//!   A circuit that no two threads count on at once stays small: its state
+//!   is a few words, not a few cache lines, which matters to a registry of
+//!   thousands of breakers.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -97,28 +101,28 @@ const LEASE_WAIT_SPINS: u32 = 1 << 12;
 pub const STRIPES: usize = 4;
 
 /// The stripe of the request counter this thread counts on.
+#[cfg(feature = "std")]
 #[inline]
 fn stripe() -> usize {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::AtomicUsize;
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        std::thread_local! {
-            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        }
-        STRIPE.try_with(|s| *s).unwrap_or(0)
+    use core::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
     }
-    #[cfg(not(feature = "std"))]
-    {
-        0
-    }
+    STRIPE.try_with(|s| *s).unwrap_or(0)
 }
 
-/// Keeps a hot word on a cache line of its own, so that counting requests
-/// does not slow down the admission loads of other threads.
+/// Keeps a hot word on a cache line of its own (two lines, as adjacent-line
+/// prefetchers pair them), so that threads counting requests on different
+/// stripes do not slow each other down.
+#[cfg(feature = "std")]
 #[repr(align(128))]
 #[derive(Debug, Default)]
 struct Padded(AtomicU64);
+
+/// The request stripes of a circuit that threads count on at once.
+#[cfg(feature = "std")]
+type Stripes = std::boxed::Box<[Padded; STRIPES]>;
 
 fn is_closed_word(word: u64) -> bool {
     word >> TAG_SHIFT == TAG_CLOSED
@@ -131,51 +135,93 @@ fn is_closed_word(word: u64) -> bool {
 pub struct LocalCircuit {
     /// The phase; a closed phase carries the number of its closed period, so
     /// that a failure counted in one closed period can never trip the next.
-    phase: Padded,
+    phase: AtomicU64,
     /// Closed periods started so far.
     closes: core::sync::atomic::AtomicU32,
+    /// Held (true) by the one caller starting a lease: leases start one at a
+    /// time, so that a lease is never overwritten by an older one.
+    leasing: AtomicBool,
     /// The current lease on half-open trial permits: the low 16 bits of
     /// its episode, then when it ends (48 bits, ms). Written only by the
     /// holder of `leasing`, just after the phase word took the lease's
     /// episode; until then the episodes differ and the lease reads as not
     /// over yet.
     lease: AtomicU64,
-    /// Held (true) by the one caller starting a lease: leases start one at a
-    /// time, so that a lease is never overwritten by an older one.
-    leasing: AtomicBool,
     /// Generation (16 bits) and end of the current window in ms (48 bits;
     /// 0: no window yet).
     window: AtomicU64,
     /// Generation (16 bits) and count (48 bits) of each counter.
     failures: AtomicU64,
-    /// Requests, spread over stripes; the count is their sum.
-    requests: [Padded; STRIPES],
+    /// Requests, until two threads meet here; then also on `stripes`, and
+    /// the count is the sum.
+    requests: AtomicU64,
+    /// Requests of threads counting at once, one cache line each: made on
+    /// the first compare-and-swap of `requests` that another thread won.
+    #[cfg(feature = "std")]
+    stripes: std::sync::OnceLock<Stripes>,
 }
 
 impl LocalCircuit {
     /// A closed circuit with empty counters.
     pub const fn new() -> Self {
         Self {
-            phase: Padded(AtomicU64::new(CLOSED_WORD)),
+            phase: AtomicU64::new(CLOSED_WORD),
             closes: core::sync::atomic::AtomicU32::new(0),
-            lease: AtomicU64::new(0),
             leasing: AtomicBool::new(false),
+            lease: AtomicU64::new(0),
             window: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            requests: [
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-            ],
+            requests: AtomicU64::new(0),
+            #[cfg(feature = "std")]
+            stripes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The word this thread counts requests on: its stripe once threads
+    /// met on the shared word, else that word.
+    #[inline]
+    fn request_counter(&self) -> &AtomicU64 {
+        #[cfg(feature = "std")]
+        if let Some(stripes) = self.stripes.get() {
+            return &stripes[stripe()].0;
+        }
+        &self.requests
+    }
+
+    /// Threads meet on the shared request word: give each a stripe of its
+    /// own from now on.
+    #[cold]
+    #[inline(never)]
+    fn spread_requests(&self) {
+        #[cfg(feature = "std")]
+        self.stripes.get_or_init(|| {
+            std::boxed::Box::new([
+                Padded(AtomicU64::new(0)),
+                Padded(AtomicU64::new(0)),
+                Padded(AtomicU64::new(0)),
+                Padded(AtomicU64::new(0)),
+            ])
+        });
+    }
+
+    /// Every request counter: the shared word, then the stripes if any.
+    #[cfg(feature = "std")]
+    fn request_counters(&self) -> impl Iterator<Item = &AtomicU64> {
+        let stripes: &[Padded] = self.stripes.get().map_or(&[], |s| &s[..]);
+        core::iter::once(&self.requests).chain(stripes.iter().map(|s| &s.0))
+    }
+
+    /// Every request counter: without `std`, the shared word only.
+    #[cfg(not(feature = "std"))]
+    fn request_counters(&self) -> impl Iterator<Item = &AtomicU64> {
+        core::iter::once(&self.requests)
     }
 
     /// Whether the circuit is closed: then [`admit`](Self::admit) would
     /// admit a normal call and change nothing. One atomic load.
     #[inline]
     pub fn is_closed(&self) -> bool {
-        is_closed_word(self.phase.0.load(Ordering::Acquire))
+        is_closed_word(self.phase.load(Ordering::Acquire))
     }
 
     /// Asks to run a call.
@@ -184,7 +230,7 @@ impl LocalCircuit {
     /// clock. Returns the decision and the state change it caused, if any.
     #[inline]
     pub fn admit(&self, clock: &dyn Clock, timing: &Timing) -> (Admission, Option<Transition>) {
-        let word = self.phase.0.load(Ordering::Acquire);
+        let word = self.phase.load(Ordering::Acquire);
         if is_closed_word(word) {
             return (Admission::Admitted(Permit::Normal), None);
         }
@@ -218,10 +264,10 @@ impl LocalCircuit {
                     return (Admission::Rejected { retry_after: None }, None);
                 }
                 core::hint::spin_loop();
-                word = self.phase.0.load(Ordering::Acquire);
+                word = self.phase.load(Ordering::Acquire);
                 continue;
             }
-            match self.phase.0.compare_exchange_weak(
+            match self.phase.compare_exchange_weak(
                 word,
                 self.word(next),
                 Ordering::AcqRel,
@@ -250,14 +296,14 @@ impl LocalCircuit {
         {
             return None;
         }
-        let mut word = self.phase.0.load(Ordering::Acquire);
+        let mut word = self.phase.load(Ordering::Acquire);
         let decided = loop {
             let phase = self.phase_of(word);
             let (next, admission) = state::admit(phase, now, timing);
             if next == phase {
                 break (admission, None);
             }
-            match self.phase.0.compare_exchange_weak(
+            match self.phase.compare_exchange_weak(
                 word,
                 self.word(next),
                 Ordering::AcqRel,
@@ -351,19 +397,20 @@ impl LocalCircuit {
         let now = now_ms(clock);
         let window = self.window.load(Ordering::Acquire);
         let end = window & LOW_48;
-        let phase = self.phase.0.load(Ordering::Acquire);
+        let phase = self.phase.load(Ordering::Acquire);
         if end != 0 && now < end && (is_closed_word(phase) || phase == DISABLED_WORD) {
-            let stripe = &self.requests[stripe()].0;
-            let word = stripe.load(Ordering::Acquire);
+            let counter = self.request_counter();
+            let word = counter.load(Ordering::Acquire);
             // Same generation as the window, and room to count: a `+ 1`
             // cannot carry into the generation bits.
-            if word >> GEN_SHIFT == window >> GEN_SHIFT
-                && word & LOW_48 < LOW_48
-                && stripe
-                    .compare_exchange_weak(word, word + 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                return;
+            if word >> GEN_SHIFT == window >> GEN_SHIFT && word & LOW_48 < LOW_48 {
+                match counter.compare_exchange(word, word + 1, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return,
+                    // Another thread counted on this word meanwhile.
+                    Err(_) if core::ptr::eq(counter, &self.requests) => self.spread_requests(),
+                    Err(_) => {}
+                }
             }
         }
         self.record_success_slow(now, timing);
@@ -374,9 +421,9 @@ impl LocalCircuit {
     fn record_success_slow(&self, now: u64, timing: &Timing) {
         // As in `record_normal`: not counted once the circuit has left the
         // closed state.
-        let phase = self.phase.0.load(Ordering::Acquire);
+        let phase = self.phase.load(Ordering::Acquire);
         if is_closed_word(phase) || phase == DISABLED_WORD {
-            self.bump(&self.requests[stripe()].0, now, timing);
+            self.bump(self.request_counter(), now, timing);
         }
     }
 
@@ -391,12 +438,12 @@ impl LocalCircuit {
         // As in the original, outcomes that arrive once the circuit has left
         // the closed state are not counted (a disabled one counts, for
         // metrics, and never trips).
-        let phase = self.phase.0.load(Ordering::Acquire);
+        let phase = self.phase.load(Ordering::Acquire);
         if !is_closed_word(phase) && phase != DISABLED_WORD {
             return None;
         }
         let now = now_ms(clock);
-        let stripe = &self.requests[stripe()].0;
+        let stripe = self.request_counter();
         if outcome == Outcome::Success {
             // Counted only if the rule counts requests (see `record`).
             self.bump(stripe, now, timing);
@@ -424,7 +471,6 @@ impl LocalCircuit {
         // Read the time again: the rule may have run for a while.
         let next = state::trip(Phase::Closed, now_ms(clock), timing)?;
         self.phase
-            .0
             .compare_exchange(closed, self.word(next), Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
         self.new_window();
@@ -455,14 +501,14 @@ impl LocalCircuit {
         timing: &Timing,
     ) -> Option<Transition> {
         let now = now_ms(clock);
-        let mut word = self.phase.0.load(Ordering::Acquire);
+        let mut word = self.phase.load(Ordering::Acquire);
         loop {
             let phase = self.phase_of(word);
             let next = state::trial_outcome(phase, episode, outcome, now, timing);
             if next == phase {
                 return None;
             }
-            match self.phase.0.compare_exchange_weak(
+            match self.phase.compare_exchange_weak(
                 word,
                 self.word(next),
                 Ordering::AcqRel,
@@ -502,7 +548,7 @@ impl LocalCircuit {
             Manual::Close => Phase::Closed,
             Manual::Disable => Phase::Disabled,
         };
-        let previous = decode(self.phase.0.swap(self.word(next), Ordering::AcqRel));
+        let previous = decode(self.phase.swap(self.word(next), Ordering::AcqRel));
         if manual != Manual::Disable {
             self.new_window();
         }
@@ -518,7 +564,6 @@ impl LocalCircuit {
         let until = now.saturating_add(timing.circuit_timeout_ms);
         let previous = decode(
             self.phase
-                .0
                 .swap(encode(Phase::Open { until }), Ordering::AcqRel),
         );
         self.new_window();
@@ -536,7 +581,6 @@ impl LocalCircuit {
         if let Permit::Trial { episode } = permit {
             let _ = self
                 .phase
-                .0
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
                     let phase = decode(word);
                     let next = state::release_trial(phase, episode);
@@ -547,7 +591,7 @@ impl LocalCircuit {
 
     /// The state at the clock's present time.
     pub fn state(&self, clock: &dyn Clock, timing: &Timing) -> State {
-        let word = self.phase.0.load(Ordering::Acquire);
+        let word = self.phase.load(Ordering::Acquire);
         if is_closed_word(word) {
             return State::Closed;
         }
@@ -556,7 +600,7 @@ impl LocalCircuit {
 
     /// When the circuit is open: how long until a call may pass.
     pub fn open_for(&self, clock: &dyn Clock) -> Option<core::time::Duration> {
-        match decode(self.phase.0.load(Ordering::Acquire)) {
+        match decode(self.phase.load(Ordering::Acquire)) {
             Phase::Open { until } => {
                 let now = now_ms(clock);
                 (now < until).then(|| core::time::Duration::from_millis(until - now))
@@ -587,16 +631,15 @@ impl LocalCircuit {
     /// Whether the circuit is closed with nothing counted: the same as a
     /// new one.
     pub fn is_pristine(&self, clock: &dyn Clock) -> bool {
-        is_closed_word(self.phase.0.load(Ordering::Acquire))
+        is_closed_word(self.phase.load(Ordering::Acquire))
             && self.counts(clock) == Counts::default()
     }
 
     /// The requests counted in the window of generation `gen`.
     fn requests_in(&self, gen: u64) -> u64 {
-        self.requests
-            .iter()
-            .map(|stripe| {
-                let word = stripe.0.load(Ordering::Acquire);
+        self.request_counters()
+            .map(|counter| {
+                let word = counter.load(Ordering::Acquire);
                 if generation(word) == gen {
                     word & LOW_48
                 } else {
@@ -609,7 +652,6 @@ impl LocalCircuit {
     /// Closes the circuit and empties its counters.
     pub fn reset(&self) {
         self.phase
-            .0
             .store(self.word(Phase::Closed), Ordering::Release);
         self.new_window();
     }
@@ -634,7 +676,7 @@ impl LocalCircuit {
     /// long gone can never come back as the current one's.
     fn stamp(&self, gen: u64) {
         let fresh = gen << GEN_SHIFT;
-        for counter in core::iter::once(&self.failures).chain(self.requests.iter().map(|r| &r.0)) {
+        for counter in core::iter::once(&self.failures).chain(self.request_counters()) {
             let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
                 is_newer(gen, generation(word)).then_some(fresh)
             });
@@ -871,6 +913,46 @@ mod tests {
         assert_eq!(c.counts(&clock), Counts::new(0, 80_000));
     }
 
+    #[cfg(feature = "std")]
+    #[test]
+    fn stripes_are_made_only_when_threads_meet_and_lose_no_count() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        for _ in 0..1_000 {
+            c.record_success(&clock, &T);
+        }
+        assert!(c.stripes.get().is_none(), "one thread never needs them");
+        assert!(core::mem::size_of::<LocalCircuit>() <= 64);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        c.record_success(&clock, &T);
+                    }
+                });
+            }
+        });
+        assert_eq!(c.counts(&clock), Counts::new(0, 81_000));
+        // once spread (whether or not the threads above met), counts go on
+        // adding up over the shared word and the stripes
+        c.spread_requests();
+        assert!(c.stripes.get().is_some());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1_000 {
+                        c.record_success(&clock, &T);
+                    }
+                });
+            }
+        });
+        assert_eq!(c.counts(&clock), Counts::new(0, 85_000));
+        // a new window counts from 0 on every stripe
+        clock.advance(Duration::from_secs(60));
+        c.record_success(&clock, &T);
+        assert_eq!(c.counts(&clock), Counts::new(0, 1));
+    }
+
     #[test]
     fn successes_under_max_failures_write_nothing() {
         let clock = ManualClock::new();
@@ -878,17 +960,15 @@ mod tests {
         let rule = MaxFailuresRule::new(2).unwrap();
         let before = (
             c.window.load(Ordering::Relaxed),
-            c.requests
-                .iter()
-                .map(|r| r.0.load(Ordering::Relaxed))
+            c.request_counters()
+                .map(|r| r.load(Ordering::Relaxed))
                 .sum::<u64>(),
         );
         c.record(Permit::Normal, Outcome::Success, &rule, &clock, &T);
         let after = (
             c.window.load(Ordering::Relaxed),
-            c.requests
-                .iter()
-                .map(|r| r.0.load(Ordering::Relaxed))
+            c.request_counters()
+                .map(|r| r.load(Ordering::Relaxed))
                 .sum::<u64>(),
         );
         assert_eq!(before, after);
@@ -936,7 +1016,7 @@ mod tests {
     fn a_failure_counted_before_a_whole_open_close_cycle_cannot_trip_the_new_period() {
         let clock = ManualClock::new();
         let c = LocalCircuit::new();
-        let closed = c.phase.0.load(Ordering::Acquire);
+        let closed = c.phase.load(Ordering::Acquire);
         let rule = MaxFailuresRule::new(1).unwrap();
         fail(&c, &rule, &clock);
         clock.advance(Duration::from_secs(10));
