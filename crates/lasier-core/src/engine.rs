@@ -98,6 +98,8 @@ pub struct BreakerCore<S: ?Sized> {
     rejected: AtomicU64,
     /// How long (ms) an open state read from the store is trusted.
     max_staleness_ms: u64,
+    /// When (ms on a registry's clock) a registry last handed it out.
+    last_used: AtomicU64,
 }
 
 /// A breaker's figures at one instant; from `metrics()`.
@@ -144,6 +146,7 @@ impl<S: ?Sized> BreakerCore<S> {
             next_probe: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             max_staleness_ms: crate::clock::ceil_millis(config.staleness()),
+            last_used: AtomicU64::new(0),
         }
     }
 
@@ -173,6 +176,12 @@ impl<S: ?Sized> BreakerCore<S> {
     /// What the breaker does when its store fails.
     pub fn storage_failure_policy(&self) -> StorageFailurePolicy {
         self.policy
+    }
+
+    /// The stamp a registry keeps on this breaker: when its key was last
+    /// used.
+    pub fn last_used(&self) -> &AtomicU64 {
+        &self.last_used
     }
 
     /// Whether dropping this breaker would forget anything: its in-process

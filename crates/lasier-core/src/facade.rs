@@ -400,6 +400,13 @@ macro_rules! __define_registry {
             }
         }
 
+        #[doc(hidden)]
+        impl $crate::registry::Stamped for CircuitBreaker {
+            fn last_used(&self) -> &std::sync::atomic::AtomicU64 {
+                self.core().last_used()
+            }
+        }
+
         impl fmt::Debug for Registry {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct("Registry")

@@ -55,29 +55,32 @@ const MIN_SHARD_ENTRIES: usize = 512;
 ///   is made outside any lock, once: other callers asking for the same key
 ///   meanwhile wait for it.
 pub struct Registry<V> {
-    entries: Cache<String, Arc<Slot<V>>, UnitWeighter, RandomState>,
+    entries: Cache<String, V, UnitWeighter, RandomState>,
     capacity: usize,
     max_idle_ms: u64,
     clock: Arc<dyn Clock>,
 }
 
-/// A value and when (ms on the registry's clock) its key was last used.
-struct Slot<V> {
-    value: V,
-    last_used: AtomicU64,
+/// A value a [`Registry`] holds: it carries when (ms on the registry's
+/// clock) its key was last used, so that a hit clones the value and
+/// nothing else.
+pub trait Stamped: Clone {
+    /// The last-used stamp; the registry reads and writes it.
+    fn last_used(&self) -> &AtomicU64;
 }
 
-impl<V> Slot<V> {
-    fn touch(&self, now: u64) {
-        // Most uses fall in the same millisecond as the previous one:
-        // a load keeps them from writing the line other threads read.
-        if self.last_used.load(Ordering::Relaxed) < now {
-            self.last_used.store(now, Ordering::Relaxed);
-        }
+/// How fine the last-used stamps are: a stamp is rewritten only once it is
+/// this old, so that threads sharing a hot key do not write its line on
+/// every use. Idle times are minutes.
+const STAMP_MS: u64 = 1_000;
+
+fn touch(stamp: &AtomicU64, now: u64) {
+    if now.saturating_sub(stamp.load(Ordering::Relaxed)) >= STAMP_MS {
+        stamp.store(now, Ordering::Relaxed);
     }
 }
 
-impl<V: Clone> Registry<V> {
+impl<V: Stamped> Registry<V> {
     /// An empty registry of at most `capacity` values (at least one).
     pub fn new(capacity: usize, max_idle: Duration, clock: Arc<dyn Clock>) -> Self {
         let capacity = capacity.max(1);
@@ -139,9 +142,9 @@ impl<V: Clone> Registry<V> {
     ) -> Result<V, E> {
         let now = now_ms(&*self.clock);
         let guard = match self.entries.get_value_or_guard(key, None) {
-            GuardResult::Value(slot) => {
-                slot.touch(now);
-                return Ok(slot.value.clone());
+            GuardResult::Value(value) => {
+                touch(value.last_used(), now);
+                return Ok(value);
             }
             GuardResult::Guard(guard) => guard,
             // Never without a timeout; serve the call all the same.
@@ -150,16 +153,15 @@ impl<V: Clone> Registry<V> {
         let value = make()?;
         // It fails only if the key was removed meanwhile: the caller still
         // gets its value, the registry does not keep it.
-        let _ = guard.insert(Arc::new(Slot {
-            value: value.clone(),
-            last_used: AtomicU64::new(now),
-        }));
+        value.last_used().store(now, Ordering::Relaxed);
+        let _ = guard.insert(value.clone());
         Ok(value)
     }
 
-    /// Whether `slot`'s key was not used for longer than `max_idle` at `now`.
-    fn is_idle(&self, slot: &Slot<V>, now: u64) -> bool {
-        now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) > self.max_idle_ms
+    /// Whether `value`'s key was not used for longer than `max_idle` at
+    /// `now` (give or take a second: see `STAMP_MS`).
+    fn is_idle(&self, value: &V, now: u64) -> bool {
+        now.saturating_sub(value.last_used().load(Ordering::Relaxed)) > self.max_idle_ms
     }
 
     /// Drops the entry at `key`, if any.
@@ -174,7 +176,7 @@ impl<V: Clone> Registry<V> {
     pub fn remove_idle(&self, keep: impl Fn(&V) -> bool) {
         let now = now_ms(&*self.clock);
         self.entries
-            .retain(|_, slot| !self.is_idle(slot, now) || keep(&slot.value));
+            .retain(|_, value| !self.is_idle(value, now) || keep(value));
     }
 
     /// How many entries it holds: exact, counted shard by shard (an entry
@@ -204,7 +206,7 @@ fn prev_power_of_two(n: usize) -> usize {
     }
 }
 
-impl<V> std::fmt::Debug for Registry<V> {
+impl<V: Clone> std::fmt::Debug for Registry<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("len", &self.entries.len())
@@ -222,7 +224,27 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Barrier;
 
-    fn registry(capacity: usize, clock: &ManualClock) -> Registry<u32> {
+    /// A value made by a test: its number, and its stamp.
+    #[derive(Debug, Clone)]
+    struct Made(u32, Arc<AtomicU64>);
+
+    impl Stamped for Made {
+        fn last_used(&self) -> &AtomicU64 {
+            &self.1
+        }
+    }
+
+    impl PartialEq<u32> for Made {
+        fn eq(&self, n: &u32) -> bool {
+            self.0 == *n
+        }
+    }
+
+    fn m(n: u32) -> Made {
+        Made(n, Arc::default())
+    }
+
+    fn registry(capacity: usize, clock: &ManualClock) -> Registry<Made> {
         Registry::new(capacity, Duration::from_secs(10), Arc::new(clock.clone()))
     }
 
@@ -233,7 +255,7 @@ mod tests {
         let mut get = |key: &str| {
             r.get_or_try_insert_with(key, || {
                 made += 1;
-                Ok::<_, ()>(made)
+                Ok::<_, ()>(m(made))
             })
             .unwrap()
         };
@@ -251,7 +273,7 @@ mod tests {
         let r = registry(100, &ManualClock::new());
         let made = AtomicUsize::new(0);
         let start = Barrier::new(8);
-        let values: Vec<u32> = std::thread::scope(|s| {
+        let values: Vec<Made> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
                     s.spawn(|| {
@@ -259,7 +281,7 @@ mod tests {
                         r.get_or_try_insert_with("new", || {
                             // long enough for the others to arrive meanwhile
                             std::thread::yield_now();
-                            Ok::<_, ()>(made.fetch_add(1, Ordering::SeqCst) as u32)
+                            Ok::<_, ()>(m(made.fetch_add(1, Ordering::SeqCst) as u32))
                         })
                         .unwrap()
                     })
@@ -277,7 +299,7 @@ mod tests {
             let r = registry(capacity, &ManualClock::new());
             assert!(r.capacity() <= capacity && r.capacity() * 1000 >= capacity * 998);
             for i in 0..3 * capacity as u32 {
-                r.get_or_try_insert_with(&i.to_string(), || Ok::<_, ()>(i))
+                r.get_or_try_insert_with(&i.to_string(), || Ok::<_, ()>(m(i)))
                     .unwrap();
                 assert!(r.len() <= r.capacity(), "{r:?}");
             }
@@ -293,7 +315,7 @@ mod tests {
         let mut get = |key: &str| {
             r.get_or_try_insert_with(key, || {
                 made += 1;
-                Ok::<_, ()>(made)
+                Ok::<_, ()>(m(made))
             })
             .unwrap()
         };
@@ -317,16 +339,18 @@ mod tests {
         let clock = ManualClock::new();
         let r = registry(2, &clock);
         assert_eq!(
-            r.get_or_try_insert_with("a", || Err::<u32, _>("bad")),
-            Err("bad")
+            r.get_or_try_insert_with("a", || Err::<Made, _>("bad"))
+                .unwrap_err(),
+            "bad"
         );
         assert!(r.is_empty());
         // an idle entry is no reason to make it again
-        r.get_or_try_insert_with("a", || Ok::<_, ()>(1)).unwrap();
+        r.get_or_try_insert_with("a", || Ok::<_, ()>(m(1))).unwrap();
         clock.advance(Duration::from_secs(11));
         assert_eq!(
-            r.get_or_try_insert_with("a", || Err::<u32, _>("bad")),
-            Ok(1)
+            r.get_or_try_insert_with("a", || Err::<Made, _>("bad"))
+                .unwrap(),
+            1
         );
     }
 
@@ -337,16 +361,16 @@ mod tests {
         let mut get = |key: &str| {
             r.get_or_try_insert_with(key, || {
                 made += 1;
-                Ok::<_, ()>(made)
+                Ok::<_, ()>(m(made))
             })
             .unwrap()
         };
-        let kept = get("kept");
+        let kept = get("kept").0;
         let mut next = 0;
         let mut churn = |n: usize| {
             for _ in 0..n {
                 next += 1;
-                r.get_or_try_insert_with(&format!("once-{next}"), || Ok::<_, ()>(0))
+                r.get_or_try_insert_with(&format!("once-{next}"), || Ok::<_, ()>(m(0)))
                     .unwrap();
             }
         };
