@@ -92,6 +92,7 @@ pub(crate) fn validate(circuit: &Circuit) -> Result<(), ConfigError> {
         keys.failures(),
         keys.open(),
         keys.trials(),
+        keys.trial_lease(),
         keys.trials_passed(),
         keys.mode(),
     ];
