@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Each storage step gives up after 200 ms: a hung Redis costs a call
     // that much at most, then the breaker decides without it.
     let storage = AsyncRedisStorage::connect_with_options(
-        &url,
+        url.as_str(),
         Options::new().timeout(Duration::from_millis(200)),
     )
     .await?;

@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Each storage step gives up after 200 ms: a dead master costs a call
     // that much at most, then the breaker decides without the cluster.
     let storage = ClusterRedisStorage::open_with_options(
-        &urls,
+        urls.iter().copied(),
         Options::new().timeout(Duration::from_millis(200)),
     )?;
 

@@ -62,8 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("circuit {NAME:?} in Redis at {url}");
     // Each storage step gives up after 200 ms: a hung Redis costs a call
     // that much at most, then the breaker decides without it.
-    let storage =
-        RedisStorage::open_with_options(&url, Options::new().timeout(Duration::from_millis(200)))?;
+    let storage = RedisStorage::open_with_options(
+        url.as_str(),
+        Options::new().timeout(Duration::from_millis(200)),
+    )?;
     let breaker = CircuitBreaker::builder(NAME)
         .storage(storage)
         .max_failures(3)

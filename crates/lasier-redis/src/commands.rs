@@ -1,5 +1,5 @@
-//! The plain commands behind the primitives (and the reset), shared by both
-//! storages. TTLs are in milliseconds.
+//! The plain commands behind the primitives (and the reset). TTLs are in
+//! milliseconds.
 
 use std::time::Duration;
 
@@ -22,6 +22,27 @@ pub(crate) fn set(key: &str, value: i64, ttl: Option<Duration>) -> Cmd {
     if let Some(ttl) = ttl {
         cmd.arg("PX").arg(ttl_ms(ttl));
     }
+    cmd
+}
+
+/// `INCRBY key delta`.
+pub(crate) fn incr(key: &str, delta: i64) -> Cmd {
+    let mut cmd = redis::cmd("INCRBY");
+    cmd.arg(key).arg(delta);
+    cmd
+}
+
+/// `GET key`.
+pub(crate) fn get(key: &str) -> Cmd {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(key);
+    cmd
+}
+
+/// `DEL key`.
+pub(crate) fn delete(key: &str) -> Cmd {
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(key);
     cmd
 }
 

@@ -133,11 +133,16 @@
 //! authentication error; [`AsyncRedisStorage::connect`] fails with it.
 //!
 //! With the feature `tls`, `rediss://host:6380` connects over TLS (rustls,
-//! with the `ring` provider, checking the server against the system's root
-//! certificates). For a private CA or client certificates, build the
-//! client with `redis::Client::build_with_tls` (feature `tls`) and pass it to
-//! [`RedisStorage::with_options`] or to a `ConnectionManager` for
-//! [`AsyncRedisStorage::with_options`]. Nothing else changes.
+//! checking the server against the system's root certificates). rustls
+//! needs a crypto provider, and that choice is the application's: enable
+//! exactly one of rustls' `ring` or `aws-lc-rs` features in your
+//! `Cargo.toml` (rustls then uses it), or install one at start with
+//! `rustls::crypto::CryptoProvider::install_default`. Without one, rustls
+//! panics when the first TLS connection is made. For a private CA or client
+//! certificates, build the client with `redis::Client::build_with_tls`
+//! (feature `tls`) and pass it to [`RedisStorage::with_options`] or to a
+//! `ConnectionManager` for [`AsyncRedisStorage::with_options`]. Nothing
+//! else changes.
 //!
 //! # Redis Cluster
 //!
@@ -150,8 +155,8 @@
 //! `circuit_{payments}`, ... in the slot of `payments`, on one master.
 //! Breakers with different tags spread over the masters.
 //!
-//! `build()` checks it, by computing each key's slot (CRC16, as Redis
-//! does), and refuses a breaker whose keys would not share one with
+//! `build()` checks it, by computing each key's slot (with redis'
+//! `Slot::for_key`), and refuses a breaker whose keys would not share one with
 //! [`ConfigError::Invalid`](lasier_core::ConfigError::Invalid), whose
 //! message shows the fix:
 //!
@@ -202,7 +207,8 @@
 //! * `sync` (default): [`RedisStorage`].
 //! * `async` (default): [`AsyncRedisStorage`], on tokio.
 //! * `tls`: `rediss://` URLs, with rustls (for the async storage, through
-//!   tokio-rustls; enabling it brings tokio in even without `async`).
+//!   tokio-rustls; enabling it brings tokio in even without `async`); the
+//!   application picks rustls' crypto provider (see above).
 //! * `cluster`: [`ClusterRedisStorage`] with `sync`,
 //!   [`AsyncClusterRedisStorage`] with `async` (enabling it brings tokio in
 //!   even without `async`).
@@ -213,42 +219,40 @@
 mod cluster;
 #[cfg(any(feature = "sync", feature = "async"))]
 mod commands;
+#[cfg(feature = "sync")]
+mod deadline;
 #[cfg(any(feature = "sync", feature = "async"))]
 mod error;
+#[cfg(feature = "sync")]
+mod ledger;
+#[cfg(feature = "async")]
+mod multiplexed;
 mod options;
 #[cfg(feature = "sync")]
 mod pool;
 #[cfg(any(feature = "sync", feature = "async"))]
 mod scripts;
 #[cfg(feature = "sync")]
-mod slots;
+mod server;
+#[cfg(any(feature = "sync", feature = "async"))]
+mod storage;
+#[cfg(any(feature = "sync", feature = "async"))]
+pub mod transport;
 
-#[cfg(feature = "async")]
-mod async_storage;
-#[cfg(feature = "sync")]
-mod sync_storage;
-
-#[cfg(feature = "async")]
-pub use async_storage::AsyncRedisStorage;
 #[cfg(all(feature = "cluster", feature = "async"))]
-pub use cluster::async_storage::AsyncClusterRedisStorage;
+pub use cluster::multiplexed::AsyncClusterRedisStorage;
 #[cfg(all(feature = "cluster", feature = "sync"))]
-pub use cluster::sync_storage::ClusterRedisStorage;
+pub use cluster::pooled::ClusterRedisStorage;
+#[cfg(feature = "async")]
+pub use multiplexed::AsyncRedisStorage;
 pub use options::Options;
 #[cfg(feature = "sync")]
-pub use sync_storage::RedisStorage;
+pub use server::RedisStorage;
+#[cfg(feature = "async")]
+pub use storage::AsyncRedis;
+#[cfg(feature = "sync")]
+pub use storage::Redis;
 
 /// The `redis` crate this one is built on, to name its `Client` and
 /// `aio::ConnectionManager` without a version mismatch.
 pub use redis;
-
-/// rustls needs a process-wide crypto provider, and panics without one when
-/// a TLS connection is set up: install ring's, unless the application
-/// installed one already.
-#[cfg(all(feature = "tls", any(feature = "sync", feature = "async")))]
-pub(crate) fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-#[cfg(all(not(feature = "tls"), any(feature = "sync", feature = "async")))]
-pub(crate) fn install_crypto_provider() {}

@@ -1,73 +1,98 @@
-//! The connections of a [`RedisStorage`](crate::RedisStorage), and the
-//! deadline of each storage step.
+//! The blocking storages' pool: connections made on demand, up to a
+//! number, each storage step taking one for itself (a redis connection is
+//! one thread's at a time), so that no thread waits on another's round
+//! trip. One pool for both blocking storages: a connection is a plain one
+//! to a server, or a cluster connection; they differ only in how one is
+//! made, checked and used, which [`Connector`] says.
 //!
-//! A small pool of its own rather than r2d2's, for three things a breaker
-//! needs from it:
+//! What a breaker needs from its pool, and why it is ours rather than
+//! r2d2's:
 //!
 //! * a step's deadline covers everything the step waits for: a free
-//!   connection, making a new one, each round trip (the socket timeouts are
-//!   set to the time the step has left);
+//!   connection, making a new one, each round trip (`deadline.rs`);
 //! * a server that refuses connections fails the step at once, instead of
 //!   waiting the whole timeout for a pool that retries in the background;
-//! * a connection that failed (an I/O error or a timeout, after which a
-//!   late reply could still arrive) is never reused, and neither are the
-//!   idle ones made before it, which a restarted server has closed too;
-//! * a connection idle for a while (which the server's `timeout`, a
+//! * a connection whose step failed for want of the server (an I/O error,
+//!   a timeout after which a late reply could still arrive, a cluster node
+//!   gone) is never reused, and neither are the idle ones made before it,
+//!   which a restarted server has closed too (or whose slot map names a
+//!   dead master);
+//! * a plain connection idle for a while (which the server's `timeout`, a
 //!   firewall or a restart may have closed) is checked with a `PING` before
 //!   use, within the step's deadline, so that a quiet service's next call
 //!   does not fail on it.
 
-use std::io;
 use std::time::{Duration, Instant};
 
-use lasier_core::{StorageError, StorageErrorKind};
-use redis::{Client, Connection, ConnectionLike, RedisError, RedisResult, Value};
+use lasier_core::{Circuit, ConfigError, StorageError, StorageErrorKind};
+use redis::{Cmd, FromRedisValue, RedisError, RedisResult, ScriptInvocation};
 
-use crate::error::from_redis;
-use crate::slots::{Entry, Slots, Taken};
+use crate::deadline::{deadline_after, DeadlineScope};
+use crate::error::{from_redis, kind_of};
+use crate::ledger::{Entry, Ledger, Taken};
+use crate::transport::Session;
 use crate::Options;
 
-/// Socket timeouts are left alone while they are this close to the time a
-/// step has left: setting them costs two system calls, and a step's first
-/// round trip almost always starts with its whole timeout ahead.
-const SLACK: Duration = Duration::from_millis(2);
-
-/// A connection idle for this long is checked with a `PING` before use.
+/// A connection idle for this long is checked before use.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(5);
 
-/// A pool of up to `pool_size` connections, made on demand.
-#[derive(Debug)]
-pub(crate) struct Pool {
-    client: Client,
-    options: Options,
-    slots: Slots<Conn>,
-}
+/// How a pool's connections are made, checked and used.
+pub(crate) trait Connector: Send + Sync + 'static {
+    /// A pooled connection.
+    type Conn: Send;
 
-/// A pooled connection and what the pool knows about it.
-struct Conn {
-    inner: Connection,
-    /// What its socket timeouts are set to.
-    io_timeout: Duration,
-    /// It failed: a reply may still be on its way, or it is closed.
-    broken: bool,
-    /// When it last went back to the pool.
-    idle_since: Instant,
-}
+    /// The storage's name, for `Debug`.
+    const NAME: &'static str;
 
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn")
-            .field("broken", &self.broken)
-            .finish_non_exhaustive()
+    /// Makes a connection, within the step's deadline.
+    fn connect(&self, options: &Options) -> RedisResult<Self::Conn>;
+
+    /// Whether a connection idle for a while still answers.
+    fn check(conn: &mut Self::Conn) -> bool;
+
+    /// Whether a connection may go back to the pool.
+    fn is_open(conn: &Self::Conn) -> bool;
+
+    /// Runs `cmd` on `conn`.
+    fn query<T: FromRedisValue>(conn: &mut Self::Conn, cmd: &Cmd) -> RedisResult<T>;
+
+    /// Runs one of `circuit`'s scripts on `conn`.
+    fn invoke<T: FromRedisValue>(
+        conn: &mut Self::Conn,
+        circuit: &Circuit,
+        invocation: &ScriptInvocation<'_>,
+    ) -> RedisResult<T>;
+
+    /// Where it connects to, for messages (no credentials).
+    fn place(&self) -> String;
+
+    /// Whether its server can hold `circuit`.
+    fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
+        let _ = circuit;
+        Ok(())
     }
 }
 
-impl Pool {
-    pub(crate) fn new(client: Client, options: Options) -> Self {
+/// The connections of a blocking storage: up to
+/// [`pool_size`](Options::pool_size) of them, made on demand.
+pub(crate) struct Pool<C: Connector> {
+    connector: C,
+    options: Options,
+    ledger: Ledger<Pooled<C::Conn>>,
+}
+
+/// A pooled connection, and when it last went back to the pool.
+struct Pooled<T> {
+    conn: T,
+    idle_since: Instant,
+}
+
+impl<C: Connector> Pool<C> {
+    pub(crate) fn new(connector: C, options: Options) -> Self {
         Self {
-            client,
+            connector,
             options,
-            slots: Slots::new(),
+            ledger: Ledger::new(),
         }
     }
 
@@ -75,267 +100,177 @@ impl Pool {
         &self.options
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn connector(&self) -> &C {
+        &self.connector
     }
 
     /// (open, idle) connections now.
     pub(crate) fn state(&self) -> (u32, usize) {
-        self.slots.state()
+        self.ledger.state()
     }
 
-    /// Starts a storage step: a connection, and the deadline the step must
-    /// end by.
-    pub(crate) fn session(&self) -> Result<Session<'_>, StorageError> {
-        let started = Instant::now();
-        let timeout = self.options.timeout;
-        // A timeout so long that the deadline overflows: no deadline worth
-        // the name, a year will do.
-        let deadline = started
-            .checked_add(timeout)
-            .or_else(|| started.checked_add(Duration::from_secs(365 * 24 * 3600)))
-            .unwrap_or(started);
-        let mut conn = self.checkout(deadline)?;
-        if conn.item.idle_since.elapsed() >= CHECK_AFTER_IDLE {
-            let mut link = Link {
-                conn: Some(&mut conn.item),
-                deadline,
-            };
-            if redis::cmd("PING").query::<()>(&mut link).is_err() {
-                // Gone while idle: so are the others made before it most
-                // likely (`broken` drops them); a new one, same deadline.
-                conn.item.broken = true;
-                self.checkin(conn);
-                conn = self.checkout(deadline)?;
-            }
-        }
-        Ok(Session {
-            pool: self,
-            conn: Some(conn),
-            deadline,
-        })
-    }
-
-    fn checkout(&self, deadline: Instant) -> Result<Entry<Conn>, StorageError> {
-        match self.slots.take(self.options.pool_size, deadline) {
+    fn checkout(&self, deadline: Instant) -> Result<Entry<Pooled<C::Conn>>, StorageError> {
+        match self.ledger.take(self.options.pool_size, deadline) {
             Some(Taken::Idle(entry)) => Ok(entry),
-            Some(Taken::Make { generation }) => self
-                .connect(deadline)
-                .map(|item| Entry { item, generation })
-                .inspect_err(|_| self.slots.make_failed()),
+            Some(Taken::Make { generation }) => match self.connector.connect(&self.options) {
+                Ok(conn) => Ok(Entry {
+                    item: Pooled {
+                        conn,
+                        idle_since: Instant::now(),
+                    },
+                    generation,
+                }),
+                Err(e) => {
+                    self.ledger.make_failed();
+                    Err(from_redis(e))
+                }
+            },
             None => Err(StorageError::new(
                 StorageErrorKind::TimedOut,
                 format!(
-                    "no free Redis connection within {:?}: all {} are busy",
-                    self.options.timeout, self.options.pool_size
+                    "no free connection to {} within {:?}: all {} are busy",
+                    self.connector.place(),
+                    self.options.timeout,
+                    self.options.pool_size
                 ),
             )),
         }
     }
 
-    fn connect(&self, deadline: Instant) -> Result<Conn, StorageError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timed_out(self.options.timeout));
+    fn checkin(&self, mut entry: Entry<Pooled<C::Conn>>, failed: bool) {
+        let usable = C::is_open(&entry.item.conn);
+        entry.item.idle_since = Instant::now();
+        self.ledger.give_back(entry, failed, usable);
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (connections, idle) = self.state();
+        f.debug_struct(C::NAME)
+            .field("addr", &self.connector.place())
+            .field("timeout", &self.options.timeout)
+            .field("connections", &connections)
+            .field("idle", &idle)
+            .finish()
+    }
+}
+
+impl<C: Connector> Pool<C> {
+    /// A step: its deadline, set for this thread, and a connection.
+    pub(crate) fn session(&self) -> Result<PoolSession<'_, C>, StorageError> {
+        let deadline = deadline_after(self.options.timeout);
+        let scope = DeadlineScope::enter(deadline);
+        let mut entry = self.checkout(deadline)?;
+        if entry.item.idle_since.elapsed() >= CHECK_AFTER_IDLE && !C::check(&mut entry.item.conn) {
+            // Gone while idle: so are the others made before it most
+            // likely (a failed give-back drops them); a new one, same
+            // deadline.
+            self.checkin(entry, true);
+            entry = self.checkout(deadline)?;
         }
-        // redis waits for each reply of the connection's setup (AUTH, SELECT,
-        // CLIENT SETINFO) with the whole timeout it was given: share the
-        // budget out so that a server that accepts but never answers costs
-        // the step no more than its time left.
-        let budget = left.min(self.options.connect_timeout) / setup_replies(&self.client);
-        let inner = self
-            .client
-            .get_connection_with_timeout(budget)
-            .map_err(from_redis)?;
-        Ok(Conn {
-            inner,
-            // `connect` leaves the socket without timeouts: `arm` sets them
-            // before the first round trip.
-            io_timeout: Duration::ZERO,
-            broken: false,
-            idle_since: Instant::now(),
+        Ok(PoolSession {
+            pool: self,
+            entry: Some(entry),
+            failed: false,
+            _deadline: scope,
         })
     }
-
-    fn checkin(&self, mut conn: Entry<Conn>) {
-        let failed = conn.item.broken;
-        let usable = conn.item.inner.is_open();
-        conn.item.idle_since = Instant::now();
-        self.slots.give_back(conn, failed, usable);
-    }
 }
 
-/// How many replies a new connection waits for before it is ready.
-pub(crate) fn setup_replies(client: &Client) -> u32 {
-    let redis = client.get_connection_info().redis_settings();
-    let auth = redis.protocol().supports_resp3() || redis.password().is_some();
-    let select = redis.db() != 0;
-    let lib_name = if redis.skip_set_lib_name() { 0 } else { 2 };
-    (u32::from(auth) + u32::from(select) + lib_name).max(1)
-}
+/// Declares `$name`, the public face of a pool over `$connector`, as the
+/// transport of a blocking storage.
+macro_rules! pooled_transport {
+    ($(#[$doc:meta])* $name:ident($connector:ty)) => {
+        $(#[$doc])*
+        pub struct $name(pub(crate) $crate::pool::Pool<$connector>);
 
-/// The error of a step that ran out of time before its next round trip.
-fn timed_out(timeout: Duration) -> StorageError {
-    StorageError::new(
-        StorageErrorKind::TimedOut,
-        format!("no answer from Redis within {timeout:?}"),
-    )
+        impl $crate::transport::Transport for $name {
+            type Session<'a> = $crate::pool::PoolSession<'a, $connector>;
+
+            fn session(&self) -> Result<Self::Session<'_>, lasier_core::StorageError> {
+                self.0.session()
+            }
+
+            fn describe(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+
+            fn validate(
+                &self,
+                circuit: &lasier_core::Circuit,
+            ) -> Result<(), lasier_core::ConfigError> {
+                $crate::pool::Connector::validate(self.0.connector(), circuit)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
 }
+pub(crate) use pooled_transport;
 
 /// One storage step: a connection from the pool, given back when the step
-/// ends, and the deadline every round trip of the step must meet.
-pub(crate) struct Session<'a> {
-    pool: &'a Pool,
-    conn: Option<Entry<Conn>>,
-    deadline: Instant,
+/// ends, and the deadline every round trip of the step must meet (for this
+/// thread, while it lives).
+pub(crate) struct PoolSession<'a, C: Connector> {
+    pool: &'a Pool<C>,
+    entry: Option<Entry<Pooled<C::Conn>>>,
+    failed: bool,
+    _deadline: DeadlineScope,
 }
 
-impl Session<'_> {
-    /// The connection, as redis' commands and scripts take it.
-    pub(crate) fn link(&mut self) -> Link<'_> {
-        Link {
-            conn: self.conn.as_mut().map(|c| &mut c.item),
-            deadline: self.deadline,
-        }
-    }
-}
-
-impl Drop for Session<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.checkin(conn);
-        }
-    }
-}
-
-/// A connection with a deadline: each round trip may take only the time
-/// the step has left, and a failed one marks the connection broken.
-pub(crate) struct Link<'a> {
-    conn: Option<&'a mut Conn>,
-    deadline: Instant,
-}
-
-impl Link<'_> {
-    fn conn(&mut self) -> RedisResult<&mut Conn> {
-        self.conn
-            .as_deref_mut()
-            .ok_or_else(|| RedisError::from(io::Error::from(io::ErrorKind::NotConnected)))
+impl<C: Connector> PoolSession<'_, C> {
+    fn conn(&mut self) -> Result<&mut C::Conn, StorageError> {
+        self.entry
+            .as_mut()
+            .map(|entry| &mut entry.item.conn)
+            .ok_or_else(|| StorageError::new(StorageErrorKind::Other, "no connection"))
     }
 
-    /// Sets the socket timeouts to the time left, or fails if none is.
-    fn arm(&mut self) -> RedisResult<()> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let conn = self.conn()?;
-        if left.is_zero() {
-            return Err(RedisError::from(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the storage step ran out of time",
-            )));
+    /// `error` as a storage error, noting whether the connection may go
+    /// back: not after an I/O error or a timeout (a late reply could still
+    /// arrive, or a half-read one left the parser out of step), nor for want
+    /// of a server (a cluster's slot map may name a node that is gone).
+    fn fail(&mut self, error: RedisError) -> StorageError {
+        if error.is_unrecoverable_error()
+            || error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || matches!(
+                kind_of(&error),
+                StorageErrorKind::Unavailable | StorageErrorKind::TimedOut
+            )
+        {
+            self.failed = true;
         }
-        if conn.io_timeout.abs_diff(left) > SLACK {
-            let set = conn
-                .inner
-                .set_read_timeout(Some(left))
-                .and_then(|()| conn.inner.set_write_timeout(Some(left)));
-            if let Err(e) = set {
-                conn.broken = true;
-                return Err(e);
-            }
-            conn.io_timeout = left;
-        }
-        Ok(())
-    }
-
-    fn settle<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &result {
-            // After a timeout the reply may still come, and a half-read
-            // reply leaves the parser out of step: never reuse it.
-            if e.is_io_error()
-                || e.is_timeout()
-                || e.is_connection_dropped()
-                || e.is_unrecoverable_error()
-            {
-                if let Ok(conn) = self.conn() {
-                    conn.broken = true;
-                }
-            }
-        }
-        result
+        from_redis(error)
     }
 }
 
-impl ConnectionLike for Link<'_> {
-    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
-        self.arm()?;
-        let result = self.conn()?.inner.req_packed_command(cmd);
-        self.settle(result)
+impl<C: Connector> Session for PoolSession<'_, C> {
+    fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T, StorageError> {
+        let result = C::query(self.conn()?, cmd);
+        result.map_err(|e| self.fail(e))
     }
 
-    fn req_packed_commands(
+    fn invoke<T: FromRedisValue>(
         &mut self,
-        cmd: &[u8],
-        offset: usize,
-        count: usize,
-    ) -> RedisResult<Vec<Value>> {
-        self.arm()?;
-        let result = self.conn()?.inner.req_packed_commands(cmd, offset, count);
-        self.settle(result)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.conn.as_ref().map_or(0, |c| c.inner.get_db())
-    }
-
-    fn check_connection(&mut self) -> bool {
-        self.conn().is_ok_and(|c| c.inner.check_connection())
-    }
-
-    fn is_open(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.inner.is_open())
+        circuit: &Circuit,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StorageError> {
+        let result = C::invoke(self.conn()?, circuit, invocation);
+        result.map_err(|e| self.fail(e))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn setup_replies_follow_the_url() {
-        let replies = |url: &str| setup_replies(&Client::open(url).unwrap());
-        // CLIENT SETINFO twice.
-        assert_eq!(replies("redis://127.0.0.1:1/"), 2);
-        // AUTH, SELECT, CLIENT SETINFO twice.
-        assert_eq!(replies("redis://:pw@127.0.0.1:1/3"), 4);
-        // HELLO (with the credentials), CLIENT SETINFO twice.
-        assert_eq!(replies("redis://:pw@127.0.0.1:1/?protocol=resp3"), 3);
-    }
-
-    #[test]
-    fn a_refused_connection_fails_at_once_and_frees_its_slot() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client = Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-        let pool = Pool::new(
-            client,
-            Options::new().timeout(Duration::from_secs(30)).pool_size(1),
-        );
-        for _ in 0..3 {
-            let began = Instant::now();
-            let error = pool.session().map(drop).unwrap_err();
-            assert_eq!(error.kind(), StorageErrorKind::Unavailable, "{error}");
-            // Far from the 30 s timeout: refused is an answer.
-            assert!(began.elapsed() < Duration::from_secs(10));
+impl<C: Connector> Drop for PoolSession<'_, C> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.pool.checkin(entry, self.failed);
         }
-        assert_eq!(pool.state(), (0, 0));
-    }
-
-    #[test]
-    fn a_huge_timeout_is_no_panic() {
-        let client = Client::open("redis://127.0.0.1:1/").unwrap();
-        let pool = Pool::new(client, Options::new().timeout(Duration::MAX));
-        assert!(pool.session().is_err());
     }
 }

@@ -246,6 +246,12 @@ pub(crate) fn admitted(reply: &[i64]) -> Result<(Admission, Option<Transition>),
     }
 }
 
+/// Whether a normal call's outcome needs no step at all: a success under
+/// a rule that counts no requests.
+pub(crate) fn records_nothing(circuit: &Circuit, outcome: Outcome) -> bool {
+    outcome == Outcome::Success && !circuit.counts_requests()
+}
+
 /// Whether a normal call's outcome trips the circuit: the rule is asked on
 /// the counts the record script returned, after a counted failure.
 pub(crate) fn trips(

@@ -24,7 +24,7 @@ fn circuit(
 }
 
 async fn storage(server: &support::Server) -> AsyncRedisStorage {
-    AsyncRedisStorage::connect(&server.url()).await.unwrap()
+    AsyncRedisStorage::connect(server.url()).await.unwrap()
 }
 
 /// One guarded call, as the facade makes it.
@@ -372,7 +372,7 @@ async fn connecting_to_nothing_fails_in_bounded_time() {
         .local_addr()
         .unwrap()
         .port();
-    let error = AsyncRedisStorage::connect(&format!("redis://127.0.0.1:{port}/"))
+    let error = AsyncRedisStorage::connect(format!("redis://127.0.0.1:{port}/"))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), StorageErrorKind::Unavailable, "{error}");

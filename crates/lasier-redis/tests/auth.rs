@@ -48,7 +48,7 @@ fn check_refused(error: &StorageError, said: &str) {
 #[test]
 fn a_password_in_the_url_authenticates_every_connection() {
     let Some(server) = protected() else { return };
-    let storage = RedisStorage::open(&server.url()).unwrap();
+    let storage = RedisStorage::open(server.url()).unwrap();
     assert!(!format!("{storage:?}").contains(PASSWORD));
     let breaker = lasier_sync::CircuitBreaker::builder(unique("auth-ok"))
         .storage(storage)
@@ -67,9 +67,9 @@ fn a_password_in_the_url_authenticates_every_connection() {
 fn a_wrong_or_missing_password_is_a_clear_storage_error() {
     let Some(server) = protected() else { return };
     let c = circuit();
-    let wrong = RedisStorage::open(&url(&server, ":wrong@")).unwrap();
+    let wrong = RedisStorage::open(url(&server, ":wrong@")).unwrap();
     check_refused(&wrong.state(&c).unwrap_err(), "refused the credentials");
-    let missing = RedisStorage::open(&url(&server, "")).unwrap();
+    let missing = RedisStorage::open(url(&server, "")).unwrap();
     check_refused(&missing.state(&c).unwrap_err(), "noauth");
 
     // Through a breaker: the policy decides, the error says why.
@@ -90,22 +90,22 @@ fn an_acl_user_in_the_url_authenticates() {
     let Some(server) = protected() else { return };
     let user = unique("lasier-user");
     server.cmd::<()>(&["ACL", "SETUSER", &user, "on", ">user-pw", "~*", "+@all"]);
-    let storage = RedisStorage::open(&url(&server, &format!("{user}:user-pw@"))).unwrap();
+    let storage = RedisStorage::open(url(&server, &format!("{user}:user-pw@"))).unwrap();
     let c = circuit();
     assert_eq!(storage.state(&c).unwrap(), State::Closed);
     storage.open_circuit(&c).unwrap();
     assert_eq!(storage.state(&c).unwrap(), State::Open);
-    let wrong = RedisStorage::open(&url(&server, &format!("{user}:nope@"))).unwrap();
+    let wrong = RedisStorage::open(url(&server, &format!("{user}:nope@"))).unwrap();
     check_refused(&wrong.state(&c).unwrap_err(), "refused the credentials");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_storages_authenticate_too() {
     let Some(server) = protected() else { return };
-    let storage = AsyncRedisStorage::connect(&server.url()).await.unwrap();
+    let storage = AsyncRedisStorage::connect(server.url()).await.unwrap();
     let c = circuit();
     assert_eq!(storage.state(&c).await.unwrap(), State::Closed);
-    let error = AsyncRedisStorage::connect(&url(&server, ":wrong@"))
+    let error = AsyncRedisStorage::connect(url(&server, ":wrong@"))
         .await
         .unwrap_err();
     check_refused(&error, "refused the credentials");

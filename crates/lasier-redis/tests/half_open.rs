@@ -183,7 +183,7 @@ fn half_open_child() {
         "sync" => {
             let breaker = breaker_sync(
                 &name,
-                RedisStorage::open_with_options(&url, options).unwrap(),
+                RedisStorage::open_with_options(url.as_str(), options).unwrap(),
                 open,
             );
             let mut connections: Vec<redis::Connection> = (0..callers)

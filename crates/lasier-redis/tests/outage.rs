@@ -519,11 +519,11 @@ async fn an_async_service_starts_while_redis_is_down() {
     };
     server.kill();
     // `connect` needs Redis; `open` does not.
-    assert!(lasier_redis::AsyncRedisStorage::connect(&server.url())
+    assert!(lasier_redis::AsyncRedisStorage::connect(server.url())
         .await
         .is_err());
     let storage = lasier_redis::AsyncRedisStorage::open_with_options(
-        &server.url(),
+        server.url(),
         Options::new().timeout(TIMEOUT),
     )
     .unwrap();

@@ -156,7 +156,7 @@ fn sync_calls_never_wait_past_the_timeout_on_a_slow_or_hung_store() {
     };
     let proxy = Proxy::start(server.addr());
     let storage =
-        RedisStorage::open_with_options(&proxy.url(None), Options::new().timeout(TIMEOUT)).unwrap();
+        RedisStorage::open_with_options(proxy.url(None), Options::new().timeout(TIMEOUT)).unwrap();
     let events = Arc::new(Events::default());
     let breaker = lasier_sync::CircuitBreaker::builder(unique("slow-sync"))
         .storage(storage)
@@ -334,7 +334,7 @@ async fn a_hung_store_is_a_timed_out_error() {
         .max_failures(1)
         .validate()
         .unwrap();
-    let sync_storage = RedisStorage::open_with_options(&proxy.url(None), options).unwrap();
+    let sync_storage = RedisStorage::open_with_options(proxy.url(None), options).unwrap();
     let async_storage = async_storage(&proxy.url(None), options).await;
     // Connected (and a pooled connection made) before the store hangs...
     sync_storage.state(&circuit).unwrap();

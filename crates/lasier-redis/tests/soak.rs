@@ -92,9 +92,11 @@ fn soak_child() {
     let tripping = std::env::var("LASIER_SOAK_TRIPPING").unwrap();
     // A generous timeout: a debug build on a busy machine must not turn a
     // slow reply into an outcome Redis counted and the process did not.
-    let storage =
-        RedisStorage::open_with_options(&url, Options::new().timeout(Duration::from_secs(10)))
-            .unwrap();
+    let storage = RedisStorage::open_with_options(
+        url.as_str(),
+        Options::new().timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
     let seen = Arc::new(Seen::default());
     let count_breaker = CircuitBreaker::builder(counted)
         .storage(storage.clone())

@@ -407,7 +407,7 @@ fn an_unreachable_server_is_unavailable_not_a_hang_or_panic() {
         .local_addr()
         .unwrap()
         .port();
-    let s = RedisStorage::open(&format!("redis://127.0.0.1:{port}/")).unwrap();
+    let s = RedisStorage::open(format!("redis://127.0.0.1:{port}/")).unwrap();
     let (c, rule) = circuit("unreachable", |c| c.max_failures(1));
     let error = s.admit(&c).unwrap_err();
     assert_eq!(error.kind(), StorageErrorKind::Unavailable, "{error}");

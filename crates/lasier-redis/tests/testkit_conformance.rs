@@ -16,7 +16,7 @@ async fn async_redis_storage_passes_the_conformance_suite() {
     lasier_testkit::check_async_storage(|| {
         let url = url.clone();
         async move {
-            lasier_redis::AsyncRedisStorage::connect(&url)
+            lasier_redis::AsyncRedisStorage::connect(url.as_str())
                 .await
                 .unwrap()
         }

@@ -120,7 +120,7 @@ fn rediss_urls_work_with_the_tls_feature() {
 
     // Without the CA, the server's certificate is not trusted: an error
     // that says so, never a plain-text fallback.
-    let untrusted = RedisStorage::open(&url).unwrap();
+    let untrusted = RedisStorage::open(url.as_str()).unwrap();
     let c = Config::new(unique("tls"))
         .max_failures(1)
         .validate()

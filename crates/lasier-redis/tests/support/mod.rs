@@ -63,7 +63,7 @@ impl Storages for RedisServer {
     }
 
     fn storage_with(&self, options: Options) -> RedisStorage {
-        RedisStorage::open_with_options(&self.url(), options).expect("valid url")
+        RedisStorage::open_with_options(self.url(), options).expect("valid url")
     }
 }
 

@@ -1,11 +1,7 @@
-//! The bookkeeping both blocking pools share: [`RedisStorage`]'s plain
-//! connections (`pool.rs`) and [`ClusterRedisStorage`]'s cluster connections
-//! (`cluster/pool.rs`). They differ in how a connection is made and checked;
-//! how many may exist, who waits for a free one, and which ones may go back
-//! after a failure is decided here, once.
-//!
-//! [`RedisStorage`]: crate::RedisStorage
-//! [`ClusterRedisStorage`]: crate::ClusterRedisStorage
+//! The pool's ledger: how many connections may exist, who waits for a free
+//! one, and which ones may go back after a failure. Kept apart from the
+//! pool (`pool.rs`), which makes and checks connections, so that it can be
+//! tested without a server.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -17,20 +13,20 @@ pub(crate) struct Entry<T> {
     pub(crate) generation: u64,
 }
 
-/// What [`Slots::take`] gives a step.
+/// What [`Ledger::take`] gives a step.
 #[derive(Debug)]
 pub(crate) enum Taken<T> {
     /// An idle connection.
     Idle(Entry<T>),
     /// Leave to make a connection of this generation. It counts as open
-    /// from now: call [`Slots::make_failed`] if making it fails.
+    /// from now: call [`Ledger::make_failed`] if making it fails.
     Make { generation: u64 },
 }
 
 /// Up to a number of connections, made on demand, and the steps waiting for
 /// one.
 #[derive(Debug)]
-pub(crate) struct Slots<T> {
+pub(crate) struct Ledger<T> {
     state: Mutex<State<T>>,
     freed: Condvar,
 }
@@ -49,7 +45,7 @@ struct State<T> {
     waiting: u32,
 }
 
-impl<T> Slots<T> {
+impl<T> Ledger<T> {
     pub(crate) fn new() -> Self {
         Self {
             state: Mutex::new(State {
@@ -103,7 +99,7 @@ impl<T> Slots<T> {
     }
 
     /// Making the connection [`take`](Self::take) gave leave for failed:
-    /// its slot is free again.
+    /// its place is free again.
     pub(crate) fn make_failed(&self) {
         let mut state = self.lock();
         state.open = state.open.saturating_sub(1);
@@ -164,13 +160,13 @@ mod tests {
 
     #[test]
     fn makes_up_to_size_then_reuses() {
-        let slots = Slots::<u32>::new();
-        let Some(Taken::Make { generation }) = slots.take(1, soon()) else {
+        let ledger = Ledger::<u32>::new();
+        let Some(Taken::Make { generation }) = ledger.take(1, soon()) else {
             panic!("expected leave to make one")
         };
-        // the only slot is taken: nothing by a deadline already passed
-        assert!(slots.take(1, Instant::now()).is_none());
-        slots.give_back(
+        // the only place is taken: nothing by a deadline already passed
+        assert!(ledger.take(1, Instant::now()).is_none());
+        ledger.give_back(
             Entry {
                 item: 7,
                 generation,
@@ -178,8 +174,8 @@ mod tests {
             false,
             true,
         );
-        assert_eq!(slots.state(), (1, 1));
-        let Some(Taken::Idle(entry)) = slots.take(1, soon()) else {
+        assert_eq!(ledger.state(), (1, 1));
+        let Some(Taken::Idle(entry)) = ledger.take(1, soon()) else {
             panic!("expected the idle one")
         };
         assert_eq!(entry.item, 7);
@@ -187,20 +183,20 @@ mod tests {
 
     #[test]
     fn a_failure_drops_the_idle_ones_and_the_older_generation() {
-        let slots = Slots::<u32>::new();
+        let ledger = Ledger::<u32>::new();
         let (
             Some(Taken::Make { generation: a }),
             Some(Taken::Make { generation: b }),
             Some(Taken::Make { generation: c }),
         ) = (
-            slots.take(3, soon()),
-            slots.take(3, soon()),
-            slots.take(3, soon()),
+            ledger.take(3, soon()),
+            ledger.take(3, soon()),
+            ledger.take(3, soon()),
         )
         else {
             panic!("expected leave to make three")
         };
-        slots.give_back(
+        ledger.give_back(
             Entry {
                 item: 1,
                 generation: a,
@@ -208,9 +204,9 @@ mod tests {
             false,
             true,
         );
-        assert_eq!(slots.state(), (3, 1));
+        assert_eq!(ledger.state(), (3, 1));
         // the third fails: the idle first is dropped with it
-        slots.give_back(
+        ledger.give_back(
             Entry {
                 item: 3,
                 generation: c,
@@ -218,9 +214,9 @@ mod tests {
             true,
             true,
         );
-        assert_eq!(slots.state(), (1, 0));
+        assert_eq!(ledger.state(), (1, 0));
         // the second comes back from before the failure: dropped
-        slots.give_back(
+        ledger.give_back(
             Entry {
                 item: 2,
                 generation: b,
@@ -228,7 +224,7 @@ mod tests {
             false,
             true,
         );
-        assert_eq!(slots.state(), (0, 0));
+        assert_eq!(ledger.state(), (0, 0));
     }
 
     #[test]
@@ -236,13 +232,13 @@ mod tests {
         // One connection, eight threads: each step waits for the one before
         // it. A lost wake-up would leave a thread waiting until its 30 s
         // deadline and fail the test.
-        let slots = Slots::<u32>::new();
+        let ledger = Ledger::<u32>::new();
         let made = AtomicU32::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..500 {
-                        let entry = match slots.take(1, soon()) {
+                        let entry = match ledger.take(1, soon()) {
                             Some(Taken::Idle(entry)) => entry,
                             Some(Taken::Make { generation }) => {
                                 made.fetch_add(1, Ordering::Relaxed);
@@ -253,12 +249,12 @@ mod tests {
                             }
                             None => panic!("no connection within 30 s"),
                         };
-                        slots.give_back(entry, false, true);
+                        ledger.give_back(entry, false, true);
                     }
                 });
             }
         });
         assert_eq!(made.load(Ordering::Relaxed), 1);
-        assert_eq!(slots.state(), (1, 1));
+        assert_eq!(ledger.state(), (1, 1));
     }
 }

@@ -1,0 +1,395 @@
+//! [`Redis`] and [`AsyncRedis`]: the breaker's storage steps, written once
+//! over a transport (see [`transport`](crate::transport)), for blocking
+//! and for async code.
+//!
+//! Each primitive is one command; each fused step one script (two for a
+//! failure that trips: the record, then the opening, within one step's
+//! deadline). What a script's reply means is decided in `scripts.rs`, once
+//! for both.
+
+use std::fmt;
+use std::sync::Arc;
+#[cfg(feature = "async")]
+use std::time::Duration;
+
+use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
+use lasier_core::{Circuit, ConfigError, Counts, Rule, StorageError};
+
+use crate::{commands, scripts};
+
+/// Circuit state in Redis for blocking code, over a transport: implements
+/// [`Storage`](lasier_core::Storage). You name it
+/// [`RedisStorage`](crate::RedisStorage) (one server) or
+/// `ClusterRedisStorage` (a Redis Cluster, feature `cluster`), whose docs
+/// say how to build one and what it guarantees.
+///
+/// Clones share the connections. Breakers with the same name on the same
+/// Redis share one circuit, whatever process they run in, including Python
+/// `lasier` services.
+#[cfg(feature = "sync")]
+pub struct Redis<T> {
+    transport: Arc<T>,
+}
+
+/// Circuit state in Redis for async code (tokio), over a transport:
+/// implements [`AsyncStorage`](lasier_core::AsyncStorage). You name it
+/// [`AsyncRedisStorage`](crate::AsyncRedisStorage) (one server) or
+/// `AsyncClusterRedisStorage` (a Redis Cluster, feature `cluster`), whose
+/// docs say how to build one and what it guarantees.
+///
+/// Every step is bounded by tokio's timer at the storage's
+/// [timeout](crate::Options::timeout), whatever the transport waits for.
+#[cfg(feature = "async")]
+pub struct AsyncRedis<T> {
+    transport: Arc<T>,
+    timeout: Duration,
+}
+
+#[cfg(feature = "sync")]
+impl<T> Clone for Redis<T> {
+    fn clone(&self) -> Self {
+        Self {
+            transport: Arc::clone(&self.transport),
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T> Clone for AsyncRedis<T> {
+    fn clone(&self) -> Self {
+        Self {
+            transport: Arc::clone(&self.transport),
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[cfg(feature = "sync")]
+mod blocking {
+    use std::time::Duration;
+
+    use lasier_core::Storage;
+    use redis::{Cmd, FromRedisValue, ScriptInvocation};
+
+    use super::*;
+    use crate::transport::{Session, Transport};
+
+    impl<T> Redis<T> {
+        pub(crate) fn over(transport: T) -> Self {
+            Self {
+                transport: Arc::new(transport),
+            }
+        }
+
+        pub(crate) fn transport(&self) -> &T {
+            &self.transport
+        }
+    }
+
+    // (crate-private helpers over the crate's own transport trait)
+    #[allow(private_bounds)]
+    impl<T: Transport> Redis<T> {
+        fn query<R: FromRedisValue>(&self, cmd: &Cmd) -> Result<R, StorageError> {
+            self.transport.session()?.query(cmd)
+        }
+
+        fn run<R: FromRedisValue>(
+            &self,
+            circuit: &Circuit,
+            invocation: &ScriptInvocation<'_>,
+        ) -> Result<R, StorageError> {
+            self.transport.session()?.invoke(circuit, invocation)
+        }
+    }
+
+    impl<T: Transport> fmt::Debug for Redis<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.transport.describe(f)
+        }
+    }
+
+    impl<T: Transport> Storage for Redis<T> {
+        fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
+            let reply: Option<String> = self.query(&commands::add(key, value, ttl))?;
+            Ok(reply.is_some())
+        }
+
+        fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
+            self.query(&commands::set(key, value, ttl))
+        }
+
+        fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+            self.query(&commands::incr(key, delta))
+        }
+
+        fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+            scripts::integer(key, self.query(&commands::get(key))?)
+        }
+
+        fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+            self.query(&commands::expire(key, ttl))
+        }
+
+        fn delete(&self, key: &str) -> Result<(), StorageError> {
+            self.query(&commands::delete(key))
+        }
+
+        fn admit(
+            &self,
+            circuit: &Circuit,
+        ) -> Result<(Admission, Option<Transition>), StorageError> {
+            scripts::admitted(&self.run::<Vec<i64>>(circuit, &scripts::admit(circuit))?)
+        }
+
+        fn record(
+            &self,
+            circuit: &Circuit,
+            permit: Permit,
+            outcome: Outcome,
+            rule: &dyn Rule,
+        ) -> Result<Option<Transition>, StorageError> {
+            match permit {
+                Permit::Normal if scripts::records_nothing(circuit, outcome) => Ok(None),
+                Permit::Normal => {
+                    // One step, one deadline: the trip's round trip too.
+                    let mut session = self.transport.session()?;
+                    let reply: Vec<i64> =
+                        session.invoke(circuit, &scripts::record(circuit, outcome))?;
+                    if !scripts::trips(circuit, outcome, &reply, rule)? {
+                        return Ok(None);
+                    }
+                    Ok(scripts::tripped(
+                        session.invoke(circuit, &scripts::open(circuit, true))?,
+                    ))
+                }
+                Permit::Trial { episode } => scripts::trial_ended(
+                    self.run(circuit, &scripts::trial(circuit, outcome, episode))?,
+                ),
+            }
+        }
+
+        fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
+            match permit {
+                Permit::Trial { episode } => self
+                    .run::<i64>(circuit, &scripts::release(circuit, episode))
+                    .map(drop),
+                Permit::Normal => Ok(()),
+            }
+        }
+
+        fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
+            self.run::<i64>(circuit, &scripts::open(circuit, false))
+                .map(drop)
+        }
+
+        fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
+            scripts::state_of(self.run(circuit, &scripts::state(circuit))?)
+        }
+
+        fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
+            scripts::counts_of(
+                circuit,
+                &self.run::<Vec<i64>>(circuit, &scripts::counts(circuit))?,
+            )
+        }
+
+        fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
+            self.query(&commands::reset(circuit))
+        }
+
+        fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
+            self.transport.validate(circuit)
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+mod nonblocking {
+    use std::future::Future;
+
+    use lasier_core::{async_trait, AsyncStorage, StorageErrorKind};
+    use redis::{Cmd, FromRedisValue, ScriptInvocation};
+
+    use super::*;
+    use crate::transport::AsyncTransport;
+
+    impl<T> AsyncRedis<T> {
+        pub(crate) fn over(transport: T, timeout: Duration) -> Self {
+            Self {
+                transport: Arc::new(transport),
+                timeout,
+            }
+        }
+
+        pub(crate) fn transport(&self) -> &T {
+            &self.transport
+        }
+
+        /// The step timeout.
+        pub fn timeout(&self) -> Duration {
+            self.timeout
+        }
+    }
+
+    // (crate-private helpers over the crate's own transport trait)
+    #[allow(private_bounds)]
+    impl<T: AsyncTransport> AsyncRedis<T> {
+        /// Runs one storage step, within the timeout.
+        async fn step<R>(
+            &self,
+            step: impl Future<Output = Result<R, StorageError>>,
+        ) -> Result<R, StorageError> {
+            let result = match tokio::time::timeout(self.timeout, step).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(StorageError::new(
+                    StorageErrorKind::TimedOut,
+                    format!(
+                        "no answer from {} within {:?}",
+                        self.transport.place(),
+                        self.timeout
+                    ),
+                )),
+            };
+            self.transport.observe(&result);
+            result
+        }
+
+        async fn query<R: FromRedisValue + Send>(&self, cmd: &Cmd) -> Result<R, StorageError> {
+            self.step(self.transport.query(cmd)).await
+        }
+
+        async fn run<R: FromRedisValue + Send>(
+            &self,
+            circuit: &Circuit,
+            invocation: &ScriptInvocation<'_>,
+        ) -> Result<R, StorageError> {
+            self.step(self.transport.invoke(circuit, invocation)).await
+        }
+    }
+
+    impl<T: AsyncTransport> fmt::Debug for AsyncRedis<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.transport.describe(self.timeout, f)
+        }
+    }
+
+    #[async_trait]
+    impl<T: AsyncTransport> AsyncStorage for AsyncRedis<T> {
+        async fn add(
+            &self,
+            key: &str,
+            value: i64,
+            ttl: Option<Duration>,
+        ) -> Result<bool, StorageError> {
+            let reply: Option<String> = self.query(&commands::add(key, value, ttl)).await?;
+            Ok(reply.is_some())
+        }
+
+        async fn set(
+            &self,
+            key: &str,
+            value: i64,
+            ttl: Option<Duration>,
+        ) -> Result<(), StorageError> {
+            self.query(&commands::set(key, value, ttl)).await
+        }
+
+        async fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+            self.query(&commands::incr(key, delta)).await
+        }
+
+        async fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
+            scripts::integer(key, self.query(&commands::get(key)).await?)
+        }
+
+        async fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
+            self.query(&commands::expire(key, ttl)).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), StorageError> {
+            self.query(&commands::delete(key)).await
+        }
+
+        async fn admit(
+            &self,
+            circuit: &Circuit,
+        ) -> Result<(Admission, Option<Transition>), StorageError> {
+            scripts::admitted(
+                &self
+                    .run::<Vec<i64>>(circuit, &scripts::admit(circuit))
+                    .await?,
+            )
+        }
+
+        async fn record(
+            &self,
+            circuit: &Circuit,
+            permit: Permit,
+            outcome: Outcome,
+            rule: &dyn Rule,
+        ) -> Result<Option<Transition>, StorageError> {
+            match permit {
+                Permit::Normal if scripts::records_nothing(circuit, outcome) => Ok(None),
+                Permit::Normal => {
+                    // One step, one deadline: the trip's round trip too.
+                    self.step(async {
+                        let reply: Vec<i64> = self
+                            .transport
+                            .invoke(circuit, &scripts::record(circuit, outcome))
+                            .await?;
+                        if !scripts::trips(circuit, outcome, &reply, rule)? {
+                            return Ok(None);
+                        }
+                        Ok(scripts::tripped(
+                            self.transport
+                                .invoke(circuit, &scripts::open(circuit, true))
+                                .await?,
+                        ))
+                    })
+                    .await
+                }
+                Permit::Trial { episode } => scripts::trial_ended(
+                    self.run(circuit, &scripts::trial(circuit, outcome, episode))
+                        .await?,
+                ),
+            }
+        }
+
+        async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
+            match permit {
+                Permit::Trial { episode } => self
+                    .run::<i64>(circuit, &scripts::release(circuit, episode))
+                    .await
+                    .map(drop),
+                Permit::Normal => Ok(()),
+            }
+        }
+
+        async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
+            self.run::<i64>(circuit, &scripts::open(circuit, false))
+                .await
+                .map(drop)
+        }
+
+        async fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
+            scripts::state_of(self.run(circuit, &scripts::state(circuit)).await?)
+        }
+
+        async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
+            scripts::counts_of(
+                circuit,
+                &self
+                    .run::<Vec<i64>>(circuit, &scripts::counts(circuit))
+                    .await?,
+            )
+        }
+
+        async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
+            self.query(&commands::reset(circuit)).await
+        }
+
+        fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
+            self.transport.validate(circuit)
+        }
+    }
+}
