@@ -100,16 +100,7 @@ pub(crate) fn validate(circuit: &Circuit) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lasier_core::Config;
-
-    fn circuit(name: &str, request_key: Option<&str>) -> Circuit {
-        let mut config = Config::new(name);
-        config.max_failures(3);
-        if let Some(key) = request_key {
-            config.request_key(key);
-        }
-        config.validate().unwrap().0
-    }
+    use crate::cluster::tests::circuit;
 
     #[test]
     fn the_hashed_part_is_the_tag_if_any() {

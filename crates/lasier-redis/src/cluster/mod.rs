@@ -69,8 +69,19 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use lasier_core::{Circuit, Config};
+
+    /// A circuit of a breaker named `name` (3 failures open it).
+    pub(crate) fn circuit(name: &str, request_key: Option<&str>) -> Circuit {
+        let mut config = Config::new(name);
+        config.max_failures(3);
+        if let Some(key) = request_key {
+            config.request_key(key);
+        }
+        config.validate().unwrap().0
+    }
 
     #[test]
     fn messages_carry_no_credentials() {

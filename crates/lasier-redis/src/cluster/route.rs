@@ -53,16 +53,7 @@ pub(crate) fn is_noscript<T>(result: &RedisResult<T>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lasier_core::{Circuit, Config};
-
-    fn circuit(name: &str, request_key: Option<&str>) -> Circuit {
-        let mut config = Config::new(name);
-        config.max_failures(3);
-        if let Some(key) = request_key {
-            config.request_key(key);
-        }
-        config.validate().unwrap().0
-    }
+    use crate::cluster::tests::circuit;
 
     #[test]
     fn script_load_is_recognised() {
