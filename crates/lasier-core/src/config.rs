@@ -119,14 +119,7 @@ impl fmt::Display for ConfigError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Rule(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for ConfigError {}
 
 impl From<RuleError> for ConfigError {
     fn from(e: RuleError) -> Self {
@@ -508,6 +501,18 @@ mod tests {
             valid().request_key("svc").validate().unwrap_err(),
             ConfigError::InvalidRequestKey(_)
         ));
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn a_rule_error_is_said_once() {
+        let error = ConfigError::Rule(RuleError::ZeroMaxFailures);
+        let text = error.to_string();
+        assert!(
+            text.contains(&RuleError::ZeroMaxFailures.to_string()),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&error).is_none());
     }
 
     #[test]

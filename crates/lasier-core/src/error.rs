@@ -229,7 +229,9 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
             Self::Open { .. } => None,
             // Display is the inner error's own, so its source comes next.
             Self::Inner(e) => e.source(),
-            Self::Storage(e) => Some(e),
+            // Likewise: Display says the storage error, so what caused it
+            // comes next.
+            Self::Storage(e) => std::error::Error::source(e),
         }
     }
 }
