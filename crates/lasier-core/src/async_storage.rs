@@ -23,6 +23,8 @@
 //! }
 //! ```
 
+// (`async_trait` boxes futures: without `std`, `Box` is not in the prelude)
+use alloc::boxed::Box;
 use core::fmt;
 use core::time::Duration;
 
