@@ -3,7 +3,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use lasier_core::{
-    AsyncStorage, BreakerCore, Counts, Error, Manual, Metrics, Outcome, Permit, State,
+    AsyncSteps, AsyncStorage, BreakerCore, Counts, Error, Manual, Metrics, Outcome, Permit, State,
     StorageError, StorageErrorKind, Ticket, Transition,
 };
 

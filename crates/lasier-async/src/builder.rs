@@ -3,4 +3,4 @@
 
 use lasier_core::AsyncStorage;
 
-lasier_core::__define_builder!(AsyncStorage);
+lasier_core::__define_builder!(AsyncStorage, AsyncSteps);

@@ -58,7 +58,7 @@ pub use lasier_core::clock;
 pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
-    async_trait, AsyncStorage, ConfigError, Counts, Error, Listener, MaxFailuresRule,
+    async_trait, AsyncSteps, AsyncStorage, ConfigError, Counts, Error, Listener, MaxFailuresRule,
     MemoryStorage, Metrics, PercentageFailuresRule, Rule, RuleError, State, StorageError,
     StorageErrorKind, StorageFailurePolicy,
 };

@@ -1,7 +1,8 @@
 //! [`AsyncStorage`]: the [`Storage`](crate::Storage) trait for async code.
 //!
-//! The same primitives and fused steps, with the same names and contract;
-//! only `async` differs. It uses `async-trait`, so `Box<dyn AsyncStorage>`
+//! The same primitives and fused steps ([`AsyncFusedSteps`], given to
+//! every storage by [`AsyncSteps`]), with the same names and contract; only
+//! `async` differs. It uses `async-trait`, so `Box<dyn AsyncStorage>`
 //! and `Arc<dyn AsyncStorage>` work, and every future it returns is `Send`.
 //!
 //! ```
@@ -33,9 +34,9 @@ use lasier_rules::{Counts, Rule};
 
 use crate::config::Circuit;
 use crate::error::StorageError;
+use crate::kv::nonblocking as kv;
 use crate::local::LocalBinding;
 use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
-use crate::steps::nonblocking as steps;
 
 /// An async store for circuit state: [`Storage`](crate::Storage), async.
 #[async_trait]
@@ -61,15 +62,94 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
     /// Deletes `key`.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
-    /// Fused step: may a call run? See [`Storage::admit`](crate::Storage::admit).
+    /// The fused steps this storage runs itself, if it has any; see
+    /// [`Storage::fused_steps`](crate::Storage::fused_steps).
+    fn fused_steps(&self) -> Option<&dyn AsyncFusedSteps> {
+        None
+    }
+}
+
+/// [`FusedSteps`](crate::FusedSteps), async: the breaker's fused steps as a
+/// storage that can do better than the default bodies runs them. Where one
+/// step has nothing better to offer, call its default body in
+/// [`crate::kv::nonblocking`].
+#[async_trait]
+pub trait AsyncFusedSteps: Send + Sync {
+    /// May a call run? See [`Steps::admit`](crate::Steps::admit).
+    async fn admit(
+        &self,
+        circuit: &Circuit,
+    ) -> Result<(Admission, Option<Transition>), StorageError>;
+
+    /// Counts an outcome. See [`Steps::record`](crate::Steps::record).
+    async fn record(
+        &self,
+        circuit: &Circuit,
+        permit: Permit,
+        outcome: Outcome,
+        rule: &dyn Rule,
+    ) -> Result<Option<Transition>, StorageError>;
+
+    /// Gives back the permit of a call that ended without a verdict.
+    async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError>;
+
+    /// Opens the circuit for its circuit timeout and starts a fresh window.
+    async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// The circuit's state as the store sees it now.
+    async fn state(&self, circuit: &Circuit) -> Result<State, StorageError>;
+
+    /// The counts of the circuit's current window.
+    async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError>;
+
+    /// Deletes the circuit's keys that hold garbage. See [`Steps::repair`](crate::Steps::repair).
+    async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// Changes the circuit's state by hand, for every breaker sharing it.
+    async fn set_manual(
+        &self,
+        circuit: &Circuit,
+        manual: Manual,
+    ) -> Result<Option<Transition>, StorageError>;
+
+    /// Deletes the circuit's keys, and nothing else.
+    async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// See [`Steps::validate`](crate::Steps::validate). The default
+    /// accepts every circuit.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::ConfigError) that `build()` returns as is.
+    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        let _ = circuit;
+        Ok(())
+    }
+
+    /// See [`Steps::local_circuit`](crate::Steps::local_circuit). The
+    /// default is `None`.
+    fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
+        let _ = circuit;
+        None
+    }
+}
+
+/// [`Steps`](crate::Steps), async: the breaker's fused steps on any
+/// [`AsyncStorage`], its own or the default bodies over its primitives.
+#[async_trait]
+pub trait AsyncSteps: AsyncStorage {
+    /// May a call run? See [`Steps::admit`](crate::Steps::admit).
     async fn admit(
         &self,
         circuit: &Circuit,
     ) -> Result<(Admission, Option<Transition>), StorageError> {
-        steps::admit(self, circuit).await
+        match self.fused_steps() {
+            Some(own) => own.admit(circuit).await,
+            None => kv::admit(self, circuit).await,
+        }
     }
 
-    /// Fused step: counts an outcome. See [`Storage::record`](crate::Storage::record).
+    /// Counts an outcome. See [`Steps::record`](crate::Steps::record).
     async fn record(
         &self,
         circuit: &Circuit,
@@ -77,72 +157,90 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
         outcome: Outcome,
         rule: &dyn Rule,
     ) -> Result<Option<Transition>, StorageError> {
-        steps::record(self, circuit, permit, outcome, rule).await
+        match self.fused_steps() {
+            Some(own) => own.record(circuit, permit, outcome, rule).await,
+            None => kv::record(self, circuit, permit, outcome, rule).await,
+        }
     }
 
     /// Gives back the permit of a call that ended without a verdict.
     async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-        steps::release(self, circuit, permit).await
+        match self.fused_steps() {
+            Some(own) => own.release(circuit, permit).await,
+            None => kv::release(self, circuit, permit).await,
+        }
     }
 
     /// Opens the circuit for its circuit timeout and starts a fresh window.
     async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        steps::open_circuit(self, circuit).await
+        match self.fused_steps() {
+            Some(own) => own.open_circuit(circuit).await,
+            None => kv::open_circuit(self, circuit).await,
+        }
     }
 
     /// The circuit's state as the store sees it now.
     async fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
-        steps::state(self, circuit).await
+        match self.fused_steps() {
+            Some(own) => own.state(circuit).await,
+            None => kv::state(self, circuit).await,
+        }
     }
 
     /// The counts of the circuit's current window.
     async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
-        steps::counts(self, circuit).await
+        match self.fused_steps() {
+            Some(own) => own.counts(circuit).await,
+            None => kv::counts(self, circuit).await,
+        }
     }
 
-    /// Deletes those of the circuit's keys that hold what the breaker
-    /// cannot have written (text in a counter, a negative count, an open
-    /// flag other than `1`), so that the next window starts clean. The
-    /// breaker calls it after a storage error of kind `Corrupt`.
+    /// Deletes the circuit's keys that hold garbage. See [`Steps::repair`](crate::Steps::repair).
     async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        steps::repair(self, circuit).await
+        match self.fused_steps() {
+            Some(own) => own.repair(circuit).await,
+            None => kv::repair(self, circuit).await,
+        }
     }
 
-    /// Changes the circuit's state by hand, for every breaker sharing it:
-    /// forced open, closed (counters emptied), or disabled. Returns the
-    /// change, if any.
+    /// Changes the circuit's state by hand, for every breaker sharing it.
     async fn set_manual(
         &self,
         circuit: &Circuit,
         manual: Manual,
     ) -> Result<Option<Transition>, StorageError> {
-        steps::set_manual(self, circuit, manual).await
+        match self.fused_steps() {
+            Some(own) => own.set_manual(circuit, manual).await,
+            None => kv::set_manual(self, circuit, manual).await,
+        }
     }
 
     /// Deletes the circuit's keys, and nothing else.
     async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        steps::reset(self, circuit).await
+        match self.fused_steps() {
+            Some(own) => own.reset(circuit).await,
+            None => kv::reset(self, circuit).await,
+        }
     }
 
-    /// Checks, when a breaker is built, that this storage can hold
-    /// `circuit` (a Redis Cluster needs all of a circuit's keys in one hash
-    /// slot, for example). The default accepts every circuit.
+    /// See [`Steps::validate`](crate::Steps::validate).
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`](crate::ConfigError) that `build()` returns as is;
-    /// its message should say how to fix the configuration.
+    /// A [`ConfigError`](crate::ConfigError) that `build()` returns as is.
     fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
-        let _ = circuit;
-        Ok(())
+        self.fused_steps()
+            .map_or(Ok(()), |own| own.validate(circuit))
     }
 
-    /// See [`Storage::local_circuit`](crate::Storage::local_circuit).
+    /// See [`Steps::local_circuit`](crate::Steps::local_circuit).
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
-        let _ = circuit;
-        None
+        self.fused_steps()
+            .and_then(|own| own.local_circuit(circuit))
     }
 }
+
+impl<S: AsyncStorage + ?Sized> AsyncSteps for S {}
 
 macro_rules! forward_async_storage {
     ($($ptr:ty),*) => {$(
@@ -166,38 +264,8 @@ macro_rules! forward_async_storage {
             async fn delete(&self, key: &str) -> Result<(), StorageError> {
                 (**self).delete(key).await
             }
-            async fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
-                (**self).admit(circuit).await
-            }
-            async fn record(&self, circuit: &Circuit, permit: Permit, outcome: Outcome, rule: &dyn Rule) -> Result<Option<Transition>, StorageError> {
-                (**self).record(circuit, permit, outcome, rule).await
-            }
-            async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-                (**self).release(circuit, permit).await
-            }
-            async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
-                (**self).open_circuit(circuit).await
-            }
-            async fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
-                (**self).state(circuit).await
-            }
-            async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
-                (**self).counts(circuit).await
-            }
-            async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
-                (**self).repair(circuit).await
-            }
-            async fn set_manual(&self, circuit: &Circuit, manual: Manual) -> Result<Option<Transition>, StorageError> {
-                (**self).set_manual(circuit, manual).await
-            }
-            async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-                (**self).reset(circuit).await
-            }
-            fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
-                (**self).validate(circuit)
-            }
-            fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
-                (**self).local_circuit(circuit)
+            fn fused_steps(&self) -> Option<&dyn AsyncFusedSteps> {
+                (**self).fused_steps()
             }
         }
     )*};

@@ -24,7 +24,7 @@ pub fn in_process_clock() -> Arc<dyn Clock> {
 // `crate::breaker` is meant: the facade's own breaker.
 #[allow(clippy::crate_in_macro_def)]
 macro_rules! __define_builder {
-    ($Storage:ident) => {
+    ($Storage:ident, $Steps:ident) => {
         use std::sync::Arc;
         use std::time::Duration;
 
@@ -35,6 +35,9 @@ macro_rules! __define_builder {
             BreakerCore, Config, ConfigError, Engine, LocalBinding, Rule, State,
             StorageFailurePolicy,
         };
+
+        #[allow(unused_imports)] // (its methods are called on the storage)
+        use $crate::$Steps as _;
 
         use crate::breaker::CircuitBreaker;
 
@@ -196,7 +199,7 @@ macro_rules! __define_builder {
             ///
             /// A [`ConfigError`] for an empty name, a missing or invalid rule, a zero
             /// or too long timeout, too many half-open calls or a bad request key, or
-            /// a circuit the storage cannot hold (see `Storage::validate`).
+            /// a circuit the storage cannot hold (see `Steps::validate`).
             pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
                 let (circuit, rule) = self.config.validate()?;
                 let engine = match self.storage {

@@ -57,7 +57,8 @@ pub mod events;
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod keys;
 #[cfg(feature = "alloc")]
-mod steps;
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod kv;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod storage;
@@ -93,10 +94,10 @@ pub use keys::CircuitKeys;
 #[cfg(feature = "alloc")]
 pub use local::LocalBinding;
 #[cfg(feature = "alloc")]
-pub use storage::Storage;
+pub use storage::{FusedSteps, Steps, Storage};
 
 #[cfg(feature = "async")]
-pub use async_storage::AsyncStorage;
+pub use async_storage::{AsyncFusedSteps, AsyncSteps, AsyncStorage};
 /// The `async-trait` attribute, re-exported for `AsyncStorage` implementors.
 #[cfg(feature = "async")]
 pub use async_trait::async_trait;

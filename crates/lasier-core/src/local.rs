@@ -1148,7 +1148,7 @@ mod tests {
 }
 
 /// A [`LocalCircuit`] with the clock it keeps time by: what an in-process
-/// storage hands to a breaker through `Storage::local_circuit`.
+/// storage hands to a breaker through `Steps::local_circuit`.
 #[cfg(feature = "alloc")]
 #[derive(Debug, Clone)]
 pub struct LocalBinding {

@@ -12,7 +12,7 @@ use crate::config::Circuit;
 use crate::error::StorageError;
 use crate::local::{LocalBinding, LocalCircuit};
 use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
-use crate::storage::Storage;
+use crate::storage::{FusedSteps, Storage};
 
 /// Keys that live in memory, and circuits that live in this process.
 ///
@@ -219,6 +219,14 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn fused_steps(&self) -> Option<&dyn FusedSteps> {
+        Some(self)
+    }
+}
+
+/// The steps run on each circuit's lock-free state; the key-value entries
+/// above are not the circuit's.
+impl FusedSteps for MemoryStorage {
     fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
         Ok(self
             .circuit(circuit)
@@ -316,11 +324,20 @@ impl crate::AsyncStorage for MemoryStorage {
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         Storage::delete(self, key)
     }
+    fn fused_steps(&self) -> Option<&dyn crate::AsyncFusedSteps> {
+        Some(self)
+    }
+}
+
+/// The same steps as the blocking ones: none of them waits.
+#[cfg(feature = "async")]
+#[async_trait::async_trait]
+impl crate::AsyncFusedSteps for MemoryStorage {
     async fn admit(
         &self,
         circuit: &Circuit,
     ) -> Result<(Admission, Option<Transition>), StorageError> {
-        Storage::admit(self, circuit)
+        FusedSteps::admit(self, circuit)
     }
     async fn record(
         &self,
@@ -329,38 +346,35 @@ impl crate::AsyncStorage for MemoryStorage {
         outcome: Outcome,
         rule: &dyn Rule,
     ) -> Result<Option<Transition>, StorageError> {
-        Storage::record(self, circuit, permit, outcome, rule)
+        FusedSteps::record(self, circuit, permit, outcome, rule)
     }
     async fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-        Storage::release(self, circuit, permit)
+        FusedSteps::release(self, circuit, permit)
     }
     async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        Storage::open_circuit(self, circuit)
+        FusedSteps::open_circuit(self, circuit)
     }
     async fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
-        Storage::state(self, circuit)
+        FusedSteps::state(self, circuit)
     }
     async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
-        Storage::counts(self, circuit)
+        FusedSteps::counts(self, circuit)
+    }
+    async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        FusedSteps::repair(self, circuit)
     }
     async fn set_manual(
         &self,
         circuit: &Circuit,
         manual: Manual,
     ) -> Result<Option<Transition>, StorageError> {
-        Storage::set_manual(self, circuit, manual)
-    }
-    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
-        Storage::validate(self, circuit)
-    }
-    async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        Storage::repair(self, circuit)
+        FusedSteps::set_manual(self, circuit, manual)
     }
     async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        Storage::reset(self, circuit)
+        FusedSteps::reset(self, circuit)
     }
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
-        Storage::local_circuit(self, circuit)
+        FusedSteps::local_circuit(self, circuit)
     }
 }
 

@@ -7,13 +7,15 @@
 //! trait, which keeps the Python original's six primitives (`add`, `set`,
 //! `incr`, `get`, `expire`, `delete`) so that any key-value store with
 //! counters and TTLs can hold a circuit. There is no `flushdb`: a breaker
-//! never wipes a store; [`Storage::reset`] deletes one circuit's keys.
+//! never wipes a store; [`Steps::reset`] deletes one circuit's keys.
 //!
-//! On top of the primitives, provided methods implement the breaker's fused
-//! steps ([`Storage::admit`], [`Storage::record`], [`Storage::open_circuit`],
-//! ...). Their default bodies compose the primitives, so a storage that
-//! implements only the primitives works; a store that can do better (one
-//! Lua script round trip in Redis) overrides them.
+//! The breaker needs more than primitives: *fused steps* ([`Steps::admit`],
+//! [`Steps::record`], [`Steps::open_circuit`], ...), which [`Steps`] gives
+//! every storage. Their default bodies compose the primitives (see
+//! [`crate::kv`]), so a storage that implements only the six primitives
+//! works. A store that can do better (one Lua script round trip in Redis, or
+//! circuits kept in this process) implements [`FusedSteps`] too, and says
+//! so in [`Storage::fused_steps`]; the breaker then uses its steps instead.
 //!
 //! # The contract
 //!
@@ -99,12 +101,12 @@ use crate::config::Circuit;
 use crate::error::StorageError;
 #[allow(unused_imports)] // used by the docs
 use crate::error::StorageErrorKind;
+use crate::kv::blocking as kv;
 use crate::local::LocalBinding;
 use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
-use crate::steps::blocking as steps;
 
-/// A blocking store for circuit state. See the [module docs](self) for the
-/// contract and a complete implementation.
+/// A blocking store for circuit state: six primitives. See the
+/// [module docs](self) for the contract and a complete implementation.
 pub trait Storage: fmt::Debug + Send + Sync {
     /// Sets `key` to `value` with an optional TTL, only if it is absent.
     /// Returns whether it wrote.
@@ -126,18 +128,102 @@ pub trait Storage: fmt::Debug + Send + Sync {
     /// Deletes `key`.
     fn delete(&self, key: &str) -> Result<(), StorageError>;
 
-    /// Fused step: may a call run? Returns the decision and the state change
-    /// it caused, if known. A trial permit carries the episode number of its
-    /// half-open period; `record` and `release` ignore a trial permit of
-    /// another period than the current one (one that outlived its period
-    /// must not act on the next).
-    fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
-        steps::admit(self, circuit)
+    /// The fused steps this storage runs itself, if it has any (a script
+    /// per step, or circuits kept in this process): the breaker uses them
+    /// instead of the default bodies over the primitives. The default,
+    /// `None`, is right for a storage that only has the six primitives.
+    fn fused_steps(&self) -> Option<&dyn FusedSteps> {
+        None
+    }
+}
+
+/// The breaker's fused steps, as a storage that can do better than the
+/// default bodies runs them (one Lua script round trip each in Redis; the
+/// lock-free circuit of `MemoryStorage`). Implement it beside [`Storage`]
+/// and return `Some(self)` from [`Storage::fused_steps`]. Where one step
+/// has nothing better to offer, call its default body in
+/// [`crate::kv::blocking`].
+///
+/// A trial permit carries the episode number of its lease; `record` and
+/// `release` must ignore a trial permit of another lease than the current
+/// one (one that outlived its lease must not act on the next).
+pub trait FusedSteps: Send + Sync {
+    /// May a call run? Returns the decision and the state change it
+    /// caused, if known.
+    fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError>;
+
+    /// Counts how a call admitted with `permit` ended, asks `rule` on the
+    /// counts after a failure, and opens, closes or reopens the circuit as
+    /// the state machine says. Returns the state change, if any.
+    fn record(
+        &self,
+        circuit: &Circuit,
+        permit: Permit,
+        outcome: Outcome,
+        rule: &dyn Rule,
+    ) -> Result<Option<Transition>, StorageError>;
+
+    /// Gives back the permit of a call that ended without a verdict.
+    fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError>;
+
+    /// Opens the circuit for its circuit timeout and starts a fresh window.
+    fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// The circuit's state as the store sees it now.
+    fn state(&self, circuit: &Circuit) -> Result<State, StorageError>;
+
+    /// The counts of the circuit's current window.
+    fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError>;
+
+    /// Deletes those of the circuit's keys that hold what the breaker
+    /// cannot have written, so that the next window starts clean.
+    fn repair(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// Changes the circuit's state by hand, for every breaker sharing it.
+    fn set_manual(
+        &self,
+        circuit: &Circuit,
+        manual: Manual,
+    ) -> Result<Option<Transition>, StorageError>;
+
+    /// Deletes the circuit's keys, and nothing else.
+    fn reset(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// See [`Steps::validate`]. The default accepts every circuit.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::ConfigError) that `build()` returns as is.
+    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        let _ = circuit;
+        Ok(())
     }
 
-    /// Fused step: counts how a call admitted with `permit` ended, asks
-    /// `rule` on the counts after a failure, and opens, closes or reopens the
-    /// circuit as the state machine says. Returns the state change, if any.
+    /// See [`Steps::local_circuit`]. The default is `None`.
+    fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
+        let _ = circuit;
+        None
+    }
+}
+
+/// The breaker's fused steps on any [`Storage`]: its own
+/// ([`Storage::fused_steps`]), or the default bodies over its primitives.
+/// Every storage has it; this is what the breaker calls, and what a test
+/// of a storage calls.
+pub trait Steps: Storage {
+    /// May a call run? Returns the decision and the state change it
+    /// caused, if known. A trial permit carries the episode number of its
+    /// lease (see [`FusedSteps`]).
+    fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
+        match self.fused_steps() {
+            Some(own) => own.admit(circuit),
+            None => kv::admit(self, circuit),
+        }
+    }
+
+    /// Counts how a call admitted with `permit` ended, asks `rule` on the
+    /// counts after a failure, and opens, closes or reopens the circuit as
+    /// the state machine says. Returns the state change, if any.
     fn record(
         &self,
         circuit: &Circuit,
@@ -145,35 +231,54 @@ pub trait Storage: fmt::Debug + Send + Sync {
         outcome: Outcome,
         rule: &dyn Rule,
     ) -> Result<Option<Transition>, StorageError> {
-        steps::record(self, circuit, permit, outcome, rule)
+        match self.fused_steps() {
+            Some(own) => own.record(circuit, permit, outcome, rule),
+            None => kv::record(self, circuit, permit, outcome, rule),
+        }
     }
 
     /// Gives back the permit of a call that ended without a verdict.
     fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-        steps::release(self, circuit, permit)
+        match self.fused_steps() {
+            Some(own) => own.release(circuit, permit),
+            None => kv::release(self, circuit, permit),
+        }
     }
 
     /// Opens the circuit for its circuit timeout and starts a fresh window.
     fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        steps::open_circuit(self, circuit)
+        match self.fused_steps() {
+            Some(own) => own.open_circuit(circuit),
+            None => kv::open_circuit(self, circuit),
+        }
     }
 
     /// The circuit's state as the store sees it now.
     fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
-        steps::state(self, circuit)
+        match self.fused_steps() {
+            Some(own) => own.state(circuit),
+            None => kv::state(self, circuit),
+        }
     }
 
     /// The counts of the circuit's current window.
     fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
-        steps::counts(self, circuit)
+        match self.fused_steps() {
+            Some(own) => own.counts(circuit),
+            None => kv::counts(self, circuit),
+        }
     }
 
     /// Deletes those of the circuit's keys that hold what the breaker
     /// cannot have written (text in a counter, a negative count, an open
     /// flag other than `1`), so that the next window starts clean. The
-    /// breaker calls it after a storage error of kind `Corrupt`.
+    /// breaker calls it after a storage error of kind
+    /// [`Corrupt`](StorageErrorKind::Corrupt).
     fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        steps::repair(self, circuit)
+        match self.fused_steps() {
+            Some(own) => own.repair(circuit),
+            None => kv::repair(self, circuit),
+        }
     }
 
     /// Changes the circuit's state by hand, for every breaker sharing it:
@@ -184,36 +289,43 @@ pub trait Storage: fmt::Debug + Send + Sync {
         circuit: &Circuit,
         manual: Manual,
     ) -> Result<Option<Transition>, StorageError> {
-        steps::set_manual(self, circuit, manual)
+        match self.fused_steps() {
+            Some(own) => own.set_manual(circuit, manual),
+            None => kv::set_manual(self, circuit, manual),
+        }
     }
 
     /// Deletes the circuit's keys, and nothing else.
     fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-        steps::reset(self, circuit)
+        match self.fused_steps() {
+            Some(own) => own.reset(circuit),
+            None => kv::reset(self, circuit),
+        }
     }
 
     /// Checks, when a breaker is built, that this storage can hold
     /// `circuit` (a Redis Cluster needs all of a circuit's keys in one hash
-    /// slot, for example). The default accepts every circuit.
+    /// slot, for example). Without fused steps, every circuit.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`](crate::ConfigError) that `build()` returns as is;
     /// its message should say how to fix the configuration.
     fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
-        let _ = circuit;
-        Ok(())
+        self.fused_steps()
+            .map_or(Ok(()), |own| own.validate(circuit))
     }
 
     /// For storages that keep circuits in this process: the circuit's
     /// lock-free state, which the breaker then uses directly, bypassing the
-    /// steps above. Called once, when a breaker is built. The default,
-    /// `None`, is right for any store outside the process.
+    /// steps above. Called once, when a breaker is built.
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
-        let _ = circuit;
-        None
+        self.fused_steps()
+            .and_then(|own| own.local_circuit(circuit))
     }
 }
+
+impl<S: Storage + ?Sized> Steps for S {}
 
 macro_rules! forward_storage {
     ($($ptr:ty),*) => {$(
@@ -236,38 +348,8 @@ macro_rules! forward_storage {
             fn delete(&self, key: &str) -> Result<(), StorageError> {
                 (**self).delete(key)
             }
-            fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
-                (**self).admit(circuit)
-            }
-            fn record(&self, circuit: &Circuit, permit: Permit, outcome: Outcome, rule: &dyn Rule) -> Result<Option<Transition>, StorageError> {
-                (**self).record(circuit, permit, outcome, rule)
-            }
-            fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
-                (**self).release(circuit, permit)
-            }
-            fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
-                (**self).open_circuit(circuit)
-            }
-            fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
-                (**self).state(circuit)
-            }
-            fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
-                (**self).counts(circuit)
-            }
-            fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
-                (**self).repair(circuit)
-            }
-            fn set_manual(&self, circuit: &Circuit, manual: Manual) -> Result<Option<Transition>, StorageError> {
-                (**self).set_manual(circuit, manual)
-            }
-            fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-                (**self).reset(circuit)
-            }
-            fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
-                (**self).validate(circuit)
-            }
-            fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
-                (**self).local_circuit(circuit)
+            fn fused_steps(&self) -> Option<&dyn FusedSteps> {
+                (**self).fused_steps()
             }
         }
     )*};

@@ -3,6 +3,7 @@
 //! behind by races between processes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use lasier_core::Steps as _;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 #[cfg(feature = "async")]
 use std::time::Duration;
 
-use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
+use lasier_core::state::{Admission, Manual, Outcome, Permit, State, Transition};
 use lasier_core::{Circuit, ConfigError, Counts, Rule, StorageError};
 
 use crate::{commands, scripts};
@@ -68,7 +68,7 @@ impl<T> Clone for AsyncRedis<T> {
 mod blocking {
     use std::time::Duration;
 
-    use lasier_core::Storage;
+    use lasier_core::{FusedSteps, Storage};
     use redis::{Cmd, FromRedisValue, ScriptInvocation};
 
     use super::*;
@@ -134,6 +134,13 @@ mod blocking {
             self.query(&commands::delete(key))
         }
 
+        fn fused_steps(&self) -> Option<&dyn FusedSteps> {
+            Some(self)
+        }
+    }
+
+    /// One script round trip per step (two for a failure that trips).
+    impl<T: Transport> FusedSteps for Redis<T> {
         fn admit(
             &self,
             circuit: &Circuit,
@@ -197,6 +204,19 @@ mod blocking {
             self.query(&commands::reset(circuit))
         }
 
+        // Rare, and a few commands in a row do them well enough.
+        fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+            lasier_core::kv::blocking::repair(self, circuit)
+        }
+
+        fn set_manual(
+            &self,
+            circuit: &Circuit,
+            manual: Manual,
+        ) -> Result<Option<Transition>, StorageError> {
+            lasier_core::kv::blocking::set_manual(self, circuit, manual)
+        }
+
         fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
             self.transport.validate(circuit)
         }
@@ -207,7 +227,7 @@ mod blocking {
 mod nonblocking {
     use std::future::Future;
 
-    use lasier_core::{async_trait, AsyncStorage, StorageErrorKind};
+    use lasier_core::{async_trait, AsyncFusedSteps, AsyncStorage, StorageErrorKind};
     use redis::{Cmd, FromRedisValue, ScriptInvocation};
 
     use super::*;
@@ -310,6 +330,14 @@ mod nonblocking {
             self.query(&commands::delete(key)).await
         }
 
+        fn fused_steps(&self) -> Option<&dyn AsyncFusedSteps> {
+            Some(self)
+        }
+    }
+
+    /// One script round trip per step (two for a failure that trips).
+    #[async_trait]
+    impl<T: AsyncTransport> AsyncFusedSteps for AsyncRedis<T> {
         async fn admit(
             &self,
             circuit: &Circuit,
@@ -386,6 +414,19 @@ mod nonblocking {
 
         async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
             self.query(&commands::reset(circuit)).await
+        }
+
+        // Rare, and a few commands in a row do them well enough.
+        async fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
+            lasier_core::kv::nonblocking::repair(self, circuit).await
+        }
+
+        async fn set_manual(
+            &self,
+            circuit: &Circuit,
+            manual: Manual,
+        ) -> Result<Option<Transition>, StorageError> {
+            lasier_core::kv::nonblocking::set_manual(self, circuit, manual).await
         }
 
         fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {

@@ -4,11 +4,12 @@
 
 mod support;
 
+use lasier_core::{AsyncSteps as _, Steps as _};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
-use lasier_core::{AsyncStorage, Circuit, Config, Counts, Rule, Storage, StorageErrorKind};
+use lasier_core::{AsyncStorage, Circuit, Config, Counts, Rule, StorageErrorKind};
 use lasier_redis::AsyncRedisStorage;
 use support::unique;
 

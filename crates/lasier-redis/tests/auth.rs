@@ -6,7 +6,7 @@ mod support;
 
 use std::error::Error as _;
 
-use lasier_core::{AsyncStorage, Config, Storage};
+use lasier_core::{AsyncSteps, Config, Steps};
 use lasier_redis::{AsyncRedisStorage, RedisStorage};
 use lasier_sync::{Error, State, StorageError, StorageErrorKind, StorageFailurePolicy};
 use support::{unique, RedisServer, ServerOptions};

@@ -12,6 +12,7 @@
 
 mod support;
 
+use lasier_core::{AsyncSteps as _, Steps as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -324,7 +325,7 @@ async fn async_calls_never_wait_past_the_timeout_on_a_slow_or_hung_store() {
 /// made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_store_is_a_timed_out_error() {
-    use lasier_core::{AsyncStorage, Config, Storage, StorageErrorKind};
+    use lasier_core::{Config, StorageErrorKind};
     let Some(server) = RedisServer::start() else {
         return;
     };

@@ -5,6 +5,7 @@
 
 mod support;
 
+use lasier_core::Steps as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::Duration;

@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use lasier_core::{AsyncStorage, Config, Storage};
+use lasier_core::{AsyncSteps, Config, Steps};
 use lasier_redis::redis::{self, TlsCertificates};
 use lasier_redis::{AsyncRedisStorage, Options, RedisStorage};
 use lasier_sync::{State, StorageErrorKind};

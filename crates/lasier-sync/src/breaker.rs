@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use lasier_core::{
-    BreakerCore, Counts, Error, Manual, Metrics, Outcome, State, Storage, StorageError,
+    BreakerCore, Counts, Error, Manual, Metrics, Outcome, State, Steps, Storage, StorageError,
     StorageErrorKind, Ticket,
 };
 

@@ -3,4 +3,4 @@
 
 use lasier_core::Storage;
 
-lasier_core::__define_builder!(Storage);
+lasier_core::__define_builder!(Storage, Steps);

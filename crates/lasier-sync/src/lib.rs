@@ -46,6 +46,6 @@ pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
     ConfigError, Counts, Error, Listener, MaxFailuresRule, MemoryStorage, Metrics,
-    PercentageFailuresRule, Rule, RuleError, State, Storage, StorageError, StorageErrorKind,
+    PercentageFailuresRule, Rule, RuleError, State, Steps, Storage, StorageError, StorageErrorKind,
     StorageFailurePolicy,
 };

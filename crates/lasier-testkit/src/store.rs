@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lasier_core::clock::ManualClock;
 use lasier_core::{
-    Admission, Circuit, Counts, MemoryStorage, Outcome, Permit, Rule, State, Storage, StorageError,
-    Transition,
+    Admission, AsyncSteps as _, Circuit, Counts, MemoryStorage, Outcome, Permit, Rule, State,
+    Steps as _, Storage, StorageError, Transition,
 };
 
 /// What the checks call: the primitives, the fused steps, and concurrent

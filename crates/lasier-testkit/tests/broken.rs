@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lasier_core::clock::{Clock, MonotonicClock};
+use lasier_core::kv::blocking as kv;
 use lasier_core::{
-    async_trait, AsyncStorage, Circuit, Counts, Outcome, Permit, Rule, Storage, StorageError,
-    Transition,
+    async_trait, Admission, AsyncStorage, Circuit, Counts, FusedSteps, Manual, Outcome, Permit,
+    Rule, State, Storage, StorageError, Transition,
 };
 use lasier_testkit::{Report, Suite};
 
@@ -159,6 +160,19 @@ impl Storage for Flawed {
         Ok(())
     }
 
+    fn fused_steps(&self) -> Option<&dyn FusedSteps> {
+        Some(self)
+    }
+}
+
+/// Three steps with bugs of their own; the others are the default bodies
+/// (`kv::blocking`), which is what a storage that overrides some steps
+/// falls back to.
+impl FusedSteps for Flawed {
+    fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
+        kv::admit(self, circuit)
+    }
+
     fn record(
         &self,
         circuit: &Circuit,
@@ -167,16 +181,40 @@ impl Storage for Flawed {
         rule: &dyn Rule,
     ) -> Result<Option<Transition>, StorageError> {
         if self.has(Bug::OpensOneFailureLate) {
-            return Primitives(self).record(circuit, permit, outcome, &OneLate(rule));
+            return kv::record(self, circuit, permit, outcome, &OneLate(rule));
         }
-        Primitives(self).record(circuit, permit, outcome, rule)
+        kv::record(self, circuit, permit, outcome, rule)
+    }
+
+    fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
+        kv::release(self, circuit, permit)
+    }
+
+    fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
+        kv::open_circuit(self, circuit)
+    }
+
+    fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
+        kv::state(self, circuit)
+    }
+
+    fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
+        kv::counts(self, circuit)
     }
 
     fn repair(&self, circuit: &Circuit) -> Result<(), StorageError> {
         if self.has(Bug::RepairDoesNothing) {
             return Ok(());
         }
-        Primitives(self).repair(circuit)
+        kv::repair(self, circuit)
+    }
+
+    fn set_manual(
+        &self,
+        circuit: &Circuit,
+        manual: Manual,
+    ) -> Result<Option<Transition>, StorageError> {
+        kv::set_manual(self, circuit, manual)
     }
 
     fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
@@ -186,33 +224,7 @@ impl Storage for Flawed {
             self.live().retain(|key, _| !key.contains(&name));
             return Ok(());
         }
-        Primitives(self).reset(circuit)
-    }
-}
-
-/// The primitives of a storage alone, so its fused steps run their default
-/// bodies: what an override falls back to.
-#[derive(Debug)]
-struct Primitives<'a>(&'a Flawed);
-
-impl Storage for Primitives<'_> {
-    fn add(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<bool, StorageError> {
-        Storage::add(self.0, key, value, ttl)
-    }
-    fn set(&self, key: &str, value: i64, ttl: Option<Duration>) -> Result<(), StorageError> {
-        Storage::set(self.0, key, value, ttl)
-    }
-    fn incr(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
-        Storage::incr(self.0, key, delta)
-    }
-    fn get(&self, key: &str) -> Result<Option<i64>, StorageError> {
-        Storage::get(self.0, key)
-    }
-    fn expire(&self, key: &str, ttl: Duration) -> Result<(), StorageError> {
-        Storage::expire(self.0, key, ttl)
-    }
-    fn delete(&self, key: &str) -> Result<(), StorageError> {
-        Storage::delete(self.0, key)
+        kv::reset(self, circuit)
     }
 }
 

@@ -46,11 +46,12 @@ pub use lasier_core::{Listener, Manual, Metrics, StorageFailurePolicy};
 /// Where circuits live: the storage traits and the in-memory default.
 pub mod storage {
     pub use lasier_core::keys::CircuitKeys;
-    pub use lasier_core::{Circuit, MemoryStorage, Storage};
+    pub use lasier_core::kv;
+    pub use lasier_core::{Circuit, FusedSteps, MemoryStorage, Steps, Storage};
 
     #[cfg(feature = "async")]
     #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-    pub use lasier_core::{async_trait, AsyncStorage};
+    pub use lasier_core::{async_trait, AsyncFusedSteps, AsyncSteps, AsyncStorage};
 }
 
 /// The blocking circuit breaker ([`lasier-sync`](lasier_sync)).

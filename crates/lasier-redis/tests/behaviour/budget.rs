@@ -21,6 +21,7 @@
 //! The tests that use this run one at a time (they read server-wide
 //! counters) on nodes no other binary uses.
 
+use lasier_core::{AsyncSteps as _, Steps as _};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

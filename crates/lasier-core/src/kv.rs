@@ -1,10 +1,17 @@
-//! The breaker's fused steps over the storage primitives: the default bodies
-//! of the provided methods of `Storage` and `AsyncStorage`.
+//! The state machine over a key-value store: the breaker's fused steps
+//! written with the six storage primitives, the keys of [`crate::keys`] and
+//! their TTLs. They are what [`Steps`](crate::Steps) runs on a storage
+//! without fused steps of its own, and what an implementor of
+//! [`FusedSteps`](crate::FusedSteps) calls for a step it has nothing better
+//! for.
 //!
-//! Written once, as a macro, and expanded twice: once plain for `Storage`,
-//! once with `.await` after each primitive for `AsyncStorage`. The decisions
-//! are the same as the local state machine's ([`crate::state`]); only where
-//! the state lives differs.
+//! Written once, as a macro, and expanded twice: [`blocking`] over
+//! [`Storage`](crate::Storage), and (feature `async`) `nonblocking`, with
+//! `.await` after each primitive, over `AsyncStorage`. The decisions are
+//! the same as the local state machine's ([`crate::state`]); only where the
+//! state lives differs. Each step is several primitive calls, so a step of
+//! one process can interleave with another's; the README's "Known
+//! limitations" says which races remain.
 
 /// Expands to the fused steps for one storage trait.
 /// `$($aw)*` is empty for the sync trait and `.await` for the async one.
@@ -16,7 +23,7 @@ macro_rules! fused_steps {
         use crate::config::Circuit;
         use crate::error::StorageError;
         use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
-        use crate::steps::marker;
+        use crate::kv::marker;
 
         /// The mode set by hand.
         #[derive(PartialEq, Eq)]
@@ -50,7 +57,8 @@ macro_rules! fused_steps {
             u64::try_from(value).map_err(|_| StorageError::corrupt(key, alloc::format!("negative counter {value}")))
         }
 
-        pub(crate) $($kw)? fn admit<S: $Trait + ?Sized>(
+        /// The default body of `admit`.
+        pub $($kw)? fn admit<S: $Trait + ?Sized>(
             s: &S,
             c: &Circuit,
         ) -> Result<(Admission, Option<Transition>), StorageError> {
@@ -135,7 +143,8 @@ macro_rules! fused_steps {
             Ok((Admission::Admitted(Permit::Trial { episode: next }), transition))
         }
 
-        pub(crate) $($kw)? fn record<S: $Trait + ?Sized>(
+        /// The default body of `record`.
+        pub $($kw)? fn record<S: $Trait + ?Sized>(
             s: &S,
             c: &Circuit,
             permit: Permit,
@@ -243,7 +252,8 @@ macro_rules! fused_steps {
             }
         }
 
-        pub(crate) $($kw)? fn release<S: $Trait + ?Sized>(
+        /// The default body of `release`.
+        pub $($kw)? fn release<S: $Trait + ?Sized>(
             s: &S,
             c: &Circuit,
             permit: Permit,
@@ -277,7 +287,8 @@ macro_rules! fused_steps {
             Ok(())
         }
 
-        pub(crate) $($kw)? fn open_circuit<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+        /// The default body of `open_circuit`.
+        pub $($kw)? fn open_circuit<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
             let keys = c.keys();
             let timing = c.timing();
             s.set(keys.open(), 1, Some(timing.circuit_timeout())) $($aw)* ?;
@@ -297,7 +308,8 @@ macro_rules! fused_steps {
             Ok(())
         }
 
-        pub(crate) $($kw)? fn state<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<State, StorageError> {
+        /// The default body of `state`.
+        pub $($kw)? fn state<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<State, StorageError> {
             match mode(s, c) $($aw)* ? {
                 Mode::ForcedOpen => return Ok(State::ForcedOpen),
                 Mode::Disabled => return Ok(State::Disabled),
@@ -312,14 +324,16 @@ macro_rules! fused_steps {
             Ok(State::Closed)
         }
 
-        pub(crate) $($kw)? fn counts<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<Counts, StorageError> {
+        /// The default body of `counts`.
+        pub $($kw)? fn counts<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<Counts, StorageError> {
             let keys = c.keys();
             let failures = s.get(keys.failures()) $($aw)* ?.unwrap_or(0);
             let requests = if c.counts_requests() { s.get(keys.requests()) $($aw)* ?.unwrap_or(0) } else { 0 };
             Ok(Counts::new(count(keys.failures(), failures)?, count(keys.requests(), requests)?))
         }
 
-        pub(crate) $($kw)? fn repair<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+        /// The default body of `repair`.
+        pub $($kw)? fn repair<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
             let keys = c.keys();
             for key in keys.all() {
                 let corrupt = match s.get(key) $($aw)* {
@@ -342,7 +356,8 @@ macro_rules! fused_steps {
             Ok(())
         }
 
-        pub(crate) $($kw)? fn set_manual<S: $Trait + ?Sized>(
+        /// The default body of `set_manual`.
+        pub $($kw)? fn set_manual<S: $Trait + ?Sized>(
             s: &S,
             c: &Circuit,
             manual: Manual,
@@ -375,7 +390,8 @@ macro_rules! fused_steps {
             Ok((from != to).then_some(Transition { from, to }))
         }
 
-        pub(crate) $($kw)? fn reset<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+        /// The default body of `reset`.
+        pub $($kw)? fn reset<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
             for key in c.keys().all() {
                 s.delete(key) $($aw)* ?;
             }
@@ -494,11 +510,14 @@ pub(crate) mod marker {
     }
 }
 
-pub(crate) mod blocking {
+/// The default bodies over [`Storage`](crate::Storage).
+pub mod blocking {
     fused_steps!(crate::storage::Storage, ,);
 }
 
 #[cfg(feature = "async")]
-pub(crate) mod nonblocking {
+/// The default bodies over [`AsyncStorage`](crate::AsyncStorage).
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub mod nonblocking {
     fused_steps!(crate::async_storage::AsyncStorage, async, .await);
 }
