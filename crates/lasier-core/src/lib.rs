@@ -4,13 +4,17 @@
 //! * [`state`]: the state machine (closed, open, half-open) as pure functions;
 //! * [`local`]: one circuit on atomics, for in-process state;
 //! * [`config`]: configuration and its validation;
-//! * [`engine`]: what the sync and async facades share;
 //! * [`clock`]: the [`Clock`](clock::Clock) trait and a
 //!   [`ManualClock`](clock::ManualClock) for tests;
 //! * [`keys`]: the key layout, byte-compatible with the Python original;
 //! * [`storage`] and `async_storage`: the [`Storage`] and `AsyncStorage`
-//!   traits that custom storages implement, and [`MemoryStorage`], the
-//!   in-process default.
+//!   traits that custom storages implement (six primitives), the
+//!   [`FusedSteps`] a store that can do better implements too, the
+//!   [`Steps`] every storage gets, and [`MemoryStorage`], the in-process
+//!   default;
+//! * [`kv`]: the state machine over a key-value store, the default bodies
+//!   of the fused steps;
+//! * [`error`] and [`events`]: what a call or a storage reports.
 //!
 //! Most users want a facade instead: `lasier-sync` or `lasier-async` (or the
 //! `lasier` crate, which has both). Storage implementors need only this crate.
@@ -44,8 +48,10 @@ pub mod state;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod config;
+// Facade plumbing: the facades' shared parts. Public for them, not part of
+// the documented API (a storage implementor never needs it).
 #[cfg(feature = "alloc")]
-#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+#[doc(hidden)]
 pub mod engine;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -73,8 +79,9 @@ pub mod facade;
 #[cfg(feature = "std")]
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub mod memory;
+// Facade plumbing: the engine of the facades' `Registry`.
 #[cfg(feature = "std")]
-#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+#[doc(hidden)]
 pub mod registry;
 
 pub use lasier_rules as rules;
@@ -84,7 +91,10 @@ pub use state::{Admission, Manual, Outcome, Permit, State, Transition};
 #[cfg(feature = "alloc")]
 pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};
 #[cfg(feature = "alloc")]
-pub use engine::{BreakerCore, Engine, Metrics, Source, Ticket};
+pub use engine::Metrics;
+#[cfg(feature = "alloc")]
+#[doc(hidden)]
+pub use engine::{BreakerCore, Engine, Source, Ticket};
 #[cfg(feature = "alloc")]
 pub use error::{Error, StorageError, StorageErrorKind};
 #[cfg(feature = "alloc")]

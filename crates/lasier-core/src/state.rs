@@ -181,6 +181,7 @@ impl Phase {
 
 /// What a call may do, as decided at admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Permit {
     /// An ordinary call on a closed circuit: its outcome is counted.
     Normal,
@@ -193,6 +194,7 @@ pub enum Permit {
 
 /// The result of asking to run a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Admission {
     /// Run it.
     Admitted(Permit),
@@ -205,6 +207,7 @@ pub enum Admission {
 
 /// How a guarded call ended, as far as the breaker counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// It succeeded, or failed with an error the breaker does not count.
     Success,

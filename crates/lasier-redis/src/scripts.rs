@@ -246,6 +246,15 @@ pub(crate) fn admitted(reply: &[i64]) -> Result<(Admission, Option<Transition>),
     }
 }
 
+/// A permit of a kind these scripts do not know (one a later lasier-core
+/// adds): an error, never a guess.
+pub(crate) fn unknown_permit(permit: Permit) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Other,
+        format!("a permit these scripts do not know: {permit:?}"),
+    )
+}
+
 /// Whether a normal call's outcome needs no step at all: a success under
 /// a rule that counts no requests.
 pub(crate) fn records_nothing(circuit: &Circuit, outcome: Outcome) -> bool {

@@ -172,6 +172,7 @@ mod blocking {
                 Permit::Trial { episode } => scripts::trial_ended(
                     self.run(circuit, &scripts::trial(circuit, outcome, episode))?,
                 ),
+                other => Err(scripts::unknown_permit(other)),
             }
         }
 
@@ -180,7 +181,8 @@ mod blocking {
                 Permit::Trial { episode } => self
                     .run::<i64>(circuit, &scripts::release(circuit, episode))
                     .map(drop),
-                Permit::Normal => Ok(()),
+                // A normal call's permit holds nothing to give back.
+                _ => Ok(()),
             }
         }
 
@@ -380,6 +382,7 @@ mod nonblocking {
                     self.run(circuit, &scripts::trial(circuit, outcome, episode))
                         .await?,
                 ),
+                other => Err(scripts::unknown_permit(other)),
             }
         }
 
@@ -389,7 +392,8 @@ mod nonblocking {
                     .run::<i64>(circuit, &scripts::release(circuit, episode))
                     .await
                     .map(drop),
-                Permit::Normal => Ok(()),
+                // A normal call's permit holds nothing to give back.
+                _ => Ok(()),
             }
         }
 
