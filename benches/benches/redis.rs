@@ -9,7 +9,7 @@
 //! than waiting, and through a proxy that adds [`LINK_RTT`] to every round
 //! trip (group `redis_rtt_500us`), as a Redis on another host of the same
 //! network would (this kernel has no `netem`, so the delay is added in user
-//! space by `lasier_test_support::Proxy`). The round trips per call are
+//! space by `lasier_redis_harness::Proxy`). The round trips per call are
 //! counted with `INFO commandstats` (script calls: `EVALSHA`, `EVAL`,
 //! `SCRIPT`) over a fixed batch and written to
 //! `target/criterion/lasier-extra.md`, which the report binary prints under
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use lasier_redis::{AsyncRedisStorage, RedisStorage};
-use lasier_test_support::{Fault, Proxy, RedisServer};
+use lasier_redis_harness::{Fault, Proxy, RedisServer};
 
 const OPEN: Duration = Duration::from_secs(3600);
 

@@ -20,10 +20,10 @@ use crate::guard::Guard;
 /// of its own.
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    shared: Arc<Shared>,
+    parts: Arc<Parts>,
 }
 
-struct Shared {
+struct Parts {
     core: BreakerCore<dyn AsyncStorage>,
     /// Store engine only: trial permits of cancelled calls, given back to the
     /// store by the next admission that asks it.
@@ -39,7 +39,7 @@ impl CircuitBreaker {
 
     pub(crate) fn from_core(core: BreakerCore<dyn AsyncStorage>) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            parts: Arc::new(Parts {
                 core,
                 cancelled: CancelledTrials::default(),
             }),
@@ -47,7 +47,7 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn core(&self) -> &BreakerCore<dyn AsyncStorage> {
-        &self.shared.core
+        &self.parts.core
     }
 
     /// The breaker's name.
@@ -128,7 +128,7 @@ impl CircuitBreaker {
         };
         in_flight.disarm();
         // Decided here when it can be (an in-process circuit): the store's
-        // future is only built, and awaited, for a shared one.
+        // future is only built, and awaited, for a parts one.
         if !self.core().try_record(ticket, outcome) {
             self.record_in_store(ticket, outcome).await;
         }
@@ -162,7 +162,7 @@ impl CircuitBreaker {
         let Some(store) = core.store() else {
             return Err(core.rejected(None));
         };
-        let cancelled = &self.shared.cancelled;
+        let cancelled = &self.parts.cancelled;
         for (permit, count) in cancelled.take() {
             for _ in 0..count {
                 // A store that fails here only delays the slot: the trial
@@ -215,7 +215,7 @@ impl CircuitBreaker {
                 // The half-open period is over: the slots of its cancelled
                 // trials are gone with it, giving them back would free slots
                 // of the next period.
-                self.shared.cancelled.end_period();
+                self.parts.cancelled.end_period();
             }
             core.recorded(ticket, outcome, asked_at, answer);
         }
@@ -241,7 +241,7 @@ impl CircuitBreaker {
             return;
         }
         if let Permit::Trial { episode } = ticket.permit() {
-            self.shared.cancelled.push(episode, period);
+            self.parts.cancelled.push(episode, period);
         }
     }
 
@@ -275,7 +275,7 @@ impl CircuitBreaker {
     }
 
     /// Opens the circuit by hand (isolates the dependency): every call is
-    /// rejected until [`force_close`](Self::force_close). On a shared store
+    /// rejected until [`force_close`](Self::force_close). On a parts store
     /// every breaker sharing the circuit sees it, and so does a Python
     /// `lasier` service (the original's open flag is set, without a TTL).
     ///
@@ -341,7 +341,7 @@ impl CircuitBreaker {
     /// The storage's error, if it failed.
     pub async fn reset(&self) -> Result<(), StorageError> {
         let core = self.core();
-        self.shared.cancelled.end_period();
+        self.parts.cancelled.end_period();
         match (core.local_reset(), core.store()) {
             (false, Some(store)) => store.reset(core.circuit()).await,
             _ => Ok(()),

@@ -246,7 +246,7 @@ macro_rules! __define_registry {
         use std::time::Duration;
 
         use $crate::clock::{Clock, MonotonicClock};
-        use $crate::registry::Registry as Entries;
+        use $crate::registry::Entries;
         use $crate::ConfigError;
 
         use crate::breaker::CircuitBreaker;

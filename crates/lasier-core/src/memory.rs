@@ -43,10 +43,10 @@ use crate::storage::{FusedSteps, Storage};
 /// ```
 #[derive(Clone)]
 pub struct MemoryStorage {
-    shared: Arc<Shared>,
+    maps: Arc<Maps>,
 }
 
-struct Shared {
+struct Maps {
     clock: Arc<dyn Clock>,
     entries: Mutex<HashMap<String, Entry>>,
     circuits: Mutex<HashMap<String, Arc<LocalCircuit>>>,
@@ -81,7 +81,7 @@ impl MemoryStorage {
     /// An empty storage on `clock` (a `ManualClock` in tests).
     pub fn with_clock(clock: impl Clock + 'static) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            maps: Arc::new(Maps {
                 clock: Arc::new(clock),
                 entries: Mutex::new(HashMap::new()),
                 circuits: Mutex::new(HashMap::new()),
@@ -93,17 +93,17 @@ impl MemoryStorage {
     /// How many circuits it holds: those breakers use, and those with state
     /// to keep (open, or counting) that no breaker uses any more.
     pub fn circuit_count(&self) -> usize {
-        lock(&self.shared.circuits).len()
+        lock(&self.maps.circuits).len()
     }
 
     /// The clock this storage keeps time by.
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.shared.clock
+        &self.maps.clock
     }
 
     /// The in-process state of `circuit`, created on first use.
     fn circuit(&self, circuit: &Circuit) -> Arc<LocalCircuit> {
-        let mut circuits = lock(&self.shared.circuits);
+        let mut circuits = lock(&self.maps.circuits);
         if let Some(c) = circuits.get(circuit.keys().failures()) {
             return Arc::clone(c);
         }
@@ -112,7 +112,7 @@ impl MemoryStorage {
             // forget the circuits no breaker holds that are as good as new,
             // so that memory follows the breakers alive, not every name ever
             // seen. Nothing is lost: a new one would start the same way.
-            let clock = &*self.shared.clock;
+            let clock = &*self.maps.clock;
             circuits.retain(|_, c| Arc::strong_count(c) > 1 || !c.is_pristine(clock));
         }
         let c = Arc::new(LocalCircuit::new());
@@ -121,7 +121,7 @@ impl MemoryStorage {
     }
 
     fn now(&self) -> u64 {
-        now_ms(&*self.shared.clock)
+        now_ms(&*self.maps.clock)
     }
 
     fn deadline(&self, ttl: Option<Duration>) -> Option<u64> {
@@ -131,7 +131,7 @@ impl MemoryStorage {
     /// The live entries, after dropping the expired one at `key`, if any.
     fn entries(&self, key: &str) -> MutexGuard<'_, HashMap<String, Entry>> {
         let now = self.now();
-        let mut entries = lock(&self.shared.entries);
+        let mut entries = lock(&self.maps.entries);
         if entries
             .get(key)
             .and_then(|e| e.expires_at)
@@ -139,7 +139,7 @@ impl MemoryStorage {
         {
             entries.remove(key);
         }
-        if self.shared.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        if self.maps.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             entries.retain(|_, e| e.expires_at.is_none_or(|at| at > now));
         }
         entries
@@ -155,9 +155,9 @@ impl Default for MemoryStorage {
 impl std::fmt::Debug for MemoryStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStorage")
-            .field("clock", &self.shared.clock)
-            .field("keys", &lock(&self.shared.entries).len())
-            .field("circuits", &lock(&self.shared.circuits).len())
+            .field("clock", &self.maps.clock)
+            .field("keys", &lock(&self.maps.entries).len())
+            .field("circuits", &lock(&self.maps.circuits).len())
             .finish()
     }
 }
@@ -230,7 +230,7 @@ impl FusedSteps for MemoryStorage {
     fn admit(&self, circuit: &Circuit) -> Result<(Admission, Option<Transition>), StorageError> {
         Ok(self
             .circuit(circuit)
-            .admit(&*self.shared.clock, circuit.timing()))
+            .admit(&*self.maps.clock, circuit.timing()))
     }
 
     fn record(
@@ -240,13 +240,9 @@ impl FusedSteps for MemoryStorage {
         outcome: Outcome,
         rule: &dyn Rule,
     ) -> Result<Option<Transition>, StorageError> {
-        Ok(self.circuit(circuit).record(
-            permit,
-            outcome,
-            rule,
-            &*self.shared.clock,
-            circuit.timing(),
-        ))
+        Ok(self
+            .circuit(circuit)
+            .record(permit, outcome, rule, &*self.maps.clock, circuit.timing()))
     }
 
     fn release(&self, circuit: &Circuit, permit: Permit) -> Result<(), StorageError> {
@@ -256,18 +252,18 @@ impl FusedSteps for MemoryStorage {
 
     fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
         self.circuit(circuit)
-            .open(&*self.shared.clock, circuit.timing());
+            .open(&*self.maps.clock, circuit.timing());
         Ok(())
     }
 
     fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
         Ok(self
             .circuit(circuit)
-            .state(&*self.shared.clock, circuit.timing()))
+            .state(&*self.maps.clock, circuit.timing()))
     }
 
     fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
-        Ok(self.circuit(circuit).counts(&*self.shared.clock))
+        Ok(self.circuit(circuit).counts(&*self.maps.clock))
     }
 
     fn set_manual(
@@ -277,7 +273,7 @@ impl FusedSteps for MemoryStorage {
     ) -> Result<Option<Transition>, StorageError> {
         Ok(self
             .circuit(circuit)
-            .set_manual(manual, &*self.shared.clock, circuit.timing()))
+            .set_manual(manual, &*self.maps.clock, circuit.timing()))
     }
 
     fn repair(&self, _circuit: &Circuit) -> Result<(), StorageError> {
@@ -293,7 +289,7 @@ impl FusedSteps for MemoryStorage {
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
         Some(LocalBinding {
             circuit: self.circuit(circuit),
-            clock: Arc::clone(&self.shared.clock),
+            clock: Arc::clone(&self.maps.clock),
         })
     }
 }
@@ -423,6 +419,6 @@ mod tests {
         for _ in 0..SWEEP_EVERY {
             s.get("other").unwrap();
         }
-        assert_eq!(lock(&s.shared.entries).len(), 0);
+        assert_eq!(lock(&s.maps.entries).len(), 0);
     }
 }

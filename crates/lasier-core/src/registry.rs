@@ -54,14 +54,14 @@ const MIN_SHARD_ENTRIES: usize = 512;
 ///   shard's write lock twice, for an amortised constant time, and its value
 ///   is made outside any lock, once: other callers asking for the same key
 ///   meanwhile wait for it.
-pub struct Registry<V> {
+pub struct Entries<V> {
     entries: Cache<String, V, UnitWeighter, RandomState>,
     capacity: usize,
     max_idle_ms: u64,
     clock: Arc<dyn Clock>,
 }
 
-/// A value a [`Registry`] holds: it carries when (ms on the registry's
+/// A value a [`Entries`] holds: it carries when (ms on the registry's
 /// clock) its key was last used, so that a hit clones the value and
 /// nothing else.
 pub trait Stamped: Clone {
@@ -80,7 +80,7 @@ fn touch(stamp: &AtomicU64, now: u64) {
     }
 }
 
-impl<V: Stamped> Registry<V> {
+impl<V: Stamped> Entries<V> {
     /// An empty registry of at most `capacity` values (at least one).
     pub fn new(capacity: usize, max_idle: Duration, clock: Arc<dyn Clock>) -> Self {
         let capacity = capacity.max(1);
@@ -206,9 +206,9 @@ fn prev_power_of_two(n: usize) -> usize {
     }
 }
 
-impl<V: Clone> std::fmt::Debug for Registry<V> {
+impl<V: Clone> std::fmt::Debug for Entries<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
+        f.debug_struct("Entries")
             .field("len", &self.entries.len())
             .field("capacity", &self.capacity)
             .field("shards", &self.entries.num_shards())
@@ -244,8 +244,8 @@ mod tests {
         Made(n, Arc::default())
     }
 
-    fn registry(capacity: usize, clock: &ManualClock) -> Registry<Made> {
-        Registry::new(capacity, Duration::from_secs(10), Arc::new(clock.clone()))
+    fn registry(capacity: usize, clock: &ManualClock) -> Entries<Made> {
+        Entries::new(capacity, Duration::from_secs(10), Arc::new(clock.clone()))
     }
 
     #[test]

@@ -82,17 +82,17 @@ impl AsyncMokaStorage {
         &self.cache
     }
 
-    /// Runs `step` on the entry of `key`, atomically for that key.
+    /// Runs `update` on the entry of `key`, atomically for that key.
     async fn compute<T: Send>(
         &self,
         key: &str,
-        step: impl FnOnce(Option<Value>) -> Result<value::Step<T>, StorageError> + Send,
+        update: impl FnOnce(Option<Value>) -> Result<value::Update<T>, StorageError> + Send,
     ) -> Result<T, StorageError> {
         let mut output = None;
         self.cache
             .entry_by_ref(key)
             .and_try_compute_with(|entry| {
-                let op = step(entry.map(|e| e.into_value())).map(|(op, out)| {
+                let op = update(entry.map(|e| e.into_value())).map(|(op, out)| {
                     output = Some(out);
                     op
                 });

@@ -83,15 +83,15 @@ impl MokaStorage {
         &self.cache
     }
 
-    /// Runs `step` on the entry of `key`, atomically for that key.
+    /// Runs `update` on the entry of `key`, atomically for that key.
     fn compute<T>(
         &self,
         key: &str,
-        step: impl FnOnce(Option<Value>) -> Result<value::Step<T>, StorageError>,
+        update: impl FnOnce(Option<Value>) -> Result<value::Update<T>, StorageError>,
     ) -> Result<T, StorageError> {
         let mut output = None;
         self.cache.entry_by_ref(key).and_try_compute_with(|entry| {
-            let (op, out) = step(entry.map(|e| e.into_value()))?;
+            let (op, out) = update(entry.map(|e| e.into_value()))?;
             output = Some(out);
             Ok::<_, StorageError>(op)
         })?;

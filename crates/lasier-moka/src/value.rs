@@ -82,9 +82,9 @@ fn deadline(now: Instant, ttl: Option<Duration>) -> Option<Instant> {
 }
 
 /// What one primitive does to the entry of its key, and what it returns.
-pub(crate) type Step<T> = (Op<Value>, T);
+pub(crate) type Update<T> = (Op<Value>, T);
 
-pub(crate) fn add(current: Option<Value>, value: i64, ttl: Option<Duration>) -> Step<bool> {
+pub(crate) fn add(current: Option<Value>, value: i64, ttl: Option<Duration>) -> Update<bool> {
     let now = Instant::now();
     if live(current, now).is_some() {
         return (Op::Nop, false);
@@ -102,7 +102,7 @@ pub(crate) fn incr(
     current: Option<Value>,
     key: &str,
     delta: i64,
-) -> Result<Step<i64>, StorageError> {
+) -> Result<Update<i64>, StorageError> {
     let next = match live(current, Instant::now()) {
         None => Value {
             value: delta,

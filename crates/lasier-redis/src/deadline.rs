@@ -231,12 +231,12 @@ mod tests {
     /// new connections.
     #[test]
     fn setup_replies_are_what_this_redis_version_sends() {
-        use lasier_test_support::{Proxy, RedisServer, ServerOptions};
+        use lasier_redis_harness::{Proxy, RedisServer, ServerOptions};
         let (Some(open), Some(locked)) = (
             RedisServer::start(),
             RedisServer::start_with(ServerOptions::new().password("pw")),
         ) else {
-            lasier_test_support::skip("redis-server is not installed");
+            lasier_redis_harness::skip("redis-server is not installed");
             return;
         };
         for (server, rest) in [

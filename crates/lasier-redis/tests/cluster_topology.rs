@@ -29,8 +29,8 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lasier_redis::Options;
+use lasier_redis_harness::Migration;
 use lasier_sync::{Counts, Error, State, StorageFailurePolicy};
-use lasier_test_support::Migration;
 use support::{eventually, figure, until, ClusterStorages, Event, Events, RedisCluster};
 
 /// The storage timeout of the failover tests.
@@ -419,7 +419,7 @@ fn a_slot_moving_between_masters_is_no_breaker_error() {
 }
 
 /// How many times `node` ran `command` (`INFO commandstats`).
-fn calls_of(node: &lasier_test_support::RedisServer, command: &str) -> u64 {
+fn calls_of(node: &lasier_redis_harness::RedisServer, command: &str) -> u64 {
     let info: String = node.cmd(&["INFO", "commandstats"]);
     info.lines()
         .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))

@@ -56,9 +56,9 @@ const fn opening(rule: RuleSpec, circuit_ticks: u32, half_open: u32) -> Breaker 
     }
 }
 
-/// A step on breaker `.0` (or permit slot, for `Record` and `Release`).
+/// An action on breaker `.0` (or permit slot, for `Record` and `Release`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Step {
+pub(crate) enum Action {
     /// `admit`, then `record` the outcome if admitted: one guarded call.
     Call(usize, Outcome),
     /// `admit`, keeping the permit in slot `.1`.
@@ -79,10 +79,10 @@ pub(crate) enum Step {
     MarkerWithoutTtl(usize),
 }
 
-use Outcome::{Failure as Fail, Success as Pass};
-use Step::{
+use Action::{
     Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateOf,
 };
+use Outcome::{Failure as Fail, Success as Pass};
 
 /// A sequence of steps, the name of the check that runs it, and what it
 /// shows.
@@ -90,7 +90,7 @@ pub(crate) struct Scenario {
     pub(crate) check: &'static str,
     pub(crate) what: &'static str,
     pub(crate) breakers: &'static [Breaker],
-    pub(crate) steps: &'static [Step],
+    pub(crate) steps: &'static [Action],
 }
 
 impl fmt::Debug for Scenario {
@@ -356,7 +356,7 @@ impl fmt::Display for Seen {
     }
 }
 
-fn describe(step: Step, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) -> String {
+fn describe(step: Action, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) -> String {
     let on = |b: usize| breakers.get(b).map_or("?", |b| b.name);
     let slot = |s: usize| slots.get(s).copied().flatten().map_or("?", on);
     match step {
@@ -387,7 +387,7 @@ struct Side<'a> {
 impl Side<'_> {
     async fn run(
         &mut self,
-        step: Step,
+        step: Action,
         circuits: &[(Circuit, Arc<dyn Rule>)],
         slots: &[Option<usize>; SLOTS],
     ) -> Result<Seen, lasier_core::StorageError> {

@@ -1,6 +1,6 @@
 //! `AsyncClusterRedisStorage`: the async storage on a Redis Cluster, over
 //! redis' async cluster connection (one multiplexed connection per node,
-//! shared by every task), which the storage replaces should it wedge.
+//! link by every task), which the storage replaces should it wedge.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -26,11 +26,11 @@ const REPLACE_AFTER: Duration = Duration::from_secs(1);
 /// The connection under an `AsyncClusterRedisStorage`, and how to make a
 /// new one.
 pub struct AsyncCluster {
-    shared: Arc<Shared>,
+    link: Arc<Link>,
 }
 
 /// What the replacement task shares with the storage.
-struct Shared {
+struct Link {
     client: ClusterClient,
     connection: RwLock<ClusterConnection>,
     /// Whether the last steps failed for want of the cluster: checked
@@ -58,7 +58,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl AsyncCluster {
     fn connection(&self) -> ClusterConnection {
-        self.shared
+        self.link
             .connection
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -68,7 +68,7 @@ impl AsyncCluster {
 
 /// A replacement under way: over when dropped, even if its task never ran
 /// to the end (a runtime shutting down).
-struct Replacing(Arc<Shared>);
+struct Replacing(Arc<Link>);
 
 impl Drop for Replacing {
     fn drop(&mut self) {
@@ -102,7 +102,7 @@ impl AsyncTransport for AsyncCluster {
     }
 
     fn place(&self) -> String {
-        format!("the Redis Cluster at {}", self.shared.nodes)
+        format!("the Redis Cluster at {}", self.link.nodes)
     }
 
     /// Replaces the connection once every step has failed for
@@ -110,21 +110,21 @@ impl AsyncTransport for AsyncCluster {
     /// master dies under many requests in flight, and then times out every
     /// request even once a replica has taken over.
     fn observe<T>(&self, result: &Result<T, StorageError>) {
-        let shared = &self.shared;
+        let link = &self.link;
         let failed = matches!(
             result,
             Err(e) if matches!(e.kind(), StorageErrorKind::Unavailable | StorageErrorKind::TimedOut)
         );
         if !failed {
-            if shared.failing.load(Ordering::Relaxed) {
-                shared.failing.store(false, Ordering::Relaxed);
-                lock(&shared.health).failing_since = None;
+            if link.failing.load(Ordering::Relaxed) {
+                link.failing.store(false, Ordering::Relaxed);
+                lock(&link.health).failing_since = None;
             }
             return;
         }
-        shared.failing.store(true, Ordering::Relaxed);
+        link.failing.store(true, Ordering::Relaxed);
         let now = Instant::now();
-        let mut health = lock(&shared.health);
+        let mut health = lock(&link.health);
         let since = *health.failing_since.get_or_insert(now);
         let due = now.duration_since(since) >= REPLACE_AFTER
             && !health.replacing
@@ -137,14 +137,13 @@ impl AsyncTransport for AsyncCluster {
         health.replacing = true;
         health.replaced_at = Some(now);
         drop(health);
-        let replacing = Replacing(Arc::clone(shared));
+        let replacing = Replacing(Arc::clone(link));
         tokio::spawn(async move {
-            let shared = &replacing.0;
+            let link = &replacing.0;
             let fresh =
-                tokio::time::timeout(shared.connect_budget, shared.client.get_async_connection())
-                    .await;
+                tokio::time::timeout(link.connect_budget, link.client.get_async_connection()).await;
             if let Ok(Ok(connection)) = fresh {
-                *shared
+                *link
                     .connection
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = connection;
@@ -154,9 +153,9 @@ impl AsyncTransport for AsyncCluster {
 
     fn describe(&self, timeout: Duration, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncClusterRedisStorage")
-            .field("nodes", &self.shared.nodes)
+            .field("nodes", &self.link.nodes)
             .field("timeout", &timeout)
-            .field("health", &*lock(&self.shared.health))
+            .field("health", &*lock(&self.link.health))
             .finish_non_exhaustive()
     }
 
@@ -168,7 +167,7 @@ impl AsyncTransport for AsyncCluster {
 impl std::fmt::Debug for AsyncCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncCluster")
-            .field("nodes", &self.shared.nodes)
+            .field("nodes", &self.link.nodes)
             .finish_non_exhaustive()
     }
 }
@@ -217,7 +216,7 @@ impl ConnectionLike for ScriptRoute<'_> {
 /// keys would not fails with a [`ConfigError`] that shows the fix.
 ///
 /// Runs over redis' async `ClusterConnection`: one multiplexed connection
-/// per node, shared by every task, that follows `MOVED` and `ASK` and
+/// per node, link by every task, that follows `MOVED` and `ASK` and
 /// reconnects by itself. Clones share it. Should it stop answering for good
 /// (redis' async cluster client can wedge when a master dies under many
 /// requests in flight, and then times out every request even once a
@@ -336,7 +335,7 @@ impl AsyncRedis<AsyncCluster> {
                 ))
             }
         };
-        let shared = Arc::new(Shared {
+        let link = Arc::new(Link {
             client,
             connection: RwLock::new(connection),
             failing: AtomicBool::new(false),
@@ -344,6 +343,6 @@ impl AsyncRedis<AsyncCluster> {
             connect_budget: budget,
             nodes,
         });
-        Ok(Self::over(AsyncCluster { shared }, options.timeout))
+        Ok(Self::over(AsyncCluster { link }, options.timeout))
     }
 }

@@ -29,8 +29,8 @@ use std::time::Duration;
 use lasier_core::state::{Outcome, Permit};
 use lasier_core::{AsyncStorage, Config, Storage};
 use lasier_redis::redis;
+use lasier_redis_harness::RedisServer;
 use lasier_sync::{CircuitBreaker, CircuitBreakerBuilder, Error, State};
-use lasier_test_support::RedisServer;
 
 use super::Target;
 

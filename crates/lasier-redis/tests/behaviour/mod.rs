@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use lasier_core::{AsyncStorage, Storage};
 use lasier_redis::{AsyncRedisStorage, Options, RedisStorage};
-use lasier_test_support::{RedisCluster, RedisServer};
+use lasier_redis_harness::{RedisCluster, RedisServer};
 
 use crate::support::{self, Server, Storages};
 

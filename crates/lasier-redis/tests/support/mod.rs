@@ -1,4 +1,4 @@
-//! lasier-test-support's harness, plus what only lasier-redis' tests need:
+//! lasier-redis-harness's harness, plus what only lasier-redis' tests need:
 //! storages on a test server.
 //!
 //! Every test binary gets a real `redis-server` of its own, started on a
@@ -11,7 +11,7 @@
 use std::ops::Deref;
 use std::sync::OnceLock;
 
-pub use lasier_test_support::{
+pub use lasier_redis_harness::{
     eventually, required, skip, unique, Fault, Proxy, RedisCluster, RedisServer, SentCommand,
     ServerOptions,
 };
@@ -34,7 +34,7 @@ impl Deref for Server {
 pub fn server() -> Option<&'static Server> {
     static SERVER: OnceLock<Option<Server>> = OnceLock::new();
     SERVER
-        .get_or_init(|| lasier_test_support::server().map(Server))
+        .get_or_init(|| lasier_redis_harness::server().map(Server))
         .as_ref()
 }
 
@@ -287,7 +287,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + lasier_test_support::EVENTUALLY;
+    let deadline = std::time::Instant::now() + lasier_redis_harness::EVENTUALLY;
     while !done().await {
         assert!(
             std::time::Instant::now() < deadline,
@@ -299,7 +299,7 @@ where
 
 /// This test binary's shared cluster; `None` after a loud skip message.
 pub fn cluster() -> Option<&'static RedisCluster> {
-    lasier_test_support::cluster()
+    lasier_redis_harness::cluster()
 }
 
 /// Returns this binary's shared cluster, or skips the calling test.

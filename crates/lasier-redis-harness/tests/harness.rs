@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lasier_test_support::{unique, Fault, Proxy, RedisServer, ServerOptions};
+use lasier_redis_harness::{unique, Fault, Proxy, RedisServer, ServerOptions};
 
 fn ping(url: &str, read_timeout: Duration) -> redis::RedisResult<String> {
     let client = redis::Client::open(url)?;
@@ -88,7 +88,7 @@ fn the_proxy_forwards_delays_and_holds_on_command() {
 #[test]
 fn a_cluster_serves_every_slot_and_fails_over_when_a_master_dies() {
     let began = Instant::now();
-    let Some(cluster) = lasier_test_support::RedisCluster::start() else {
+    let Some(cluster) = lasier_redis_harness::RedisCluster::start() else {
         return;
     };
     println!("FIGURE harness: cluster started in {:?}", began.elapsed());

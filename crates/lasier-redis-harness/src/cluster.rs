@@ -34,7 +34,7 @@ const BUS_OFFSET: u16 = 10_000;
 /// restart it and it rejoins (as a replica, if its replica took over).
 ///
 /// ```no_run
-/// use lasier_test_support::{cluster_or_skip, unique};
+/// use lasier_redis_harness::{cluster_or_skip, unique};
 ///
 /// #[test]
 /// fn writes_a_key() {

@@ -4,7 +4,7 @@
 //! command, and small helpers.
 //!
 //! ```no_run
-//! use lasier_test_support::{server_or_skip, unique};
+//! use lasier_redis_harness::{server_or_skip, unique};
 //!
 //! #[test]
 //! fn writes_a_key() {

@@ -42,7 +42,7 @@ pub struct SentCommand {
 }
 
 #[derive(Debug)]
-struct Shared {
+struct Relay {
     upstream: SocketAddr,
     fault: Mutex<Fault>,
     sent: Mutex<Vec<SentCommand>>,
@@ -58,7 +58,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Shared {
+impl Relay {
     fn fault(&self) -> Fault {
         *lock(&self.fault)
     }
@@ -77,7 +77,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Proxy {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    relay: Arc<Relay>,
 }
 
 /// How often the forwarding threads look at the fault and the stop flag.
@@ -92,7 +92,7 @@ impl Proxy {
     pub fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
-        let shared = Arc::new(Shared {
+        let relay = Arc::new(Relay {
             upstream,
             fault: Mutex::new(Fault::None),
             sent: Mutex::new(Vec::new()),
@@ -101,9 +101,9 @@ impl Proxy {
             stopped: AtomicBool::new(false),
             recording: AtomicBool::new(true),
         });
-        let accepting = Arc::clone(&shared);
+        let accepting = Arc::clone(&relay);
         thread::spawn(move || accept(&listener, &accepting));
-        Self { addr, shared }
+        Self { addr, relay }
     }
 
     /// Its address.
@@ -127,7 +127,7 @@ impl Proxy {
 
     /// Sets what happens to the traffic from now on.
     pub fn set(&self, fault: Fault) {
-        *lock(&self.shared.fault) = fault;
+        *lock(&self.relay.fault) = fault;
     }
 
     /// Whether to record the commands clients send from now on (it does
@@ -136,23 +136,23 @@ impl Proxy {
     /// Set it before the traffic starts: a command cut in two by the switch
     /// is not recognised.
     pub fn set_recording(&self, on: bool) {
-        self.shared.recording.store(on, Ordering::Release);
+        self.relay.recording.store(on, Ordering::Release);
     }
 
     /// Every command clients sent so far, in the order received.
     pub fn sent(&self) -> Vec<SentCommand> {
-        lock(&self.shared.sent).clone()
+        lock(&self.relay.sent).clone()
     }
 
     /// How many client connections it accepted so far.
     pub fn connections(&self) -> usize {
-        self.shared.accepted.load(Ordering::Acquire)
+        self.relay.accepted.load(Ordering::Acquire)
     }
 
     /// Cuts every open connection (both sides), as a server restart or a
     /// network failure would; new ones are accepted as before.
     pub fn cut_connections(&self) {
-        for socket in lock(&self.shared.sockets).drain(..) {
+        for socket in lock(&self.relay.sockets).drain(..) {
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
@@ -160,22 +160,21 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::Release);
+        self.relay.stopped.store(true, Ordering::Release);
         self.cut_connections();
         // Wakes the accepting thread up, so that it sees the flag.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
     }
 }
 
-fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
+fn accept(listener: &TcpListener, relay: &Arc<Relay>) {
     for client in listener.incoming() {
-        if shared.stopped() {
+        if relay.stopped() {
             return;
         }
         let Ok(client) = client else { continue };
-        let number = shared.accepted.fetch_add(1, Ordering::AcqRel);
-        let Ok(server) = TcpStream::connect_timeout(&shared.upstream, Duration::from_secs(1))
-        else {
+        let number = relay.accepted.fetch_add(1, Ordering::AcqRel);
+        let Ok(server) = TcpStream::connect_timeout(&relay.upstream, Duration::from_secs(1)) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
@@ -190,9 +189,9 @@ fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
         let (Ok(client_w), Ok(server_w), Ok(client_kept), Ok(server_kept)) = sockets else {
             continue;
         };
-        lock(&shared.sockets).extend([client_kept, server_kept]);
-        pipe(client, server_w, Arc::clone(shared), Some(number));
-        pipe(server, client_w, Arc::clone(shared), None);
+        lock(&relay.sockets).extend([client_kept, server_kept]);
+        pipe(client, server_w, Arc::clone(relay), Some(number));
+        pipe(server, client_w, Arc::clone(relay), None);
     }
 }
 
@@ -200,28 +199,28 @@ fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
 /// records commands), one writes what was read when the fault allows.
 /// `requests` is the connection's number for the client-to-server
 /// direction, `None` for replies.
-fn pipe(from: TcpStream, to: TcpStream, shared: Arc<Shared>, requests: Option<usize>) {
+fn pipe(from: TcpStream, to: TcpStream, relay: Arc<Relay>, requests: Option<usize>) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
-    let reading = Arc::clone(&shared);
+    let reading = Arc::clone(&relay);
     thread::spawn(move || read_side(from, &tx, &reading, requests));
-    thread::spawn(move || write_side(to, &rx, &shared, requests.is_none()));
+    thread::spawn(move || write_side(to, &rx, &relay, requests.is_none()));
 }
 
 fn read_side(
     mut from: TcpStream,
     tx: &Sender<(Instant, Vec<u8>)>,
-    shared: &Shared,
+    relay: &Relay,
     requests: Option<usize>,
 ) {
     let _ = from.set_read_timeout(Some(TICK * 4));
     let mut splitter = CommandSplitter::default();
     let mut buffer = vec![0_u8; 64 * 1024];
     loop {
-        if shared.stopped() {
+        if relay.stopped() {
             return;
         }
         // Replies stay in the kernel while the store hangs.
-        if requests.is_none() && shared.fault() == Fault::Blackhole {
+        if requests.is_none() && relay.fault() == Fault::Blackhole {
             thread::sleep(TICK);
             continue;
         }
@@ -230,10 +229,10 @@ fn read_side(
             Ok(n) => {
                 let at = Instant::now();
                 if let Some(connection) =
-                    requests.filter(|_| shared.recording.load(Ordering::Acquire))
+                    requests.filter(|_| relay.recording.load(Ordering::Acquire))
                 {
                     let names = splitter.feed(&buffer[..n]);
-                    lock(&shared.sent).extend(names.into_iter().map(|name| SentCommand {
+                    lock(&relay.sent).extend(names.into_iter().map(|name| SentCommand {
                         at,
                         name,
                         connection,
@@ -250,17 +249,12 @@ fn read_side(
     }
 }
 
-fn write_side(
-    mut to: TcpStream,
-    rx: &Receiver<(Instant, Vec<u8>)>,
-    shared: &Shared,
-    replies: bool,
-) {
+fn write_side(mut to: TcpStream, rx: &Receiver<(Instant, Vec<u8>)>, relay: &Relay, replies: bool) {
     loop {
         let (at, bytes) = match rx.recv_timeout(TICK * 4) {
             Ok(item) => item,
             Err(RecvTimeoutError::Timeout) => {
-                if shared.stopped() {
+                if relay.stopped() {
                     return;
                 }
                 continue;
@@ -271,10 +265,10 @@ fn write_side(
             }
         };
         loop {
-            if shared.stopped() {
+            if relay.stopped() {
                 return;
             }
-            match shared.fault() {
+            match relay.fault() {
                 Fault::Blackhole => thread::sleep(TICK),
                 Fault::Delay(delay) if replies => {
                     let due = at + delay;
