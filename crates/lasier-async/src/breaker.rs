@@ -113,7 +113,7 @@ impl CircuitBreaker {
     {
         let (ticket, period) = match self.core().admit_closed() {
             Some(ticket) => (ticket, 0),
-            None => self.admit().await.map_err(Error::cast)?,
+            None => self.admit_past_closed().await.map_err(Error::cast)?,
         };
         // Cancels the call if this future is dropped while `future` runs,
         // and counts a panic in `future` as a failure (the unwinding drops
@@ -151,6 +151,15 @@ impl CircuitBreaker {
     #[inline]
     async fn admit(&self) -> Result<(Ticket, u32), Error> {
         match self.core().try_admit() {
+            Some(decided) => decided.map(|ticket| (ticket, 0)),
+            None => self.admit_from_store().await,
+        }
+    }
+
+    /// [`admit`](Self::admit) once the hot path said no: the phase is not
+    /// loaded twice on a rejection.
+    async fn admit_past_closed(&self) -> Result<(Ticket, u32), Error> {
+        match self.core().try_admit_slow() {
             Some(decided) => decided.map(|ticket| (ticket, 0)),
             None => self.admit_from_store().await,
         }

@@ -231,8 +231,11 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
+    /// [`try_admit`](Self::try_admit) once [`admit_closed`](Self::admit_closed)
+    /// said `None`: what a facade that tried the hot path first calls, so
+    /// that a rejection does not load the phase twice.
     #[inline(never)]
-    fn try_admit_slow(&self) -> Option<Result<Ticket, Error>> {
+    pub fn try_admit_slow(&self) -> Option<Result<Ticket, Error>> {
         match &self.engine {
             Engine::Local(local) => {
                 let (admission, transition) = local.admit(self.circuit.timing());

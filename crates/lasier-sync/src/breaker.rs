@@ -84,7 +84,7 @@ impl CircuitBreaker {
     {
         let ticket = match self.core.admit_closed() {
             Some(ticket) => ticket,
-            None => self.admit().map_err(Error::cast)?,
+            None => self.admit_past_closed().map_err(Error::cast)?,
         };
         // Counts a panic in `f` as a failure; forgotten when `f` returns.
         let on_panic = Guard::new(self, ticket);
@@ -114,6 +114,15 @@ impl CircuitBreaker {
     #[inline]
     fn admit(&self) -> Result<Ticket, Error> {
         match self.core.try_admit() {
+            Some(decided) => decided,
+            None => self.admit_from_store(),
+        }
+    }
+
+    /// [`admit`](Self::admit) once the hot path said no.
+    #[inline(never)]
+    fn admit_past_closed(&self) -> Result<Ticket, Error> {
+        match self.core.try_admit_slow() {
             Some(decided) => decided,
             None => self.admit_from_store(),
         }
