@@ -1,132 +1,22 @@
-//! One circuit held in this process, on atomics.
-//!
-//! [`LocalCircuit`] is the in-process state of one circuit: the phase of the
-//! state machine in [`crate::state`], and the counting window. It is what
-//! `MemoryStorage` hands to breakers, and what a shared breaker can fall back
-//! to. It takes no lock and allocates nothing:
-//!
-//! * admission on a closed circuit is one atomic load, without reading the
-//!   clock;
-//! * a success under a rule that does not count requests
-//!   ([`Rule::counts_requests`] false, as `MaxFailuresRule`) writes nothing;
-//! * counting (requests, failures) is a compare-and-swap on a word that
-//!   carries the window's generation, so an increment never lands in a window
-//!   that has been replaced, and a new window starts with both counters at 0;
-//! * requests are counted on one word until two threads meet there (a
-//!   compare-and-swap that fails); then, with `std`, on [`STRIPES`] cache
-//!   lines allocated for the purpose, one chosen per thread, so that threads
-//!   sharing a circuit do not fight over one line; the count is the sum.
-//!   A circuit that no two threads count on at once stays small: its state
-//!   is a few words, not a few cache lines, which matters to a registry of
-//!   thousands of breakers.
+//! [`LocalCircuit`]: the phase word and the counting window together, and
+//! the state machine applied to them.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use lasier_rules::{Counts, Rule};
 
-use crate::clock::{now_ms, Clock};
-use crate::state::{
-    self, Admission, Manual, Outcome, Permit, Phase, State, Timing, Transition, EPISODE_MASK,
+#[cfg(feature = "std")]
+use super::window::Stripes;
+use super::window::{generation, GEN_SHIFT, LOW_48};
+use super::word::{
+    decode, encode, is_closed_word, starts_lease, transition, CLOSED_WORD, DISABLED_WORD,
 };
-
-const TAG_SHIFT: u32 = 61;
-const TAG_CLOSED: u64 = 0;
-const TAG_OPEN: u64 = 1;
-const TAG_HALF_OPEN: u64 = 2;
-const TAG_FORCED_OPEN: u64 = 3;
-const TAG_DISABLED: u64 = 4;
-const LOW_61: u64 = (1 << TAG_SHIFT) - 1;
-/// The first closed word; later ones carry the number of the closed period
-/// (see [`LocalCircuit::closed_word`]).
-const CLOSED_WORD: u64 = TAG_CLOSED << TAG_SHIFT;
-const DISABLED_WORD: u64 = TAG_DISABLED << TAG_SHIFT;
-
-const GEN_SHIFT: u32 = 48;
-const LOW_48: u64 = (1 << GEN_SHIFT) - 1;
-
-fn encode(phase: Phase) -> u64 {
-    match phase {
-        Phase::Closed => CLOSED_WORD,
-        Phase::Open { until } => (TAG_OPEN << TAG_SHIFT) | until.min(LOW_61),
-        Phase::HalfOpen {
-            episode,
-            taken,
-            passed,
-            lease_until: _,
-        } => {
-            (TAG_HALF_OPEN << TAG_SHIFT)
-                | (u64::from(episode & EPISODE_MASK) << 32)
-                | (u64::from(taken) << 16)
-                | u64::from(passed)
-        }
-        Phase::ForcedOpen => TAG_FORCED_OPEN << TAG_SHIFT,
-        Phase::Disabled => DISABLED_WORD,
-    }
-}
-
-fn decode(word: u64) -> Phase {
-    match word >> TAG_SHIFT {
-        TAG_OPEN => Phase::Open {
-            until: word & LOW_61,
-        },
-        // The lease's end is kept beside the word (see `LocalCircuit::lease`);
-        // `LocalCircuit::phase_of` fills it in.
-        TAG_HALF_OPEN => Phase::HalfOpen {
-            episode: ((word >> 32) as u32) & EPISODE_MASK,
-            taken: (word >> 16) as u16,
-            passed: word as u16,
-            lease_until: u64::MAX,
-        },
-        TAG_FORCED_OPEN => Phase::ForcedOpen,
-        TAG_DISABLED => Phase::Disabled,
-        _ => Phase::Closed,
-    }
-}
-
-fn generation(word: u64) -> u64 {
-    word >> GEN_SHIFT
-}
-
-/// Whether generation `a` came after generation `b` (16 bits, wrapping).
-fn is_newer(a: u64, b: u64) -> bool {
-    let d = a.wrapping_sub(b) & 0xFFFF;
-    d != 0 && d < 0x8000
-}
+use crate::clock::{now_ms, Clock};
+use crate::state::{self, Admission, Manual, Outcome, Permit, Phase, State, Timing, Transition};
 
 /// How many times an admission looks again while another caller starts a
 /// lease on trial permits, before it gives up and rejects.
 const LEASE_WAIT_SPINS: u32 = 1 << 12;
-
-/// How many cache lines the request counter is spread over.
-pub const STRIPES: usize = 4;
-
-/// The stripe of the request counter this thread counts on.
-#[cfg(feature = "std")]
-#[inline]
-fn stripe() -> usize {
-    use core::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    std::thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    STRIPE.try_with(|s| *s).unwrap_or(0)
-}
-
-/// Keeps a hot word on a cache line of its own (two lines, as adjacent-line
-/// prefetchers pair them), so that threads counting requests on different
-/// stripes do not slow each other down.
-#[cfg(feature = "std")]
-#[repr(align(128))]
-#[derive(Debug, Default)]
-struct Padded(AtomicU64);
-
-/// The request stripes of a circuit that threads count on at once.
-#[cfg(feature = "std")]
-type Stripes = std::boxed::Box<[Padded; STRIPES]>;
-
-fn is_closed_word(word: u64) -> bool {
-    word >> TAG_SHIFT == TAG_CLOSED
-}
 
 /// The in-process state of one circuit. See the [module docs](self).
 ///
@@ -135,30 +25,30 @@ fn is_closed_word(word: u64) -> bool {
 pub struct LocalCircuit {
     /// The phase; a closed phase carries the number of its closed period, so
     /// that a failure counted in one closed period can never trip the next.
-    phase: AtomicU64,
+    pub(super) phase: AtomicU64,
     /// Closed periods started so far.
-    closes: core::sync::atomic::AtomicU32,
+    pub(super) closes: core::sync::atomic::AtomicU32,
     /// Held (true) by the one caller starting a lease: leases start one at a
     /// time, so that a lease is never overwritten by an older one.
-    leasing: AtomicBool,
+    pub(super) leasing: AtomicBool,
     /// The current lease on half-open trial permits: the low 16 bits of
     /// its episode, then when it ends (48 bits, ms). Written only by the
     /// holder of `leasing`, just after the phase word took the lease's
     /// episode; until then the episodes differ and the lease reads as not
     /// over yet.
-    lease: AtomicU64,
+    pub(super) lease: AtomicU64,
     /// Generation (16 bits) and end of the current window in ms (48 bits;
     /// 0: no window yet).
-    window: AtomicU64,
+    pub(super) window: AtomicU64,
     /// Generation (16 bits) and count (48 bits) of each counter.
-    failures: AtomicU64,
+    pub(super) failures: AtomicU64,
     /// Requests, until two threads meet here; then also on `stripes`, and
     /// the count is the sum.
-    requests: AtomicU64,
+    pub(super) requests: AtomicU64,
     /// Requests of threads counting at once, one cache line each: made on
     /// the first compare-and-swap of `requests` that another thread won.
     #[cfg(feature = "std")]
-    stripes: std::sync::OnceLock<Stripes>,
+    pub(super) stripes: std::sync::OnceLock<Stripes>,
 }
 
 impl LocalCircuit {
@@ -175,46 +65,6 @@ impl LocalCircuit {
             #[cfg(feature = "std")]
             stripes: std::sync::OnceLock::new(),
         }
-    }
-
-    /// The word this thread counts requests on: its stripe once threads
-    /// met on the shared word, else that word.
-    #[inline]
-    fn request_counter(&self) -> &AtomicU64 {
-        #[cfg(feature = "std")]
-        if let Some(stripes) = self.stripes.get() {
-            return &stripes[stripe()].0;
-        }
-        &self.requests
-    }
-
-    /// Threads meet on the shared request word: give each a stripe of its
-    /// own from now on.
-    #[cold]
-    #[inline(never)]
-    fn spread_requests(&self) {
-        #[cfg(feature = "std")]
-        self.stripes.get_or_init(|| {
-            std::boxed::Box::new([
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-            ])
-        });
-    }
-
-    /// Every request counter: the shared word, then the stripes if any.
-    #[cfg(feature = "std")]
-    fn request_counters(&self) -> impl Iterator<Item = &AtomicU64> {
-        let stripes: &[Padded] = self.stripes.get().map_or(&[], |s| &s[..]);
-        core::iter::once(&self.requests).chain(stripes.iter().map(|s| &s.0))
-    }
-
-    /// Every request counter: without `std`, the shared word only.
-    #[cfg(not(feature = "std"))]
-    fn request_counters(&self) -> impl Iterator<Item = &AtomicU64> {
-        core::iter::once(&self.requests)
     }
 
     /// Whether the circuit is closed: then [`admit`](Self::admit) would
@@ -635,130 +485,11 @@ impl LocalCircuit {
             && self.counts(clock) == Counts::default()
     }
 
-    /// The requests counted in the window of generation `gen`.
-    fn requests_in(&self, gen: u64) -> u64 {
-        self.request_counters()
-            .map(|counter| {
-                let word = counter.load(Ordering::Acquire);
-                if generation(word) == gen {
-                    word & LOW_48
-                } else {
-                    0
-                }
-            })
-            .sum()
-    }
-
     /// Closes the circuit and empties its counters.
     pub fn reset(&self) {
         self.phase
             .store(self.word(Phase::Closed), Ordering::Release);
         self.new_window();
-    }
-
-    /// Ends the current window: the next count starts a new one at 0.
-    fn new_window(&self) {
-        if let Ok(previous) = self
-            .window
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                Some(((generation(w) + 1) & 0xFFFF) << GEN_SHIFT)
-            })
-        {
-            self.stamp((generation(previous) + 1) & 0xFFFF);
-        }
-    }
-
-    /// Brings every counter still in an older generation to `gen` at 0.
-    ///
-    /// Done at each change of window, so that no counter ever lags more than
-    /// a generation or two behind the window: the 16-bit generations then
-    /// compare safely across their wrap-around, and a count from a window
-    /// long gone can never come back as the current one's.
-    fn stamp(&self, gen: u64) {
-        let fresh = gen << GEN_SHIFT;
-        for counter in core::iter::once(&self.failures).chain(self.request_counters()) {
-            let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                is_newer(gen, generation(word)).then_some(fresh)
-            });
-        }
-    }
-
-    /// The current window at `now`, starting a new one if it has expired.
-    fn window_at(&self, now: u64, timing: &Timing) -> u64 {
-        let mut window = self.window.load(Ordering::Acquire);
-        loop {
-            let end = window & LOW_48;
-            if end != 0 && now < end {
-                return window;
-            }
-            let next = (((generation(window) + 1) & 0xFFFF) << GEN_SHIFT)
-                | now.saturating_add(timing.failure_timeout_ms).min(LOW_48);
-            match self.window.compare_exchange_weak(
-                window,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.stamp(generation(next));
-                    return next;
-                }
-                Err(actual) => window = actual,
-            }
-        }
-    }
-
-    /// Adds one to `counter` in the window current at `now`; returns that
-    /// window's generation and the counter's count in it.
-    fn bump(&self, counter: &AtomicU64, now: u64, timing: &Timing) -> (u64, u64) {
-        'window: loop {
-            let gen = generation(self.window_at(now, timing));
-            let mut word = counter.load(Ordering::Acquire);
-            loop {
-                let word_gen = generation(word);
-                let next = if word_gen == gen {
-                    (gen << GEN_SHIFT) | ((word & LOW_48) + 1).min(LOW_48)
-                } else if is_newer(word_gen, gen)
-                    && generation(self.window.load(Ordering::Acquire)) != gen
-                {
-                    // another thread started a newer window meanwhile
-                    continue 'window;
-                } else {
-                    (gen << GEN_SHIFT) | 1
-                };
-                match counter.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => return (gen, next & LOW_48),
-                    Err(actual) => word = actual,
-                }
-            }
-        }
-    }
-}
-
-/// Whether going from `from` to `to` starts a lease on trial permits.
-fn starts_lease(from: Phase, to: Phase) -> bool {
-    match (from, to) {
-        (Phase::HalfOpen { episode: a, .. }, Phase::HalfOpen { episode: b, .. }) => a != b,
-        (_, Phase::HalfOpen { .. }) => true,
-        _ => false,
-    }
-}
-
-/// The change of state from `from` to `to`, if the state differs.
-fn transition(from: Phase, to: Phase) -> Option<Transition> {
-    let (from, to) = (stored_state(from), stored_state(to));
-    (from != to).then_some(Transition { from, to })
-}
-
-/// The state a phase was stored as, whatever the time.
-fn stored_state(phase: Phase) -> State {
-    match phase {
-        Phase::Closed => State::Closed,
-        Phase::Open { .. } => State::Open,
-        Phase::HalfOpen { .. } => State::HalfOpen,
-        Phase::ForcedOpen => State::ForcedOpen,
-        Phase::Disabled => State::Disabled,
     }
 }
 
@@ -783,31 +514,6 @@ mod tests {
             panic!("rejected: {a:?}")
         };
         c.record(p, Outcome::Failure, rule, clock, &T)
-    }
-
-    #[test]
-    fn phases_round_trip_through_their_encoding() {
-        for phase in [
-            Phase::Closed,
-            Phase::Open { until: 0 },
-            Phase::Open { until: LOW_61 },
-            Phase::HalfOpen {
-                episode: EPISODE_MASK,
-                taken: u16::MAX,
-                passed: u16::MAX,
-                lease_until: u64::MAX,
-            },
-            Phase::HalfOpen {
-                episode: 0,
-                taken: 0,
-                passed: 1,
-                lease_until: u64::MAX,
-            },
-            Phase::ForcedOpen,
-            Phase::Disabled,
-        ] {
-            assert_eq!(decode(encode(phase)), phase);
-        }
     }
 
     #[test]
@@ -1136,14 +842,6 @@ mod tests {
             let n = admitted.load(Ordering::Relaxed);
             assert!((1..=3).contains(&n), "round {round}: {n} trials");
         }
-    }
-
-    #[test]
-    fn generations_compare_across_wrap_around() {
-        assert!(is_newer(1, 0));
-        assert!(is_newer(0, 0xFFFF));
-        assert!(!is_newer(0, 0));
-        assert!(!is_newer(0xFFFF, 0));
     }
 }
 
