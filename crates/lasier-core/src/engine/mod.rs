@@ -7,6 +7,10 @@
 //! of in-process circuits, the open-deadline cache of shared ones, the
 //! store-failure policy and its in-process fallback circuit, events, and
 //! turning a rejection into an [`Error`].
+//!
+//! Two parts have files of their own: the open-state cache of a shared
+//! circuit (`open_cache.rs`) and the probe timing of the fallback
+//! (`probe.rs`).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -23,6 +27,12 @@ use crate::error::{Error, StorageError};
 use crate::events::Listener;
 use crate::local::{LocalBinding, LocalCircuit};
 use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+
+mod open_cache;
+mod probe;
+
+use open_cache::OpenCache;
+use probe::Probe;
 
 /// Where a breaker's circuit lives.
 pub enum Engine<S: ?Sized> {
@@ -82,22 +92,17 @@ pub struct BreakerCore<S: ?Sized> {
     clock: Arc<dyn Clock>,
     policy: StorageFailurePolicy,
     listeners: Vec<Arc<dyn Listener>>,
-    /// For a store engine: until when (ms on `clock`, exclusive) the store
-    /// said the circuit is open; 0 when unknown. Rejections before then
-    /// cost no round trip.
-    open_until: AtomicU64,
+    /// For a store engine: the open deadline it last read from the store.
+    open: OpenCache,
     /// For a store engine under `LocalFallback`: the circuit that protects
     /// calls while the store does not answer. `None` for any other breaker:
     /// a circuit is 768 bytes, too many to carry unused in every in-process
     /// breaker of a registry.
     fallback: Option<Box<LocalCircuit>>,
-    /// While in fallback: when (ms on `clock`) the store may be probed
-    /// next; 0 when not in fallback.
-    next_probe: AtomicU64,
+    /// When the store may be probed, while in fallback.
+    probe: Probe,
     /// Calls this breaker rejected.
     rejected: AtomicU64,
-    /// How long (ms) an open state read from the store is trusted.
-    max_staleness_ms: u64,
     /// When (ms on a registry's clock) a registry last handed it out.
     last_used: AtomicU64,
 }
@@ -141,11 +146,15 @@ impl<S: ?Sized> BreakerCore<S> {
             clock,
             policy,
             listeners: config.listeners().to_vec(),
-            open_until: AtomicU64::new(0),
+            open: OpenCache::new(crate::clock::ceil_millis(config.staleness())),
             fallback,
-            next_probe: AtomicU64::new(0),
+            probe: Probe::new(match config.storage_failure_policy() {
+                StorageFailurePolicy::LocalFallback { probe_interval } => {
+                    u64::try_from(probe_interval.as_millis()).unwrap_or(u64::MAX)
+                }
+                _ => 0,
+            }),
             rejected: AtomicU64::new(0),
-            max_staleness_ms: crate::clock::ceil_millis(config.staleness()),
             last_used: AtomicU64::new(0),
         }
     }
@@ -201,7 +210,7 @@ impl<S: ?Sized> BreakerCore<S> {
     /// Whether the store failed and calls are being protected by the
     /// in-process fallback circuit.
     pub fn in_fallback(&self) -> bool {
-        self.next_probe.load(Ordering::Acquire) != 0
+        self.probe.in_fallback()
     }
 
     /// Admission without a store round trip, when possible: always for an
@@ -249,36 +258,15 @@ impl<S: ?Sized> BreakerCore<S> {
     }
 
     fn try_admit_without_store(&self) -> Option<Result<Ticket, Error>> {
-        let probe_at = self.next_probe.load(Ordering::Acquire);
-        if probe_at != 0 {
-            let now = now_ms(&*self.clock);
-            let next = now.saturating_add(self.probe_interval_ms()).max(1);
-            // One caller per interval probes the store; the others stay on
-            // the fallback circuit.
-            if now < probe_at
-                || self
-                    .next_probe
-                    .compare_exchange(probe_at, next, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-            {
-                return Some(self.admit_fallback());
-            }
-            return None;
-        }
-        let until = self.open_until.load(Ordering::Acquire);
-        if until == 0 {
-            return None;
-        }
         let now = now_ms(&*self.clock);
-        if now < until {
-            let retry_after = Some(Duration::from_millis(until - now));
-            return Some(Err(self.reject(retry_after)));
+        match self.probe.due(now) {
+            // This caller probes the store.
+            Some(true) => return None,
+            Some(false) => return Some(self.admit_fallback()),
+            None => {}
         }
-        // The deadline has passed: ask the store again.
-        let _ = self
-            .open_until
-            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire);
-        None
+        let retry_after = self.open.open_for(now)?;
+        Some(Err(self.reject(Some(retry_after))))
     }
 
     /// The time on the breaker's clock, in milliseconds: read it just before
@@ -307,29 +295,10 @@ impl<S: ?Sized> BreakerCore<S> {
             retry_after: Some(after),
         } = admission
         {
-            self.cache_open_for(asked_at, crate::clock::ceil_millis(after));
+            self.open
+                .remember(asked_at, crate::clock::ceil_millis(after), self.now_ms());
         }
         self.decide(admission, Source::Primary)
-    }
-
-    /// Trusts an open state read from the store for `open_ms` from
-    /// `asked_at` (before the store was asked, so never past the store's own
-    /// deadline), or for the staleness bound if shorter.
-    fn cache_open_for(&self, asked_at: u64, open_ms: u64) {
-        // A few milliseconds short of the store's deadline: this process's
-        // clock may be a tick (1 to 4 ms, coarse) behind, and a cached
-        // "open" must never outlive the store's.
-        const CLOCK_SLACK_MS: u64 = 5;
-        let ms = open_ms
-            .min(self.max_staleness_ms)
-            .saturating_sub(CLOCK_SLACK_MS);
-        if ms == 0 {
-            return;
-        }
-        let until = asked_at.saturating_add(ms).max(1);
-        if until > now_ms(&*self.clock) {
-            self.open_until.store(until, Ordering::Release);
-        }
     }
 
     fn admission_failed(&self, error: StorageError) -> Result<Ticket, Error> {
@@ -362,35 +331,16 @@ impl<S: ?Sized> BreakerCore<S> {
         self.decide(admission, Source::Fallback)
     }
 
-    fn probe_interval_ms(&self) -> u64 {
-        match self.policy {
-            StorageFailurePolicy::LocalFallback { probe_interval } => {
-                u64::try_from(probe_interval.as_millis()).unwrap_or(u64::MAX)
-            }
-            _ => 0,
-        }
-    }
-
     fn enter_fallback(&self, error: &StorageError) {
-        if !matches!(self.policy, StorageFailurePolicy::LocalFallback { .. }) {
-            return;
-        }
-        let next = now_ms(&*self.clock)
-            .saturating_add(self.probe_interval_ms())
-            .max(1);
-        if self
-            .next_probe
-            .compare_exchange(0, next, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        if matches!(self.policy, StorageFailurePolicy::LocalFallback { .. })
+            && self.probe.enter(now_ms(&*self.clock))
         {
             self.emit(|l| l.on_fallback_entered(self.name(), error));
         }
     }
 
     fn leave_fallback(&self) {
-        if self.next_probe.load(Ordering::Acquire) != 0
-            && self.next_probe.swap(0, Ordering::AcqRel) != 0
-        {
+        if self.probe.leave() {
             self.emit(|l| l.on_fallback_left(self.name()));
         }
     }
@@ -420,11 +370,7 @@ impl<S: ?Sized> BreakerCore<S> {
                 .fallback
                 .as_deref()
                 .and_then(|fallback| fallback.open_for(&*self.clock)),
-            (Engine::Store(_), false) => {
-                let until = self.open_until.load(Ordering::Acquire);
-                let now = now_ms(&*self.clock);
-                (until > now).then(|| Duration::from_millis(until - now))
-            }
+            (Engine::Store(_), false) => self.open.peek(now_ms(&*self.clock)),
         };
         Metrics {
             state,
@@ -520,13 +466,15 @@ impl<S: ?Sized> BreakerCore<S> {
                 self.leave_fallback();
                 if let Some(transition) = transition {
                     match transition.to {
-                        State::Closed => self.open_until.store(0, Ordering::Release),
+                        State::Closed => self.open.forget(),
                         // This call opened the circuit: its own process
                         // rejects without asking the store until it may
                         // pass again.
-                        State::Open => {
-                            self.cache_open_for(asked_at, self.circuit.timing().circuit_timeout_ms)
-                        }
+                        State::Open => self.open.remember(
+                            asked_at,
+                            self.circuit.timing().circuit_timeout_ms,
+                            self.now_ms(),
+                        ),
                         _ => {}
                     }
                     self.changed(transition);
@@ -607,7 +555,7 @@ impl<S: ?Sized> BreakerCore<S> {
         let transition = answer?;
         // Whatever this process cached about the open deadline or learnt
         // in fallback no longer holds.
-        self.open_until.store(0, Ordering::Release);
+        self.open.forget();
         if manual == Manual::Close {
             if let Some(fallback) = self.fallback.as_deref() {
                 fallback.reset();
@@ -650,7 +598,7 @@ impl<S: ?Sized> BreakerCore<S> {
     /// shared one (whose keys the facade then deletes). Returns whether the
     /// reset is complete.
     pub fn local_reset(&self) -> bool {
-        self.open_until.store(0, Ordering::Release);
+        self.open.forget();
         if let Some(fallback) = self.fallback.as_deref() {
             fallback.reset();
         }
