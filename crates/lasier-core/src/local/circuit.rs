@@ -18,7 +18,7 @@ use crate::state::{self, Admission, Manual, Outcome, Permit, Phase, State, Timin
 /// lease on trial permits, before it gives up and rejects.
 const LEASE_WAIT_SPINS: u32 = 1 << 12;
 
-/// The in-process state of one circuit. See the [module docs](self).
+/// The in-process state of one circuit. See the [module docs](crate::local).
 ///
 /// All methods take `&self`; share it between threads in an `Arc`.
 #[derive(Debug, Default)]

@@ -8,7 +8,7 @@
 //! * admission on a closed circuit is one atomic load, without reading the
 //!   clock;
 //! * a success under a rule that does not count requests
-//!   ([`Rule::counts_requests`] false, as `MaxFailuresRule`) writes nothing;
+//!   ([`Rule::counts_requests`](crate::Rule::counts_requests) false, as `MaxFailuresRule`) writes nothing;
 //! * counting (requests, failures) is a compare-and-swap on a word that
 //!   carries the window's generation, so an increment never lands in a window
 //!   that has been replaced, and a new window starts with both counters at 0;
