@@ -36,7 +36,7 @@ use crate::config::Circuit;
 use crate::error::StorageError;
 use crate::kv::nonblocking as kv;
 use crate::local::LocalBinding;
-use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
 
 /// An async store for circuit state: [`Storage`](crate::Storage), async.
 #[async_trait]
@@ -114,6 +114,19 @@ pub trait AsyncFusedSteps: Send + Sync {
 
     /// Deletes the circuit's keys, and nothing else.
     async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// See [`Steps::sync`](crate::Steps::sync). The default, `None`, has
+    /// the breaker run the default body over the primitives; a store that
+    /// can do it in one round trip returns `Some`.
+    async fn sync(
+        &self,
+        circuit: &Circuit,
+        batch: Counts,
+        rule: &dyn Rule,
+    ) -> Option<Result<Snapshot, StorageError>> {
+        let _ = (circuit, batch, rule);
+        None
+    }
 
     /// See [`Steps::validate`](crate::Steps::validate). The default
     /// accepts every circuit.
@@ -221,6 +234,21 @@ pub trait AsyncSteps: AsyncStorage {
             Some(own) => own.reset(circuit).await,
             None => kv::reset(self, circuit).await,
         }
+    }
+
+    /// See [`Steps::sync`](crate::Steps::sync).
+    async fn sync(
+        &self,
+        circuit: &Circuit,
+        batch: Counts,
+        rule: &dyn Rule,
+    ) -> Result<Snapshot, StorageError> {
+        if let Some(own) = self.fused_steps() {
+            if let Some(answer) = own.sync(circuit, batch, rule).await {
+                return answer;
+            }
+        }
+        kv::sync(self, circuit, batch, rule).await
     }
 
     /// See [`Steps::validate`](crate::Steps::validate).

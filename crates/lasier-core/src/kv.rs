@@ -22,7 +22,7 @@ macro_rules! fused_steps {
 
         use crate::config::Circuit;
         use crate::error::StorageError;
-        use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+        use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
         use crate::kv::marker;
 
         /// The mode set by hand.
@@ -152,75 +152,14 @@ macro_rules! fused_steps {
             rule: &dyn Rule,
         ) -> Result<Option<Transition>, StorageError> {
             let keys = c.keys();
-            let window = c.timing().failure_timeout();
             match permit {
                 Permit::Normal => {
                     if outcome == Outcome::Success && !c.counts_requests() {
                         return Ok(None);
                     }
-                    // As in the original: nothing is counted while open, and
-                    // (ours) nothing but trials while half-open. Disabled by
-                    // hand: everything is counted, nothing trips.
-                    let mode = mode(s, c) $($aw)* ?;
-                    if mode == Mode::ForcedOpen {
-                        return Ok(None);
-                    }
-                    let disabled = mode == Mode::Disabled;
-                    if !disabled && is_open(s, c) $($aw)* ? {
-                        return Ok(None);
-                    }
-                    if !disabled && c.timing().half_open_max_calls > 0 && s.get(keys.trials()) $($aw)* ?.is_some() {
-                        return Ok(None);
-                    }
-                    let mut failures_created = false;
-                    let requests = if c.counts_requests() {
-                        let n = s.incr(keys.requests(), 1) $($aw)* ?;
-                        if n == 1 {
-                            // A new window: both counters get the same TTL.
-                            // (`add`, not `set`: a failure counted meanwhile by
-                            // another caller of this window must not be lost.)
-                            s.expire(keys.requests(), window) $($aw)* ?;
-                            s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
-                            failures_created = true;
-                        }
-                        count(keys.requests(), n)?
-                    } else {
-                        0
-                    };
-                    if outcome == Outcome::Success {
-                        return Ok(None);
-                    }
-                    if !failures_created {
-                        // Makes sure the counter has its TTL from its first
-                        // increment on (INCR alone would create it without).
-                        s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
-                    }
-                    let failures = count(keys.failures(), s.incr(keys.failures(), 1) $($aw)* ?)?;
-                    // If an opening deleted the counter between the `add` and
-                    // the `incr`, the `incr` made it anew, without a TTL: it
-                    // would never expire, and its count would go on into
-                    // every later window. Only a count of 1 can be such a one.
-                    if failures == 1 && !c.counts_requests() {
-                        // The counter is the window: it starts now.
-                        s.expire(keys.failures(), window) $($aw)* ?;
-                    } else if failures == 1 && !disabled {
-                        // The window is the request counter's: a failure
-                        // counter is only the window's while the circuit is
-                        // closed; if it no longer is, this one is left over
-                        // (openings and closings empty the counters).
-                        let left_closed = is_open(s, c) $($aw)* ?
-                            || (c.timing().half_open_max_calls > 0
-                                && s.get(keys.trials()) $($aw)* ?.is_some());
-                        if left_closed {
-                            s.delete(keys.failures()) $($aw)* ?;
-                            return Ok(None);
-                        }
-                    }
-                    if !disabled && rule.should_open(Counts::new(failures, requests)) {
-                        open_circuit(s, c) $($aw)* ?;
-                        return Ok(Some(Transition { from: State::Closed, to: State::Open }));
-                    }
-                    Ok(None)
+                    let failures = u64::from(outcome == Outcome::Failure);
+                    let batch = Counts::new(failures, u64::from(c.counts_requests()));
+                    Ok(count_batch(s, c, batch, rule, false) $($aw)* ?.transition)
                 }
                 Permit::Trial { episode } => {
                     // A trial that outlived its lease or its half-open
@@ -250,6 +189,112 @@ macro_rules! fused_steps {
                     Ok(Some(Transition { from: State::HalfOpen, to: State::Closed }))
                 }
             }
+        }
+
+        /// The default body of `sync`.
+        pub $($kw)? fn sync<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            batch: Counts,
+            rule: &dyn Rule,
+        ) -> Result<Snapshot, StorageError> {
+            count_batch(s, c, batch, rule, true) $($aw)*
+        }
+
+        /// Counts a batch of outcomes of normal calls (one call's for
+        /// `record`, a process's since its last sync for `sync`), asks the
+        /// rule after a failure, and opens the circuit if it says so. The
+        /// counts are read back for the snapshot only when `report`.
+        $($kw)? fn count_batch<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            batch: Counts,
+            rule: &dyn Rule,
+            report: bool,
+        ) -> Result<Snapshot, StorageError> {
+            let keys = c.keys();
+            let window = c.timing().failure_timeout();
+            let nothing = Counts::default();
+            // As in the original: nothing is counted while open, and (ours)
+            // nothing but trials while half-open. Disabled by hand:
+            // everything is counted, nothing trips.
+            let mode = mode(s, c) $($aw)* ?;
+            if mode == Mode::ForcedOpen {
+                return Ok(Snapshot::new(State::ForcedOpen, nothing));
+            }
+            let disabled = mode == Mode::Disabled;
+            if !disabled && is_open(s, c) $($aw)* ? {
+                // (the primitives cannot read a TTL: the time left is unknown)
+                return Ok(Snapshot::new(State::Open, nothing));
+            }
+            if !disabled && c.timing().half_open_max_calls > 0 && s.get(keys.trials()) $($aw)* ?.is_some() {
+                return Ok(Snapshot::new(State::HalfOpen, nothing));
+            }
+            let state = if disabled { State::Disabled } else { State::Closed };
+            let added_requests = if c.counts_requests() { batch.requests } else { 0 };
+            let added_requests = i64::try_from(added_requests).unwrap_or(i64::MAX);
+            let added_failures = i64::try_from(batch.failures).unwrap_or(i64::MAX);
+            let mut failures_created = false;
+            let requests = if added_requests > 0 {
+                let n = s.incr(keys.requests(), added_requests) $($aw)* ?;
+                if n == added_requests {
+                    // A new window: both counters get the same TTL.
+                    // (`add`, not `set`: a failure counted meanwhile by
+                    // another caller of this window must not be lost.)
+                    s.expire(keys.requests(), window) $($aw)* ?;
+                    s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
+                    failures_created = true;
+                }
+                count(keys.requests(), n)?
+            } else if report && c.counts_requests() {
+                count(keys.requests(), s.get(keys.requests()) $($aw)* ?.unwrap_or(0))?
+            } else {
+                0
+            };
+            if added_failures == 0 {
+                let failures = if report {
+                    count(keys.failures(), s.get(keys.failures()) $($aw)* ?.unwrap_or(0))?
+                } else {
+                    0
+                };
+                return Ok(Snapshot::new(state, Counts::new(failures, requests)));
+            }
+            if !failures_created {
+                // Makes sure the counter has its TTL from its first
+                // increment on (INCR alone would create it without).
+                s.add(keys.failures(), 0, Some(window)) $($aw)* ?;
+            }
+            let failures = count(keys.failures(), s.incr(keys.failures(), added_failures) $($aw)* ?)?;
+            // If an opening deleted the counter between the `add` and the
+            // `incr`, the `incr` made it anew, without a TTL: it would never
+            // expire, and its count would go on into every later window.
+            // Only a counter that held nothing before this batch can be such
+            // a one.
+            let fresh = failures == batch.failures;
+            if fresh && !c.counts_requests() {
+                // The counter is the window: it starts now.
+                s.expire(keys.failures(), window) $($aw)* ?;
+            } else if fresh && !disabled {
+                // The window is the request counter's: a failure counter is
+                // only the window's while the circuit is closed; if it no
+                // longer is, this one is left over (openings and closings
+                // empty the counters).
+                let left_closed = is_open(s, c) $($aw)* ?
+                    || (c.timing().half_open_max_calls > 0
+                        && s.get(keys.trials()) $($aw)* ?.is_some());
+                if left_closed {
+                    s.delete(keys.failures()) $($aw)* ?;
+                    return Ok(Snapshot::new(state, nothing));
+                }
+            }
+            let counts = Counts::new(failures, requests);
+            if !disabled && rule.should_open(counts) {
+                open_circuit(s, c) $($aw)* ?;
+                return Ok(Snapshot::new(State::Open, nothing)
+                    .with_open_for(Some(c.timing().circuit_timeout()))
+                    .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
+            }
+            Ok(Snapshot::new(state, counts))
         }
 
         /// The default body of `release`.

@@ -31,6 +31,7 @@
 //! to atomics, and the storage steps follow the same rules over keys.
 
 use core::time::Duration;
+use lasier_rules::Counts;
 
 /// The state of a circuit, as reported to users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,6 +223,51 @@ pub struct Transition {
     pub from: State,
     /// The state after.
     pub to: State,
+}
+
+/// The shared circuit as a sync step left it: what a breaker in sync mode
+/// (`sync_interval`) refreshes its in-process mirror from. See
+/// [`FusedSteps::sync`](crate::FusedSteps::sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The state after the batch was counted (and the circuit opened, if
+    /// the rule said so).
+    pub state: State,
+    /// The counts of the shared window after the batch. Zero while the
+    /// circuit is not closed (nothing is counted then).
+    pub counts: Counts,
+    /// While open: how long until trial calls may pass, where the store
+    /// knows it.
+    pub open_for: Option<Duration>,
+    /// The change this step made, if any (an opening by the rule).
+    pub transition: Option<Transition>,
+}
+
+impl Snapshot {
+    /// A snapshot of a circuit in `state` with `counts`.
+    pub fn new(state: State, counts: Counts) -> Self {
+        Self {
+            state,
+            counts,
+            open_for: None,
+            transition: None,
+        }
+    }
+
+    /// With the time left open.
+    #[must_use]
+    pub fn with_open_for(mut self, open_for: Option<Duration>) -> Self {
+        self.open_for = open_for;
+        self
+    }
+
+    /// With the change the step made.
+    #[must_use]
+    pub fn with_transition(mut self, transition: Option<Transition>) -> Self {
+        self.transition = transition;
+        self
+    }
 }
 
 /// The half-open episode that follows an open period ending at `until`.

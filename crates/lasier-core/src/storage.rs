@@ -103,7 +103,7 @@ use crate::error::StorageError;
 use crate::error::StorageErrorKind;
 use crate::kv::blocking as kv;
 use crate::local::LocalBinding;
-use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
 
 /// A blocking store for circuit state: six primitives. See the
 /// [module docs](self) for the contract and a complete implementation.
@@ -188,6 +188,19 @@ pub trait FusedSteps: Send + Sync {
 
     /// Deletes the circuit's keys, and nothing else.
     fn reset(&self, circuit: &Circuit) -> Result<(), StorageError>;
+
+    /// See [`Steps::sync`]. The default, `None`, has the breaker run the
+    /// default body over the primitives ([`crate::kv::blocking::sync`]);
+    /// a store that can do it in one round trip returns `Some`.
+    fn sync(
+        &self,
+        circuit: &Circuit,
+        batch: Counts,
+        rule: &dyn Rule,
+    ) -> Option<Result<Snapshot, StorageError>> {
+        let _ = (circuit, batch, rule);
+        None
+    }
 
     /// See [`Steps::validate`]. The default accepts every circuit.
     ///
@@ -300,6 +313,29 @@ pub trait Steps: Storage {
         match self.fused_steps() {
             Some(own) => own.reset(circuit),
             None => kv::reset(self, circuit),
+        }
+    }
+
+    /// The step of a breaker in sync mode (`sync_interval`): adds `batch`,
+    /// the outcomes of calls this process admitted as normal calls since
+    /// its last sync (failures, and requests if the rule counts them), to
+    /// the shared window; asks `rule` on the fleet-wide counts if the batch
+    /// holds a failure, and opens the circuit if it says so; and returns
+    /// the shared state. As with [`record`](Self::record), nothing is
+    /// counted while the circuit is open, half-open or forced open; all
+    /// is counted, and nothing trips, while it is disabled.
+    fn sync(
+        &self,
+        circuit: &Circuit,
+        batch: Counts,
+        rule: &dyn Rule,
+    ) -> Result<Snapshot, StorageError> {
+        match self
+            .fused_steps()
+            .and_then(|own| own.sync(circuit, batch, rule))
+        {
+            Some(answer) => answer,
+            None => kv::sync(self, circuit, batch, rule),
         }
     }
 

@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use lasier_core::state::{Admission, Outcome, Permit, State, Transition};
+use lasier_core::state::{Admission, Outcome, Permit, Snapshot, State, Transition};
 use lasier_core::{Circuit, Counts, Rule, StorageError, StorageErrorKind};
 use redis::{Script, ScriptInvocation};
 
@@ -121,8 +121,27 @@ pub(crate) fn admit(circuit: &Circuit) -> ScriptInvocation<'static> {
 }
 
 pub(crate) fn record(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'static> {
+    let batch = Counts::new(
+        u64::from(outcome == Outcome::Failure),
+        u64::from(circuit.counts_requests()),
+    );
+    count_batch(circuit, batch, false)
+}
+
+/// The sync step's script: the record script over a batch, reporting the
+/// window's counts and the state.
+pub(crate) fn sync(circuit: &Circuit, batch: Counts) -> ScriptInvocation<'static> {
+    count_batch(circuit, batch, true)
+}
+
+fn count_batch(circuit: &Circuit, batch: Counts, report: bool) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
     let timing = circuit.timing();
+    let requests = if circuit.counts_requests() {
+        batch.requests
+    } else {
+        0
+    };
     let mut invocation = scripts().record.prepare_invoke();
     invocation
         .key(keys.open())
@@ -130,10 +149,12 @@ pub(crate) fn record(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'s
         .key(keys.failures())
         .key(keys.requests())
         .key(keys.mode())
-        .arg(flag(outcome == Outcome::Failure))
+        .arg(batch.failures.min(i64::MAX as u64))
         .arg(flag(circuit.counts_requests()))
         .arg(timing.half_open_max_calls)
-        .arg(timing.failure_timeout_ms);
+        .arg(timing.failure_timeout_ms)
+        .arg(requests.min(i64::MAX as u64))
+        .arg(flag(report));
     invocation
 }
 
@@ -261,26 +282,77 @@ pub(crate) fn records_nothing(circuit: &Circuit, outcome: Outcome) -> bool {
     outcome == Outcome::Success && !circuit.counts_requests()
 }
 
-/// Whether a normal call's outcome trips the circuit: the rule is asked on
-/// the counts the record script returned, after a counted failure.
-pub(crate) fn trips(
-    circuit: &Circuit,
-    outcome: Outcome,
-    reply: &[i64],
-    rule: &dyn Rule,
-) -> Result<bool, StorageError> {
+/// What the record script did with a batch of outcomes.
+pub(crate) enum Counted {
+    /// Counted: the window's counts after it, and whether the circuit is
+    /// disabled by hand (then nothing trips).
+    Closed { counts: Counts, disabled: bool },
+    /// Not counted: the circuit is in `state` (open, half-open or forced
+    /// open), with `open_for` left if open.
+    Not {
+        state: State,
+        open_for: Option<Duration>,
+    },
+}
+
+pub(crate) fn counted(circuit: &Circuit, reply: &[i64]) -> Result<Counted, StorageError> {
+    let keys = circuit.keys();
     match *reply {
-        // 0: nothing counted; 2: counted while disabled by hand
-        [0 | 2, _, _] => Ok(false),
-        [1, failures, requests] => {
-            let keys = circuit.keys();
-            let counts = Counts::new(
+        [counted @ (1 | 2), failures, requests, 0, _] => Ok(Counted::Closed {
+            counts: Counts::new(
                 count(keys.failures(), failures)?,
                 count(keys.requests(), requests)?,
-            );
-            Ok(outcome == Outcome::Failure && rule.should_open(counts))
+            ),
+            disabled: counted == 2,
+        }),
+        [0, _, _, state, open_ms] => {
+            let state = match state {
+                1 => State::ForcedOpen,
+                2 => State::Open,
+                3 => State::HalfOpen,
+                _ => return Err(unexpected("record", reply)),
+            };
+            let open_for = u64::try_from(open_ms)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis);
+            Ok(Counted::Not { state, open_for })
         }
         _ => Err(unexpected("record", reply)),
+    }
+}
+
+/// Whether a batch of outcomes (`failures` of them failures) trips the
+/// circuit: the rule is asked on the counts the record script returned,
+/// after counted failures.
+pub(crate) fn trips(counted: &Counted, failures: u64, rule: &dyn Rule) -> bool {
+    match counted {
+        Counted::Closed {
+            counts,
+            disabled: false,
+        } => failures > 0 && rule.should_open(*counts),
+        _ => false,
+    }
+}
+
+/// The snapshot of a sync whose batch was `counted` (and, if it tripped,
+/// whether the opening script `opened` it).
+pub(crate) fn synced(circuit: &Circuit, counted: Counted, opened: Option<i64>) -> Snapshot {
+    match (counted, opened) {
+        (_, Some(opened)) => Snapshot::new(State::Open, Counts::default())
+            .with_open_for(Some(circuit.timing().circuit_timeout()))
+            .with_transition(tripped(opened)),
+        (Counted::Closed { counts, disabled }, None) => Snapshot::new(
+            if disabled {
+                State::Disabled
+            } else {
+                State::Closed
+            },
+            counts,
+        ),
+        (Counted::Not { state, open_for }, None) => {
+            Snapshot::new(state, Counts::default()).with_open_for(open_for)
+        }
     }
 }
 

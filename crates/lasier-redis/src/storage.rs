@@ -12,7 +12,7 @@ use std::sync::Arc;
 #[cfg(feature = "async")]
 use std::time::Duration;
 
-use lasier_core::state::{Admission, Manual, Outcome, Permit, State, Transition};
+use lasier_core::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
 use lasier_core::{Circuit, ConfigError, Counts, Rule, StorageError};
 
 use crate::{commands, scripts};
@@ -162,7 +162,9 @@ mod blocking {
                     let mut session = self.transport.session()?;
                     let reply: Vec<i64> =
                         session.invoke(circuit, &scripts::record(circuit, outcome))?;
-                    if !scripts::trips(circuit, outcome, &reply, rule)? {
+                    let counted = scripts::counted(circuit, &reply)?;
+                    let failures = u64::from(outcome == Outcome::Failure);
+                    if !scripts::trips(&counted, failures, rule) {
                         return Ok(None);
                     }
                     Ok(scripts::tripped(
@@ -217,6 +219,26 @@ mod blocking {
             manual: Manual,
         ) -> Result<Option<Transition>, StorageError> {
             lasier_core::kv::blocking::set_manual(self, circuit, manual)
+        }
+
+        fn sync(
+            &self,
+            circuit: &Circuit,
+            batch: Counts,
+            rule: &dyn Rule,
+        ) -> Option<Result<Snapshot, StorageError>> {
+            Some((|| {
+                // One step, one deadline: the trip's round trip too.
+                let mut session = self.transport.session()?;
+                let reply: Vec<i64> = session.invoke(circuit, &scripts::sync(circuit, batch))?;
+                let counted = scripts::counted(circuit, &reply)?;
+                let opened = if scripts::trips(&counted, batch.failures, rule) {
+                    Some(session.invoke(circuit, &scripts::open(circuit, true))?)
+                } else {
+                    None
+                };
+                Ok(scripts::synced(circuit, counted, opened))
+            })())
         }
 
         fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
@@ -367,7 +389,9 @@ mod nonblocking {
                             .transport
                             .invoke(circuit, &scripts::record(circuit, outcome))
                             .await?;
-                        if !scripts::trips(circuit, outcome, &reply, rule)? {
+                        let counted = scripts::counted(circuit, &reply)?;
+                        let failures = u64::from(outcome == Outcome::Failure);
+                        if !scripts::trips(&counted, failures, rule) {
                             return Ok(None);
                         }
                         Ok(scripts::tripped(
@@ -431,6 +455,35 @@ mod nonblocking {
             manual: Manual,
         ) -> Result<Option<Transition>, StorageError> {
             lasier_core::kv::nonblocking::set_manual(self, circuit, manual).await
+        }
+
+        async fn sync(
+            &self,
+            circuit: &Circuit,
+            batch: Counts,
+            rule: &dyn Rule,
+        ) -> Option<Result<Snapshot, StorageError>> {
+            // One step, one deadline: the trip's round trip too.
+            Some(
+                self.step(async {
+                    let reply: Vec<i64> = self
+                        .transport
+                        .invoke(circuit, &scripts::sync(circuit, batch))
+                        .await?;
+                    let counted = scripts::counted(circuit, &reply)?;
+                    let opened = if scripts::trips(&counted, batch.failures, rule) {
+                        Some(
+                            self.transport
+                                .invoke(circuit, &scripts::open(circuit, true))
+                                .await?,
+                        )
+                    } else {
+                        None
+                    };
+                    Ok(scripts::synced(circuit, counted, opened))
+                })
+                .await,
+            )
         }
 
         fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {

@@ -1,29 +1,36 @@
--- record: counts the outcome of a call admitted on a closed circuit.
+-- record: counts outcomes of calls admitted on a closed circuit: one
+-- call's (the record step), or a batch of a process's since its last sync
+-- (the sync step of a breaker in sync mode).
 -- KEYS: open flag, trial permits, failures, requests, mode
--- ARGV: failed (0/1), counts_requests (0/1), half_open_max_calls,
---       failure_timeout_ms
--- Reply {counted, failures, requests}: {0, 0, 0} when nothing was counted
--- because the circuit is open or half-open (as in the original, a call that
--- ends while open is not counted); counted 1: the rule decides; counted 2:
--- disabled by hand, counted for metrics, never trips.
+-- ARGV: failures to add, counts_requests (0/1), half_open_max_calls,
+--       failure_timeout_ms, requests to add, report (0/1)
+-- Reply {counted, failures, requests, state, open_ms}:
+-- counted 0: nothing was counted because the circuit is forced open
+--   (state 1), open (state 2, open_ms the time it has left, -1 if none) or
+--   half-open (state 3); as in the original, a call that ends while open is
+--   not counted;
+-- counted 1: counted, the rule decides; counted 2: disabled by hand,
+--   counted for metrics, never trips;
+-- failures and requests: the window's counts after the batch (with
+--   report 0, failures is 0 when none were added).
 local manual, err = mode(KEYS[5])
 if err then return err end
 if manual == 1 then
-  return {0, 0, 0}
+  return {0, 0, 0, 1, -1}
 end
 local disabled = manual == 2
 local open
 open, err = is_open(KEYS[1])
 if err then return err end
 if open and not disabled then
-  return {0, 0, 0}
+  return {0, 0, 0, 2, redis.call('PTTL', KEYS[1])}
 end
 if ARGV[3] ~= '0' and not disabled then
   local trials
   trials, err = count(KEYS[2])
   if err then return err end
   if trials then
-    return {0, 0, 0}
+    return {0, 0, 0, 3, -1}
   end
 end
 -- Everything is checked before the first write.
@@ -31,29 +38,38 @@ local failures
 failures, err = count(KEYS[3])
 if err then return err end
 local window = ARGV[4]
+local added_failures = tonumber(ARGV[1])
+local added_requests = tonumber(ARGV[5])
 local requests = 0
 if ARGV[2] == '1' then
   local before
   before, err = count(KEYS[4])
   if err then return err end
-  requests, err = incr(KEYS[4], 1)
-  if err then return err end
-  if requests == 1 then
-    -- A new window: both counters start now and end at the same instant.
-    -- A failure counter still there is from an earlier window (the
-    -- original's drift leaves such ones): it starts again from 0.
-    redis.call('PEXPIRE', KEYS[4], window)
-    redis.call('SET', KEYS[3], 0, 'PX', window)
-  elseif redis.call('PTTL', KEYS[4]) == -1 then
-    -- A counter left without a TTL by a writer that died between its
-    -- INCR and its EXPIRE.
-    redis.call('PEXPIRE', KEYS[4], window)
+  requests = before or 0
+  if added_requests > 0 then
+    requests, err = incr(KEYS[4], added_requests)
+    if err then return err end
+    if requests == added_requests then
+      -- A new window: both counters start now and end at the same instant.
+      -- A failure counter still there is from an earlier window (the
+      -- original's drift leaves such ones): it starts again from 0.
+      redis.call('PEXPIRE', KEYS[4], window)
+      redis.call('SET', KEYS[3], 0, 'PX', window)
+      failures = 0
+    elseif redis.call('PTTL', KEYS[4]) == -1 then
+      -- A counter left without a TTL by a writer that died between its
+      -- INCR and its EXPIRE.
+      redis.call('PEXPIRE', KEYS[4], window)
+    end
   end
 end
 local counted = 1
 if disabled then counted = 2 end
-if ARGV[1] == '0' then
-  return {counted, 0, requests}
+if added_failures == 0 then
+  if ARGV[6] == '1' then
+    return {counted, failures or 0, requests, 0, -1}
+  end
+  return {counted, 0, requests, 0, -1}
 end
 local ttl = redis.call('PTTL', KEYS[3])
 if ttl == -2 or (ttl == -1 and ARGV[2] == '0') then
@@ -76,6 +92,6 @@ elseif ttl == -1 then
   if left <= 0 then left = window end
   redis.call('PEXPIRE', KEYS[3], left)
 end
-failures, err = incr(KEYS[3], 1)
+failures, err = incr(KEYS[3], added_failures)
 if err then return err end
-return {counted, failures, requests}
+return {counted, failures, requests, 0, -1}
