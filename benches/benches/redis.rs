@@ -187,6 +187,66 @@ fn group(
     group.finish();
 }
 
+/// Sync mode (`sync_interval`): a success on the closed path of a breaker
+/// on Redis, against the in-memory breaker with the same rule, at 1 and at
+/// 2 threads on one breaker (group `redis_sync_mode`).
+fn sync_mode(c: &mut Criterion, server: &RedisServer) {
+    let mut group = c.benchmark_group("redis_sync_mode");
+    group.throughput(Throughput::Elements(1));
+    for rule in [Rule::Max, Rule::Percentage] {
+        let build = |storage: Option<RedisStorage>| {
+            let b =
+                lasier_sync::CircuitBreaker::builder(format!("bench:sync_mode:{}", rule.name()))
+                    .circuit_timeout(OPEN)
+                    .failure_timeout(OPEN);
+            let b = match storage {
+                Some(storage) => b.storage(storage).sync_interval(Duration::from_millis(100)),
+                None => b,
+            };
+            match rule {
+                Rule::Max => b.max_failures(u64::MAX),
+                Rule::Percentage => b.percentage_failures(100, u64::MAX - 1),
+            }
+            .build()
+            .unwrap()
+        };
+        for (label, b) in [
+            ("memory", build(None)),
+            (
+                "redis sync 100ms",
+                build(Some(RedisStorage::open(server.url()).unwrap())),
+            ),
+        ] {
+            let call = |b: &lasier_sync::CircuitBreaker| {
+                let _ = b.call(|| Ok::<u64, u64>(std::hint::black_box(1)));
+            };
+            group.bench_function(
+                BenchmarkId::new(format!("{label} 1 thread"), rule.name()),
+                |bench| bench.iter(|| call(&b)),
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{label} 2 threads"), rule.name()),
+                |bench| {
+                    bench.iter_custom(|iters| {
+                        let start = Instant::now();
+                        std::thread::scope(|s| {
+                            for _ in 0..2 {
+                                s.spawn(|| {
+                                    for _ in 0..iters {
+                                        call(&b);
+                                    }
+                                });
+                            }
+                        });
+                        start.elapsed()
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
 /// Round trips so far: the script calls in `INFO commandstats`.
 fn round_trips(server: &RedisServer) -> u64 {
     let info: String = server.cmd(&["INFO", "commandstats"]);
@@ -225,6 +285,8 @@ pub(crate) fn redis(c: &mut Criterion) {
         &server.url(),
         Some((&server, &mut extra)),
     );
+
+    sync_mode(c, &server);
 
     let proxy = Proxy::start(server.addr());
     proxy.set_recording(false);

@@ -2,9 +2,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use lasier_core::{
-    AsyncSteps, AsyncStorage, BreakerCore, Counts, Error, Manual, Metrics, Outcome, Permit, State,
-    StorageError, StorageErrorKind, Ticket, Transition,
+    AsyncSteps, AsyncStorage, BreakerCore, Counts, Error, Manual, Metrics, Outcome, Permit,
+    Recorded, State, StorageError, StorageErrorKind, Ticket, Transition,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -17,17 +19,70 @@ use crate::guard::Guard;
 /// one breaker. It is `Send + Sync`, and the futures of its methods are
 /// `Send` whenever the guarded future is: share it between tasks through a
 /// clone, an `Arc` or a `&'static`. It spawns no task and needs no runtime
-/// of its own.
+/// of its own (in sync mode, it spawns one task per storage on the tokio
+/// runtime it is first used in).
 #[derive(Clone)]
 pub struct CircuitBreaker {
     parts: Arc<Parts>,
 }
 
-struct Parts {
-    core: BreakerCore<dyn AsyncStorage>,
+pub(crate) struct Parts {
+    pub(crate) core: BreakerCore<dyn AsyncStorage>,
     /// Store engine only: trial permits of cancelled calls, given back to the
     /// store by the next admission that asks it.
     cancelled: CancelledTrials,
+    /// Sync mode: whether the background task syncs it.
+    registered: AtomicBool,
+}
+
+impl Parts {
+    /// Runs the sync the caller holds (sync mode): one store step with the
+    /// pending outcomes, whose answer refreshes the mirror.
+    pub(crate) async fn sync_held(&self) -> Result<(), StorageError> {
+        let core = &self.core;
+        let (Some(store), Some(batch)) = (core.store(), core.sync_begin()) else {
+            return Ok(());
+        };
+        let answer = store
+            .sync(core.circuit(), batch.counts(), core.rule())
+            .await;
+        repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
+        core.synced(batch, answer)
+    }
+}
+
+impl Drop for Parts {
+    /// Sync mode: pushes what is pending, in a task of the current tokio
+    /// runtime (there is none to await here). Without a runtime, or if the
+    /// runtime shuts down first, it is lost: call `flush().await` before.
+    fn drop(&mut self) {
+        let core = &self.core;
+        let pending = core.pending().unwrap_or_default();
+        if pending.failures == 0 && pending.requests == 0 {
+            return;
+        }
+        let (Some(store), Ok(runtime)) = (core.store(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        if !core.sync_claim() {
+            // A sync in flight holds the breaker alive; it will not end
+            // here.
+            return;
+        }
+        let Some(batch) = core.sync_begin() else {
+            return;
+        };
+        let (store, circuit, rule) = (
+            Arc::clone(store),
+            core.circuit().clone(),
+            core.shared_rule(),
+        );
+        runtime.spawn(async move {
+            // Best effort: nobody is left to hear an error.
+            let _ = store.sync(&circuit, batch.counts(), &*rule).await;
+        });
+    }
 }
 
 impl CircuitBreaker {
@@ -42,6 +97,7 @@ impl CircuitBreaker {
             parts: Arc::new(Parts {
                 core,
                 cancelled: CancelledTrials::default(),
+                registered: AtomicBool::new(false),
             }),
         }
     }
@@ -128,9 +184,13 @@ impl CircuitBreaker {
         };
         in_flight.disarm();
         // Decided here when it can be (an in-process circuit): the store's
-        // future is only built, and awaited, for a parts one.
-        if !self.core().try_record(ticket, outcome) {
-            self.record_in_store(ticket, outcome).await;
+        // future is only built, and awaited, for a shared one.
+        match self.core().try_record(ticket, outcome) {
+            Recorded::Done => {}
+            Recorded::InStore => self.record_in_store(ticket, outcome).await,
+            Recorded::SyncNow => {
+                let _ = self.parts.sync_held().await;
+            }
         }
         result.map_err(Error::Inner)
     }
@@ -171,6 +231,19 @@ impl CircuitBreaker {
         let Some(store) = core.store() else {
             return Err(core.rejected(None));
         };
+        if core.sync_first() {
+            // A stale mirror (sync mode; a new breaker's too): refreshed
+            // first, then asked again.
+            if !self.parts.registered.load(Ordering::Relaxed)
+                && crate::syncer::register(&self.parts)
+            {
+                self.parts.registered.store(true, Ordering::Relaxed);
+            }
+            let _ = self.parts.sync_held().await;
+            if let Some(decided) = core.try_admit() {
+                return decided.map(|ticket| (ticket, 0));
+            }
+        }
         let cancelled = &self.parts.cancelled;
         for (permit, count) in cancelled.take() {
             for _ in 0..count {
@@ -201,9 +274,33 @@ impl CircuitBreaker {
 
     #[inline]
     pub(crate) async fn record(&self, ticket: Ticket, outcome: Outcome) {
-        if !self.core().try_record(ticket, outcome) {
-            self.record_in_store(ticket, outcome).await;
+        match self.core().try_record(ticket, outcome) {
+            Recorded::Done => {}
+            Recorded::InStore => self.record_in_store(ticket, outcome).await,
+            Recorded::SyncNow => {
+                let _ = self.parts.sync_held().await;
+            }
         }
+    }
+
+    /// In sync mode (`sync_interval`): pushes the outcomes this process
+    /// has counted and not yet sent, and refreshes the circuit's state
+    /// from the store, now (after any sync in flight). A no-op otherwise.
+    /// Dropping the last clone of the breaker starts the same in a task.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the outcomes are kept for the next sync.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        let core = self.core();
+        if core.sync_period().is_none() {
+            return Ok(());
+        }
+        // The sync in flight ends within the store's step timeout.
+        while !core.sync_claim() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        self.parts.sync_held().await
     }
 
     /// The record step on the store, for an outcome that
@@ -243,8 +340,18 @@ impl CircuitBreaker {
         let core = self.core();
         // As in the sync facade, a panic under the guard is a failure; the
         // store engine cannot await its record here.
-        if panicking && core.try_record(ticket, Outcome::Failure) {
-            return;
+        if panicking {
+            match core.try_record(ticket, Outcome::Failure) {
+                Recorded::Done => return,
+                // (the next call or the background sync pushes it)
+                Recorded::SyncNow => {
+                    // Nothing can be awaited here: the failure stays
+                    // pending for the next sync.
+                    core.sync_give_up();
+                    return;
+                }
+                Recorded::InStore => {}
+            }
         }
         if core.try_release(ticket) {
             return;
@@ -274,11 +381,21 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// The storage's error, if it failed.
+    ///
+    /// In sync mode: the store's counts plus those this process has not
+    /// pushed yet.
     pub async fn counts(&self) -> Result<Counts, StorageError> {
         let core = self.core();
         match (core.local_counts(), core.store()) {
             (Some(counts), _) => Ok(counts),
-            (None, Some(store)) => store.counts(core.circuit()).await,
+            (None, Some(store)) => {
+                let counts = store.counts(core.circuit()).await?;
+                let pending = core.pending().unwrap_or_default();
+                Ok(Counts::new(
+                    counts.failures.saturating_add(pending.failures),
+                    counts.requests.saturating_add(pending.requests),
+                ))
+            }
             (None, None) => Ok(Counts::default()),
         }
     }

@@ -48,6 +48,7 @@ mod breaker;
 mod builder;
 mod guard;
 mod registry;
+mod syncer;
 
 pub use breaker::CircuitBreaker;
 pub use builder::CircuitBreakerBuilder;

@@ -76,7 +76,7 @@ pub enum ConfigError {
     /// milliseconds, the store's resolution.)
     ZeroTimeout {
         /// Which setting: `"failure_timeout"`, `"circuit_timeout"`,
-        /// `"trial_lease"` or `"probe_interval"`.
+        /// `"trial_lease"`, `"probe_interval"` or `"sync_interval"`.
         setting: &'static str,
     },
     /// A timeout is longer than [`MAX_TIMEOUT`].
@@ -140,6 +140,7 @@ pub struct Config {
     policy: StorageFailurePolicy,
     listeners: Vec<Arc<dyn Listener>>,
     max_staleness: Duration,
+    sync_interval: Option<Duration>,
 }
 
 impl fmt::Debug for Config {
@@ -155,6 +156,7 @@ impl fmt::Debug for Config {
             .field("policy", &self.policy)
             .field("listeners", &self.listeners.len())
             .field("max_staleness", &self.max_staleness)
+            .field("sync_interval", &self.sync_interval)
             .finish()
     }
 }
@@ -173,7 +175,25 @@ impl Config {
             policy: StorageFailurePolicy::default(),
             listeners: Vec::new(),
             max_staleness: DEFAULT_MAX_STALENESS,
+            sync_interval: None,
         }
+    }
+
+    /// Sync mode, for a breaker on a shared store: admission on a closed
+    /// circuit from an in-process mirror of the shared state, and outcomes
+    /// added to the store in batches, about once per `interval` (and at
+    /// once when this process's own failures bring the fleet's counts to
+    /// the rule). Off by default: every call then asks the store. An
+    /// in-process storage changes nothing with it: its circuits are local
+    /// already. It must not be longer than `failure_timeout`.
+    pub fn sync_interval(&mut self, interval: Duration) -> &mut Self {
+        self.sync_interval = Some(interval);
+        self
+    }
+
+    /// The sync interval, if sync mode is on.
+    pub fn sync_period(&self) -> Option<Duration> {
+        self.sync_interval
     }
 
     /// How long a breaker on a shared store trusts an open state it read
@@ -299,6 +319,14 @@ impl Config {
         };
         if let StorageFailurePolicy::LocalFallback { probe_interval } = self.policy {
             timeout_ms(probe_interval, "probe_interval")?;
+        }
+        if let Some(interval) = self.sync_interval {
+            if timeout_ms(interval, "sync_interval")? > failure_timeout_ms {
+                return Err(ConfigError::Invalid(String::from(
+                    "sync_interval must not be longer than failure_timeout: outcomes held \
+                     longer than their window would be lost",
+                )));
+            }
         }
         let half_open_max_calls = u16::try_from(self.half_open_max_calls)
             .map_err(|_| ConfigError::TooManyHalfOpenCalls(self.half_open_max_calls))?;

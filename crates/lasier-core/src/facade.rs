@@ -155,6 +155,23 @@ macro_rules! __define_builder {
                 self
             }
 
+            /// Sync mode, for a breaker on a shared store: a call on a closed
+            /// circuit is admitted from an in-process mirror of the shared
+            /// state, and outcomes are added to the store in batches, about once
+            /// per `interval` in the background (one round trip per busy breaker
+            /// and interval, whatever the call rate), and at once when this
+            /// process's own failures bring the fleet's counts, as it knows
+            /// them, to the rule. Half-open trials still ask the store, so the
+            /// half-open bound holds across the fleet. Off by default: every
+            /// call then asks the store. See the README's "Sync mode" for the
+            /// bound on staleness and what a killed process loses. On an
+            /// in-process storage it changes nothing. At most
+            /// `failure_timeout`.
+            pub fn sync_interval(mut self, interval: Duration) -> Self {
+                self.config.sync_interval(interval);
+                self
+            }
+
             /// Adds a [`Listener`] for the breaker's events.
             pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
                 self.config.listener(Arc::new(listener));

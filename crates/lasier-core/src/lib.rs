@@ -86,7 +86,7 @@ pub mod registry;
 
 pub use lasier_rules as rules;
 pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
-pub use state::{Admission, Manual, Outcome, Permit, State, Transition};
+pub use state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
 
 #[cfg(feature = "alloc")]
 pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};
@@ -94,7 +94,7 @@ pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};
 pub use engine::Metrics;
 #[cfg(feature = "alloc")]
 #[doc(hidden)]
-pub use engine::{BreakerCore, Engine, Source, Ticket};
+pub use engine::{BreakerCore, Engine, Recorded, Source, Ticket};
 #[cfg(feature = "alloc")]
 pub use error::{Error, StorageError, StorageErrorKind};
 #[cfg(feature = "alloc")]

@@ -2,8 +2,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use lasier_core::{
-    BreakerCore, Counts, Error, Manual, Metrics, Outcome, State, Steps, Storage, StorageError,
-    StorageErrorKind, Ticket,
+    BreakerCore, Counts, Error, Manual, Metrics, Outcome, Recorded, State, Steps, Storage,
+    StorageError, StorageErrorKind, Ticket,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -17,6 +17,19 @@ use crate::guard::Guard;
 #[derive(Clone)]
 pub struct CircuitBreaker {
     core: Arc<BreakerCore<dyn Storage>>,
+    /// In sync mode: pushes what is pending when the last clone goes.
+    _flush_on_drop: Option<Arc<FlushOnDrop>>,
+}
+
+/// Held by every clone of a breaker in sync mode; the last one pushes the
+/// pending outcomes to the store.
+struct FlushOnDrop(Arc<BreakerCore<dyn Storage>>);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        // Best effort: an error was reported to the listeners.
+        let _ = flush(&self.0);
+    }
 }
 
 impl CircuitBreaker {
@@ -31,8 +44,14 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn from_core(core: BreakerCore<dyn Storage>) -> Self {
+        let core = Arc::new(core);
+        let flush_on_drop = core.sync_period().map(|_| {
+            crate::syncer::register(&core);
+            Arc::new(FlushOnDrop(Arc::clone(&core)))
+        });
         Self {
-            core: Arc::new(core),
+            core,
+            _flush_on_drop: flush_on_drop,
         }
     }
 
@@ -131,6 +150,13 @@ impl CircuitBreaker {
     #[cold]
     fn admit_from_store(&self) -> Result<Ticket, Error> {
         let core = &*self.core;
+        if core.sync_first() {
+            // A stale mirror (sync mode): refreshed first, then asked again.
+            sync_held(core);
+            if let Some(decided) = core.try_admit() {
+                return decided;
+            }
+        }
         let Some(store) = core.store() else {
             return Err(core.rejected(None));
         };
@@ -142,9 +168,23 @@ impl CircuitBreaker {
 
     #[inline]
     pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome) {
-        if !self.core.try_record(ticket, outcome) {
-            self.record_in_store(ticket, outcome);
+        match self.core.try_record(ticket, outcome) {
+            Recorded::Done => {}
+            Recorded::InStore => self.record_in_store(ticket, outcome),
+            Recorded::SyncNow => sync_held(&self.core),
         }
+    }
+
+    /// In sync mode (`sync_interval`): pushes the outcomes this process
+    /// has counted and not yet sent, and refreshes the circuit's state
+    /// from the store, now (after any sync in flight). A no-op otherwise.
+    /// Dropping the last clone of the breaker does the same.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error: the outcomes are kept for the next sync.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        flush(&self.core)
     }
 
     #[inline(never)]
@@ -184,10 +224,20 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// The storage's error, if it failed.
+    ///
+    /// In sync mode: the store's counts plus those this process has not
+    /// pushed yet.
     pub fn counts(&self) -> Result<Counts, StorageError> {
         match (self.core.local_counts(), self.core.store()) {
             (Some(counts), _) => Ok(counts),
-            (None, Some(store)) => store.counts(self.core.circuit()),
+            (None, Some(store)) => {
+                let counts = store.counts(self.core.circuit())?;
+                let pending = self.core.pending().unwrap_or_default();
+                Ok(Counts::new(
+                    counts.failures.saturating_add(pending.failures),
+                    counts.requests.saturating_add(pending.requests),
+                ))
+            }
             (None, None) => Ok(Counts::default()),
         }
     }
@@ -263,6 +313,38 @@ impl CircuitBreaker {
             _ => Ok(()),
         }
     }
+}
+
+/// Runs the sync the caller holds (sync mode): one store step with the
+/// pending outcomes, whose answer refreshes the mirror.
+pub(crate) fn sync_held(core: &BreakerCore<dyn Storage>) {
+    let (Some(store), Some(batch)) = (core.store(), core.sync_begin()) else {
+        return;
+    };
+    let answer = store.sync(core.circuit(), batch.counts(), core.rule());
+    repair_if_corrupt(&**store, core, answer.as_ref().err());
+    // (an error went to the listeners and the policy)
+    let _ = core.synced(batch, answer);
+}
+
+/// Syncs now, after the sync in flight if there is one.
+fn flush(core: &BreakerCore<dyn Storage>) -> Result<(), StorageError> {
+    let Some(store) = core.store() else {
+        return Ok(());
+    };
+    if core.sync_period().is_none() {
+        return Ok(());
+    }
+    // The sync in flight ends within the store's step timeout.
+    while !core.sync_claim() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let Some(batch) = core.sync_begin() else {
+        return Ok(());
+    };
+    let answer = store.sync(core.circuit(), batch.counts(), core.rule());
+    repair_if_corrupt(&**store, core, answer.as_ref().err());
+    core.synced(batch, answer)
 }
 
 /// After a `Corrupt` error, deletes the circuit's keys that hold garbage, so

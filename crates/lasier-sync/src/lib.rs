@@ -35,6 +35,7 @@ mod breaker;
 mod builder;
 mod guard;
 mod registry;
+mod syncer;
 
 pub use breaker::CircuitBreaker;
 pub use builder::CircuitBreakerBuilder;

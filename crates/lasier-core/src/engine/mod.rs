@@ -26,11 +26,14 @@ use crate::config::{Circuit, Config, StorageFailurePolicy};
 use crate::error::{Error, StorageError};
 use crate::events::Listener;
 use crate::local::{LocalBinding, LocalCircuit};
-use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
 
+mod mirror;
 mod open_cache;
 mod probe;
 
+pub use mirror::{Batch, Due};
+use mirror::{Mirror, Verdict};
 use open_cache::OpenCache;
 use probe::Probe;
 
@@ -62,6 +65,24 @@ pub enum Source {
     /// Nobody: the store failed and the policy let the call through
     /// uncounted (`FailOpen`).
     Unchecked,
+    /// The in-process mirror of a shared circuit, in sync mode: its outcome
+    /// is pending until the next sync.
+    Mirror,
+}
+
+/// Where an outcome went, from [`BreakerCore::try_record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Recorded {
+    /// Counted, or nothing to count: done.
+    Done,
+    /// The store must hear it: call its `record`, then
+    /// [`BreakerCore::recorded`].
+    InStore,
+    /// Counted in the mirror, and the fleet's counts as this process knows
+    /// them reach the rule: the caller holds the breaker's sync and must
+    /// run it now ([`BreakerCore::sync_begin`]).
+    SyncNow,
 }
 
 /// A call's admission: its permit and who granted it.
@@ -101,6 +122,8 @@ pub struct BreakerCore<S: ?Sized> {
     fallback: Option<Box<LocalCircuit>>,
     /// When the store may be probed, while in fallback.
     probe: Probe,
+    /// For a store engine in sync mode: the mirror of the shared circuit.
+    mirror: Option<Box<Mirror>>,
     /// Calls this breaker rejected.
     rejected: AtomicU64,
     /// When (ms on a registry's clock) a registry last handed it out.
@@ -122,6 +145,10 @@ pub struct Metrics {
     pub open_for: Option<Duration>,
     /// Whether the store failed and calls are protected in-process.
     pub in_fallback: bool,
+    /// In sync mode: outcomes this process counted but gave up, because
+    /// their window ended before a sync could push them (the store was
+    /// down all that time). Always 0 otherwise.
+    pub dropped: u64,
 }
 
 impl<S: ?Sized> BreakerCore<S> {
@@ -139,6 +166,13 @@ impl<S: ?Sized> BreakerCore<S> {
         let fallback = (matches!(engine, Engine::Store(_))
             && matches!(policy, StorageFailurePolicy::LocalFallback { .. }))
         .then(|| Box::new(LocalCircuit::new()));
+        let mirror = match (&engine, config.sync_period()) {
+            (Engine::Store(_), Some(interval)) => Some(Box::new(Mirror::new(
+                crate::clock::ceil_millis(interval),
+                now_ms(&*clock),
+            ))),
+            _ => None,
+        };
         Self {
             circuit,
             rule,
@@ -154,6 +188,7 @@ impl<S: ?Sized> BreakerCore<S> {
                 }
                 _ => 0,
             }),
+            mirror,
             rejected: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
         }
@@ -167,6 +202,11 @@ impl<S: ?Sized> BreakerCore<S> {
     /// The rule.
     pub fn rule(&self) -> &dyn Rule {
         &*self.rule
+    }
+
+    /// The rule, to keep beyond the breaker.
+    pub fn shared_rule(&self) -> Arc<dyn Rule> {
+        Arc::clone(&self.rule)
     }
 
     /// Where the circuit lives.
@@ -236,7 +276,14 @@ impl<S: ?Sized> BreakerCore<S> {
                 permit: Permit::Normal,
                 source: Source::Primary,
             }),
-            _ => None,
+            Engine::Store(_) => match &self.mirror {
+                Some(mirror) if mirror.admits() => Some(Ticket {
+                    permit: Permit::Normal,
+                    source: Source::Mirror,
+                }),
+                _ => None,
+            },
+            Engine::Local(_) => None,
         }
     }
 
@@ -265,8 +312,17 @@ impl<S: ?Sized> BreakerCore<S> {
             Some(false) => return Some(self.admit_fallback()),
             None => {}
         }
-        let retry_after = self.open.open_for(now)?;
-        Some(Err(self.reject(Some(retry_after))))
+        if let Some(retry_after) = self.open.open_for(now) {
+            return Some(Err(self.reject(Some(retry_after))));
+        }
+        match self.mirror.as_deref()?.verdict() {
+            Verdict::Admit => Some(Ok(Ticket {
+                permit: Permit::Normal,
+                source: Source::Mirror,
+            })),
+            Verdict::Reject => Some(Err(self.reject(None))),
+            Verdict::AskStore => None,
+        }
     }
 
     /// The time on the breaker's clock, in milliseconds: read it just before
@@ -289,6 +345,7 @@ impl<S: ?Sized> BreakerCore<S> {
         };
         self.leave_fallback();
         if let Some(transition) = transition {
+            self.mirror_holds(transition.to);
             self.changed(transition);
         }
         if let Admission::Rejected {
@@ -378,6 +435,7 @@ impl<S: ?Sized> BreakerCore<S> {
             rejected: self.rejected.load(Ordering::Relaxed),
             open_for: if state == State::Open { open_for } else { None },
             in_fallback: self.in_fallback(),
+            dropped: self.mirror.as_deref().map_or(0, Mirror::dropped),
         }
     }
 
@@ -391,7 +449,7 @@ impl<S: ?Sized> BreakerCore<S> {
     /// Returns `false` when the store must hear it: call the store's
     /// `record`, then [`recorded`](Self::recorded).
     #[inline]
-    pub fn try_record(&self, ticket: Ticket, outcome: Outcome) -> bool {
+    pub fn try_record(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
         // The commonest outcome, kept inline: a success on an in-process
         // circuit changes no state, and is counted only if the rule counts
         // requests.
@@ -409,13 +467,13 @@ impl<S: ?Sized> BreakerCore<S> {
                     .circuit
                     .record_success(&*local.clock, self.circuit.timing());
             }
-            return true;
+            return Recorded::Done;
         }
         self.try_record_rest(ticket, outcome)
     }
 
     #[inline(never)]
-    fn try_record_rest(&self, ticket: Ticket, outcome: Outcome) -> bool {
+    fn try_record_rest(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
         let Ticket { permit, source } = ticket;
         match (source, &self.engine) {
             (Source::Primary, Engine::Local(local)) => {
@@ -424,14 +482,22 @@ impl<S: ?Sized> BreakerCore<S> {
                 {
                     self.changed(transition);
                 }
-                true
+                Recorded::Done
             }
-            (Source::Primary, Engine::Store(_)) => false,
+            (Source::Primary, Engine::Store(_)) => Recorded::InStore,
             (Source::Fallback, _) => {
                 self.record_fallback(permit, outcome);
-                true
+                Recorded::Done
             }
-            (Source::Unchecked, _) => true,
+            (Source::Mirror, _) => match self.mirror.as_deref() {
+                Some(mirror)
+                    if mirror.add(outcome, self.circuit.counts_requests(), &*self.rule) =>
+                {
+                    Recorded::SyncNow
+                }
+                _ => Recorded::Done,
+            },
+            (Source::Unchecked, _) => Recorded::Done,
         }
     }
 
@@ -465,6 +531,7 @@ impl<S: ?Sized> BreakerCore<S> {
             Ok(transition) => {
                 self.leave_fallback();
                 if let Some(transition) = transition {
+                    self.mirror_holds(transition.to);
                     match transition.to {
                         State::Closed => self.open.forget(),
                         // This call opened the circuit: its own process
@@ -519,7 +586,7 @@ impl<S: ?Sized> BreakerCore<S> {
                 }
                 true
             }
-            (Source::Unchecked, _) => true,
+            (Source::Unchecked | Source::Mirror, _) => true,
         }
     }
 
@@ -562,6 +629,11 @@ impl<S: ?Sized> BreakerCore<S> {
             }
         }
         self.leave_fallback();
+        self.mirror_holds(match manual {
+            Manual::ForceOpen => State::ForcedOpen,
+            Manual::Disable => State::Disabled,
+            _ => State::Closed,
+        });
         if let Some(transition) = transition {
             self.changed(transition);
         }
@@ -599,6 +671,9 @@ impl<S: ?Sized> BreakerCore<S> {
     /// reset is complete.
     pub fn local_reset(&self) -> bool {
         self.open.forget();
+        if let Some(mirror) = self.mirror.as_deref() {
+            mirror.forget();
+        }
         if let Some(fallback) = self.fallback.as_deref() {
             fallback.reset();
         }
@@ -608,6 +683,118 @@ impl<S: ?Sized> BreakerCore<S> {
                 true
             }
             Engine::Store(_) => false,
+        }
+    }
+
+    fn mirror_holds(&self, state: State) {
+        if let Some(mirror) = self.mirror.as_deref() {
+            mirror.hold(state);
+        }
+    }
+
+    /// The sync interval, for a breaker in sync mode.
+    pub fn sync_period(&self) -> Option<Duration> {
+        self.mirror
+            .as_deref()
+            .map(|mirror| Duration::from_millis(mirror.interval_ms()))
+    }
+
+    /// What this process counted in sync mode and has not pushed yet.
+    pub fn pending(&self) -> Option<Counts> {
+        self.mirror.as_deref().map(Mirror::pending)
+    }
+
+    /// After [`try_admit`](Self::try_admit) said "ask the store": whether
+    /// the breaker's mirror is stale and this caller now holds the sync
+    /// that must refresh it first ([`sync_begin`](Self::sync_begin)); then
+    /// `try_admit` again.
+    pub fn sync_first(&self) -> bool {
+        self.mirror.as_deref().is_some_and(Mirror::sync_first)
+    }
+
+    /// Takes the breaker's sync, for a flush: `false` if another one is in
+    /// flight (or the breaker is not in sync mode).
+    pub fn sync_claim(&self) -> bool {
+        self.mirror.as_deref().is_some_and(Mirror::claim)
+    }
+
+    /// Gives up the sync the caller holds, without running it: what is
+    /// pending waits for the next one.
+    pub fn sync_give_up(&self) {
+        if let Some(mirror) = self.mirror.as_deref() {
+            mirror.release();
+        }
+    }
+
+    /// For a background pass: whether this breaker is due a sync now (and
+    /// if [`Due::Sync`], the caller holds it).
+    pub fn sync_due(&self) -> Due {
+        match self.mirror.as_deref() {
+            Some(mirror) => mirror.due(now_ms(&*self.clock)),
+            None => Due::NotYet,
+        }
+    }
+
+    /// Takes the pending counts for the sync the caller holds: pass
+    /// [`Batch::counts`] to the store's `sync` step, then the batch and the
+    /// answer to [`synced`](Self::synced).
+    /// `None` for a breaker not in sync mode.
+    pub fn sync_begin(&self) -> Option<Batch> {
+        let mirror = self.mirror.as_deref()?;
+        Some(mirror.begin(
+            now_ms(&*self.clock),
+            self.circuit.timing().failure_timeout_ms,
+        ))
+    }
+
+    /// The store's answer to a sync: refreshes the mirror (and the open
+    /// deadline), or keeps the batch for the next sync and applies the
+    /// store-failure policy. Ends the sync.
+    ///
+    /// # Errors
+    ///
+    /// The store's error, given back once handled.
+    pub fn synced(
+        &self,
+        batch: Batch,
+        answer: Result<Snapshot, StorageError>,
+    ) -> Result<(), StorageError> {
+        let Some(mirror) = self.mirror.as_deref() else {
+            return answer.map(drop);
+        };
+        match answer {
+            Ok(snapshot) => {
+                mirror.end(batch, Some(snapshot.counts));
+                mirror.hold(snapshot.state);
+                self.leave_fallback();
+                match snapshot.state {
+                    State::Open => {
+                        // Unknown time left (a storage without fused steps):
+                        // rejected here until the next sync.
+                        let open_ms = snapshot
+                            .open_for
+                            .map_or(mirror.interval_ms(), crate::clock::ceil_millis);
+                        self.open.remember(batch.asked_at(), open_ms, self.now_ms());
+                    }
+                    State::Closed | State::Disabled => self.open.forget(),
+                    _ => {}
+                }
+                if let Some(transition) = snapshot.transition {
+                    self.changed(transition);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                mirror.end(batch, None);
+                self.emit(|l| l.on_storage_error(self.name(), &error));
+                if matches!(self.policy, StorageFailurePolicy::LocalFallback { .. }) {
+                    // Calls go to the fallback circuit, and the next sync is
+                    // its probe.
+                    mirror.stale();
+                    self.enter_fallback(&error);
+                }
+                Err(error)
+            }
         }
     }
 

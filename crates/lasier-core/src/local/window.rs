@@ -28,7 +28,7 @@ pub const STRIPES: usize = 4;
 /// The stripe of the request counter this thread counts on.
 #[cfg(feature = "std")]
 #[inline]
-pub(super) fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     use core::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     std::thread_local! {

@@ -1,0 +1,531 @@
+//! The in-process mirror of a shared circuit, for a breaker in sync mode
+//! (`sync_interval`): what the last sync read from the store (the state,
+//! the fleet's counts), and the outcomes this process has not pushed yet.
+//!
+//! * Admission on a circuit the mirror holds as closed is one atomic load:
+//!   the phase byte equals `CLOSED | USED`.
+//! * Outcomes of calls it admitted go to pending counters, one pair per
+//!   thread stripe (no lock, no allocation), until a sync takes them.
+//! * A sync takes the pending counts (and those a failed sync carried
+//!   over), sends them in one step, and refreshes the mirror from the
+//!   answer. At most one sync per breaker is in flight.
+//! * The background (the facade's syncer) marks each interval whether the
+//!   breaker was used; a mirror not refreshed for two intervals turns
+//!   stale, and a stale mirror admits nothing: the next call syncs first.
+//! * Counts a failed sync carried over are dropped once the window they
+//!   were recorded in has surely ended, and counted as dropped.
+
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use lasier_rules::{Counts, Rule};
+
+use crate::state::{Outcome, State};
+
+/// The mirror's phase (low bits).
+const STALE: u8 = 0;
+const CLOSED: u8 = 1;
+const DISABLED: u8 = 2;
+const OPEN: u8 = 3;
+const HALF_OPEN: u8 = 4;
+const FORCED_OPEN: u8 = 5;
+/// Set by a call, cleared by each background pass: the breaker was used
+/// since.
+const USED: u8 = 0x80;
+
+#[cfg(feature = "std")]
+const LANES: usize = crate::local::STRIPES;
+#[cfg(not(feature = "std"))]
+const LANES: usize = 1;
+
+#[inline]
+fn lane() -> usize {
+    #[cfg(feature = "std")]
+    {
+        crate::local::stripe()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        0
+    }
+}
+
+/// One thread stripe's pending counts, on cache lines of its own.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Lane {
+    failures: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// What the mirror says of a call that did not pass the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Admit it from the mirror.
+    Admit,
+    /// Reject it: forced open.
+    Reject,
+    /// Ask the store, as a breaker without sync mode does (open past the
+    /// deadline it read, half-open), or sync first if stale (see
+    /// [`Mirror::sync_first`]).
+    AskStore,
+}
+
+/// What a background pass should do with a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Due {
+    /// Nothing yet: its interval has not passed since its last sync.
+    NotYet,
+    /// Sync it now (and the caller holds its sync).
+    Sync,
+    /// Its interval passed, but it was not used and holds nothing: no round
+    /// trip (its mirror turns stale after two intervals).
+    Idle,
+    /// Another sync of it is in flight.
+    Busy,
+}
+
+/// A batch taken for a sync, given back with the answer.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a batch must be given back to `synced`"]
+pub struct Batch {
+    counts: Counts,
+    /// The earliest its counts can have been recorded (ms).
+    since: u64,
+    /// When the sync started (ms).
+    asked_at: u64,
+}
+
+impl Batch {
+    /// The counts to add to the shared window.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// When the sync started (ms on the breaker's clock).
+    pub(crate) fn asked_at(&self) -> u64 {
+        self.asked_at
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Mirror {
+    interval_ms: u64,
+    /// The phase and the USED bit.
+    phase: AtomicU8,
+    lanes: Box<[Lane; LANES]>,
+    /// When (ms) the last sync that the store answered started.
+    synced_at: AtomicU64,
+    /// When (ms) the last sync started, answered or not.
+    attempted_at: AtomicU64,
+    fleet_failures: AtomicU64,
+    fleet_requests: AtomicU64,
+    /// Counts a failed sync gave back, and the earliest they can date from.
+    carry_failures: AtomicU64,
+    carry_requests: AtomicU64,
+    carry_since: AtomicU64,
+    in_flight: AtomicBool,
+    /// Outcomes given up because their window ended before a sync could
+    /// push them.
+    dropped: AtomicU64,
+}
+
+impl Mirror {
+    pub(crate) fn new(interval_ms: u64, now: u64) -> Self {
+        Self {
+            interval_ms: interval_ms.max(1),
+            phase: AtomicU8::new(STALE),
+            lanes: Box::default(),
+            synced_at: AtomicU64::new(0),
+            attempted_at: AtomicU64::new(now),
+            fleet_failures: AtomicU64::new(0),
+            fleet_requests: AtomicU64::new(0),
+            carry_failures: AtomicU64::new(0),
+            carry_requests: AtomicU64::new(0),
+            carry_since: AtomicU64::new(now),
+            in_flight: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn interval_ms(&self) -> u64 {
+        self.interval_ms
+    }
+
+    /// The hot path: whether the mirror admits a call, in one load.
+    #[inline]
+    pub(crate) fn admits(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == CLOSED | USED
+    }
+
+    /// Past the hot path: marks the breaker used, and says what to do.
+    pub(crate) fn verdict(&self) -> Verdict {
+        let mut phase = self.phase.load(Ordering::Relaxed);
+        if phase & USED == 0 {
+            phase = self.phase.fetch_or(USED, Ordering::Relaxed);
+        }
+        match phase & !USED {
+            CLOSED | DISABLED => Verdict::Admit,
+            FORCED_OPEN => Verdict::Reject,
+            _ => Verdict::AskStore,
+        }
+    }
+
+    /// Whether it is stale and this caller now holds the sync that must
+    /// refresh it before the call is decided.
+    pub(crate) fn sync_first(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) & !USED == STALE && self.claim()
+    }
+
+    /// Whether calls it admits count towards the rule (not disabled).
+    fn trips(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) & !USED != DISABLED
+    }
+
+    /// Holds `state`, as read from the store or learnt from a step.
+    pub(crate) fn hold(&self, state: State) {
+        let code = match state {
+            State::Closed => CLOSED,
+            State::Disabled => DISABLED,
+            State::Open => OPEN,
+            State::HalfOpen => HALF_OPEN,
+            State::ForcedOpen => FORCED_OPEN,
+        };
+        let _ = self
+            .phase
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(code | (p & USED))
+            });
+    }
+
+    /// Counts the outcome of a call it admitted. Returns whether this
+    /// process's estimate of the fleet's counts (the last synced ones plus
+    /// what is pending) now reaches the rule, and this caller holds the
+    /// sync that must push it at once.
+    #[inline]
+    pub(crate) fn add(&self, outcome: Outcome, counts_requests: bool, rule: &dyn Rule) -> bool {
+        let lane = &self.lanes[lane()];
+        if counts_requests {
+            lane.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome != Outcome::Failure {
+            return false;
+        }
+        lane.failures.fetch_add(1, Ordering::Relaxed);
+        self.trips() && rule.should_open(self.estimate()) && self.claim()
+    }
+
+    /// The fleet's counts as this process knows them: the last synced
+    /// ones, plus what it has not pushed.
+    pub(crate) fn estimate(&self) -> Counts {
+        let pending = self.pending();
+        Counts::new(
+            self.fleet_failures
+                .load(Ordering::Relaxed)
+                .saturating_add(pending.failures),
+            self.fleet_requests
+                .load(Ordering::Relaxed)
+                .saturating_add(pending.requests),
+        )
+    }
+
+    /// What this process has not pushed yet.
+    pub(crate) fn pending(&self) -> Counts {
+        let (mut failures, mut requests) = (
+            self.carry_failures.load(Ordering::Relaxed),
+            self.carry_requests.load(Ordering::Relaxed),
+        );
+        for lane in self.lanes.iter() {
+            failures = failures.saturating_add(lane.failures.load(Ordering::Relaxed));
+            requests = requests.saturating_add(lane.requests.load(Ordering::Relaxed));
+        }
+        Counts::new(failures, requests)
+    }
+
+    /// Outcomes given up so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Takes the sync: `false` if another one is in flight.
+    pub(crate) fn claim(&self) -> bool {
+        self.in_flight
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Ends the sync the caller holds, without running it.
+    pub(crate) fn release(&self) {
+        self.in_flight.store(false, Ordering::Release);
+    }
+
+    /// For a background pass at `now`: whether to sync, and if so, the
+    /// sync is claimed.
+    pub(crate) fn due(&self, now: u64) -> Due {
+        let attempted = self.attempted_at.load(Ordering::Relaxed);
+        if now.saturating_sub(attempted) < self.interval_ms {
+            return Due::NotYet;
+        }
+        let used = self.phase.fetch_and(!USED, Ordering::Relaxed) & USED != 0;
+        let pending = self.pending();
+        if used || pending.failures > 0 || pending.requests > 0 {
+            return if self.claim() { Due::Sync } else { Due::Busy };
+        }
+        let synced = self.synced_at.load(Ordering::Relaxed);
+        if now.saturating_sub(synced) >= 2 * self.interval_ms {
+            // Not refreshed for two intervals: admit nothing from it.
+            self.stale();
+        }
+        Due::Idle
+    }
+
+    /// Takes the pending counts for the sync this caller holds, at `now`.
+    pub(crate) fn begin(&self, now: u64, window_ms: u64) -> Batch {
+        let before = self.attempted_at.swap(now, Ordering::Relaxed);
+        let (mut failures, mut requests) = (
+            self.carry_failures.swap(0, Ordering::Relaxed),
+            self.carry_requests.swap(0, Ordering::Relaxed),
+        );
+        let mut since = before;
+        if failures > 0 || requests > 0 {
+            let carried_since = self.carry_since.load(Ordering::Relaxed);
+            if now.saturating_sub(carried_since) >= window_ms {
+                // Their window has surely ended: they would count in a
+                // window they were not part of.
+                self.drop_counts(Counts::new(failures, requests));
+                (failures, requests) = (0, 0);
+            } else {
+                since = since.min(carried_since);
+            }
+        }
+        for lane in self.lanes.iter() {
+            failures = failures.saturating_add(lane.failures.swap(0, Ordering::Relaxed));
+            requests = requests.saturating_add(lane.requests.swap(0, Ordering::Relaxed));
+        }
+        Batch {
+            counts: Counts::new(failures, requests),
+            since,
+            asked_at: now,
+        }
+    }
+
+    fn drop_counts(&self, counts: Counts) {
+        self.dropped
+            .fetch_add(counts.failures.max(counts.requests), Ordering::Relaxed);
+    }
+
+    /// The store's answer to the sync of `batch`: refreshes the mirror
+    /// (the caller sets the state with [`hold`](Self::hold)), or keeps the
+    /// batch for the next sync. Ends the sync.
+    pub(crate) fn end(&self, batch: Batch, answered: Option<Counts>) {
+        match answered {
+            Some(counts) => {
+                self.fleet_failures
+                    .store(counts.failures, Ordering::Relaxed);
+                self.fleet_requests
+                    .store(counts.requests, Ordering::Relaxed);
+                self.synced_at.store(batch.asked_at, Ordering::Relaxed);
+            }
+            None => {
+                let Counts {
+                    failures, requests, ..
+                } = batch.counts;
+                if failures > 0 || requests > 0 {
+                    let had = self.carry_failures.load(Ordering::Relaxed) > 0
+                        || self.carry_requests.load(Ordering::Relaxed) > 0;
+                    let since = if had {
+                        batch.since.min(self.carry_since.load(Ordering::Relaxed))
+                    } else {
+                        batch.since
+                    };
+                    self.carry_since.store(since, Ordering::Relaxed);
+                    self.carry_failures.fetch_add(failures, Ordering::Relaxed);
+                    self.carry_requests.fetch_add(requests, Ordering::Relaxed);
+                }
+            }
+        }
+        self.in_flight.store(false, Ordering::Release);
+    }
+
+    /// Admits nothing more until a sync refreshes it.
+    pub(crate) fn stale(&self) {
+        let _ = self
+            .phase
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(STALE | (p & USED))
+            });
+    }
+
+    /// Forgets what it holds (a reset of the circuit): stale, nothing
+    /// pending.
+    pub(crate) fn forget(&self) {
+        self.stale();
+        self.carry_failures.store(0, Ordering::Relaxed);
+        self.carry_requests.store(0, Ordering::Relaxed);
+        for lane in self.lanes.iter() {
+            lane.failures.store(0, Ordering::Relaxed);
+            lane.requests.store(0, Ordering::Relaxed);
+        }
+        self.fleet_failures.store(0, Ordering::Relaxed);
+        self.fleet_requests.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lasier_rules::MaxFailuresRule;
+
+    const INTERVAL: u64 = 100;
+    const WINDOW: u64 = 1_000;
+
+    fn synced(mirror: &Mirror, now: u64, state: State, fleet: Counts) {
+        let batch = mirror.begin(now, WINDOW);
+        mirror.end(batch, Some(fleet));
+        mirror.hold(state);
+    }
+
+    #[test]
+    fn a_new_mirror_admits_nothing_until_a_sync() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        assert!(!mirror.admits());
+        assert_eq!(mirror.verdict(), Verdict::AskStore);
+        assert!(mirror.sync_first());
+        // one sync at a time
+        assert!(!mirror.sync_first());
+        synced(&mirror, 0, State::Closed, Counts::default());
+        // the verdict marked it used: the hot path admits from now on
+        assert!(mirror.admits());
+    }
+
+    #[test]
+    fn each_state_decides_as_the_store_would() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        for (state, verdict) in [
+            (State::Closed, Verdict::Admit),
+            (State::Disabled, Verdict::Admit),
+            (State::ForcedOpen, Verdict::Reject),
+            (State::Open, Verdict::AskStore),
+            (State::HalfOpen, Verdict::AskStore),
+        ] {
+            mirror.hold(state);
+            assert_eq!(mirror.verdict(), verdict, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_wait_in_the_mirror_and_a_sync_takes_them_once() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        synced(&mirror, 0, State::Closed, Counts::default());
+        let rule = MaxFailuresRule::new(10).unwrap();
+        for _ in 0..5 {
+            assert!(!mirror.add(Outcome::Success, true, &rule));
+        }
+        assert!(!mirror.add(Outcome::Failure, true, &rule));
+        assert_eq!(mirror.pending(), Counts::new(1, 6));
+        assert!(mirror.claim());
+        let batch = mirror.begin(50, WINDOW);
+        assert_eq!(batch.counts(), Counts::new(1, 6));
+        assert_eq!(mirror.pending(), Counts::default());
+        mirror.end(batch, Some(Counts::new(4, 20)));
+        assert_eq!(mirror.estimate(), Counts::new(4, 20));
+    }
+
+    #[test]
+    fn a_failure_that_brings_the_estimate_to_the_rule_claims_a_sync_at_once() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        // the fleet had 2 failures at the last sync
+        synced(&mirror, 0, State::Closed, Counts::new(2, 0));
+        let rule = MaxFailuresRule::new(3).unwrap();
+        assert!(mirror.add(Outcome::Failure, false, &rule));
+        // one sync at a time: the next failure does not claim another
+        assert!(!mirror.add(Outcome::Failure, false, &rule));
+        // disabled by hand: nothing trips
+        let disabled = Mirror::new(INTERVAL, 0);
+        synced(&disabled, 0, State::Disabled, Counts::new(2, 0));
+        assert!(!disabled.add(Outcome::Failure, false, &rule));
+    }
+
+    #[test]
+    fn a_failed_sync_keeps_its_batch_and_the_next_one_sends_it() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        synced(&mirror, 0, State::Closed, Counts::default());
+        let rule = MaxFailuresRule::new(10).unwrap();
+        let _ = mirror.add(Outcome::Failure, false, &rule);
+        assert!(mirror.claim());
+        let batch = mirror.begin(100, WINDOW);
+        mirror.end(batch, None);
+        assert_eq!(mirror.pending(), Counts::new(1, 0));
+        let _ = mirror.add(Outcome::Failure, false, &rule);
+        assert!(mirror.claim());
+        let batch = mirror.begin(200, WINDOW);
+        assert_eq!(batch.counts(), Counts::new(2, 0));
+        assert_eq!(mirror.dropped(), 0);
+    }
+
+    #[test]
+    fn counts_are_dropped_and_counted_once_their_window_has_surely_ended() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        synced(&mirror, 0, State::Closed, Counts::default());
+        let rule = MaxFailuresRule::new(10).unwrap();
+        let _ = mirror.add(Outcome::Failure, true, &rule);
+        assert!(mirror.claim());
+        // recorded after the sync at 0: the batch dates from 0 at the
+        // earliest
+        let batch = mirror.begin(100, WINDOW);
+        mirror.end(batch, None);
+        // still within a window of 0: kept
+        assert!(mirror.claim());
+        let batch = mirror.begin(999, WINDOW);
+        assert_eq!(batch.counts(), Counts::new(1, 1));
+        mirror.end(batch, None);
+        // a newer outcome joins them
+        let _ = mirror.add(Outcome::Success, true, &rule);
+        assert!(mirror.claim());
+        let batch = mirror.begin(1_000, WINDOW);
+        // the carried ones date from 0: dropped; the new one is sent
+        assert_eq!(batch.counts(), Counts::new(0, 1));
+        assert_eq!(mirror.dropped(), 1);
+        mirror.end(batch, Some(Counts::new(0, 1)));
+    }
+
+    #[test]
+    fn the_background_syncs_used_breakers_and_turns_idle_ones_stale() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        assert!(mirror.sync_first());
+        synced(&mirror, 0, State::Closed, Counts::default());
+        assert_eq!(mirror.due(50), Due::NotYet);
+        // used since: synced
+        let _ = mirror.verdict();
+        assert_eq!(mirror.due(100), Due::Sync);
+        synced(&mirror, 100, State::Closed, Counts::default());
+        // not used for an interval: no round trip, still trusted
+        assert_eq!(mirror.due(200), Due::Idle);
+        assert!(!mirror.admits());
+        assert_eq!(mirror.verdict(), Verdict::Admit);
+        // that verdict used it: synced again
+        assert_eq!(mirror.due(210), Due::Sync);
+        synced(&mirror, 210, State::Closed, Counts::default());
+        // idle two intervals: stale, the next call syncs first
+        assert_eq!(mirror.due(320), Due::Idle);
+        assert_eq!(mirror.verdict(), Verdict::Admit);
+        let _ = mirror.phase.fetch_and(!USED, Ordering::Relaxed);
+        assert_eq!(mirror.due(420), Due::Idle);
+        assert!(!mirror.admits());
+        assert_eq!(mirror.verdict(), Verdict::AskStore);
+        assert!(mirror.sync_first());
+    }
+
+    #[test]
+    fn a_breaker_with_pending_counts_is_synced_even_if_unused_since() {
+        let mirror = Mirror::new(INTERVAL, 0);
+        synced(&mirror, 0, State::Closed, Counts::default());
+        let rule = MaxFailuresRule::new(10).unwrap();
+        let _ = mirror.add(Outcome::Failure, false, &rule);
+        let _ = mirror.phase.fetch_and(!USED, Ordering::Relaxed);
+        assert_eq!(mirror.due(100), Due::Sync);
+        // while that sync is in flight, another pass finds it busy
+        assert_eq!(mirror.due(300), Due::Busy);
+    }
+}
