@@ -199,6 +199,13 @@ impl Mirror {
             });
     }
 
+    /// Counts a success of a call it admitted, under a rule that counts
+    /// requests.
+    #[inline]
+    pub(crate) fn add_success(&self) {
+        self.lanes[lane()].requests.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts the outcome of a call it admitted. Returns whether this
     /// process's estimate of the fleet's counts (the last synced ones plus
     /// what is pending) now reaches the rule, and this caller holds the

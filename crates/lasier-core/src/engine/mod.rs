@@ -469,6 +469,22 @@ impl<S: ?Sized> BreakerCore<S> {
             }
             return Recorded::Done;
         }
+        // The same on a shared circuit's mirror (sync mode): nothing, or
+        // one add on this thread's pending counter.
+        if let (
+            Ticket {
+                permit: Permit::Normal,
+                source: Source::Mirror,
+            },
+            Outcome::Success,
+            Some(mirror),
+        ) = (ticket, outcome, self.mirror.as_deref())
+        {
+            if self.circuit.counts_requests() {
+                mirror.add_success();
+            }
+            return Recorded::Done;
+        }
         self.try_record_rest(ticket, outcome)
     }
 
