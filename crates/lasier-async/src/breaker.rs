@@ -44,7 +44,7 @@ impl Parts {
             return Ok(());
         };
         let answer = store
-            .sync(core.circuit(), batch.counts(), core.rule())
+            .sync(core.circuit(), &core.sync_batch(&batch), core.rule())
             .await;
         repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
         core.synced(batch, answer)
@@ -78,9 +78,11 @@ impl Drop for Parts {
             core.circuit().clone(),
             core.shared_rule(),
         );
+        let writer_key = core.sync_batch(&batch).writer_key().to_owned();
         runtime.spawn(async move {
             // Best effort: nobody is left to hear an error.
-            let _ = store.sync(&circuit, batch.counts(), &*rule).await;
+            let batch = lasier_core::SyncBatch::new(&writer_key, batch.parts());
+            let _ = store.sync(&circuit, &batch, &*rule).await;
         });
     }
 }

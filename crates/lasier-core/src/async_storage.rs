@@ -36,7 +36,7 @@ use crate::config::Circuit;
 use crate::error::StorageError;
 use crate::kv::nonblocking as kv;
 use crate::local::LocalBinding;
-use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
 /// An async store for circuit state: [`Storage`](crate::Storage), async.
 #[async_trait]
@@ -121,7 +121,7 @@ pub trait AsyncFusedSteps: Send + Sync {
     async fn sync(
         &self,
         circuit: &Circuit,
-        batch: Counts,
+        batch: &SyncBatch<'_>,
         rule: &dyn Rule,
     ) -> Option<Result<Snapshot, StorageError>> {
         let _ = (circuit, batch, rule);
@@ -240,7 +240,7 @@ pub trait AsyncSteps: AsyncStorage {
     async fn sync(
         &self,
         circuit: &Circuit,
-        batch: Counts,
+        batch: &SyncBatch<'_>,
         rule: &dyn Rule,
     ) -> Result<Snapshot, StorageError> {
         if let Some(own) = self.fused_steps() {

@@ -12,6 +12,7 @@
 //! | `lasier:half_open_lease:<name>`  | the current lease on trial permits: its episode x 65536 + slots used, with the lease as TTL | lasier-rs |
 //! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
 //! | `lasier:mode:<name>`             | set by hand: `1` forced open, `2` disabled | lasier-rs |
+//! | `lasier:sync:<name>:<writer>`    | sync mode: the last part of a breaker's batches the store counted, with the window as TTL (one per breaker) | lasier-rs |
 //!
 //! Every key contains the name unchanged, so a name with a Redis Cluster hash
 //! tag (`{payments}`) keeps all of a breaker's keys in one slot.
@@ -27,6 +28,12 @@ const TRIALS: &str = "lasier:half_open:";
 const LEASE: &str = "lasier:half_open_lease:";
 const TRIALS_PASSED: &str = "lasier:half_open_ok:";
 const MODE: &str = "lasier:mode:";
+
+/// The key where a store keeps the last part it counted from one breaker
+/// in sync mode: `lasier:sync:<name>:<writer>`, `writer` in hex.
+pub(crate) fn writer_key(name: &str, writer: u64) -> String {
+    alloc::format!("lasier:sync:{name}:{writer:016x}")
+}
 
 /// The keys of one circuit, built once when the breaker is built.
 ///

@@ -22,7 +22,7 @@ macro_rules! fused_steps {
 
         use crate::config::Circuit;
         use crate::error::StorageError;
-        use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
+        use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
         use crate::kv::marker;
 
         /// The mode set by hand.
@@ -191,14 +191,32 @@ macro_rules! fused_steps {
             }
         }
 
-        /// The default body of `sync`.
+        /// The default body of `sync`. (The part number is read, then
+        /// written after the counts: a writer has one sync in flight at a
+        /// time, so only a writer that dies between the two can have a part
+        /// counted twice, when it is sent again... by nobody.)
         pub $($kw)? fn sync<S: $Trait + ?Sized>(
             s: &S,
             c: &Circuit,
-            batch: Counts,
+            batch: &SyncBatch<'_>,
             rule: &dyn Rule,
         ) -> Result<Snapshot, StorageError> {
-            count_batch(s, c, batch, rule, true) $($aw)*
+            let key = batch.writer_key();
+            // (garbage at the writer key, which only this breaker writes,
+            // reads as nothing counted yet)
+            let counted = match s.get(key) $($aw)* {
+                Ok(Some(n)) => u64::try_from(n).unwrap_or(0),
+                Ok(None) => 0,
+                Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => 0,
+                Err(e) => return Err(e),
+            };
+            let snapshot = count_batch(s, c, batch.counts_after(counted), rule, true) $($aw)* ?;
+            let last = batch.last_part();
+            if last > counted {
+                let last = i64::try_from(last).unwrap_or(i64::MAX);
+                s.set(key, last, Some(c.timing().failure_timeout())) $($aw)* ?;
+            }
+            Ok(snapshot)
         }
 
         /// Counts a batch of outcomes of normal calls (one call's for
@@ -486,6 +504,12 @@ pub(crate) mod marker {
         (i64::from(episode) << SHIFT) | count.clamp(0, MAX_COUNT)
     }
 
+    /// 32 random bits, for an identifier no other process is likely to
+    /// pick.
+    pub(crate) fn fresh_id() -> u32 {
+        random_u32()
+    }
+
     /// A new episode number, not likely to have been used before by any
     /// process sharing the circuit, and never `previous` (the one it
     /// replaces).
@@ -554,6 +578,8 @@ pub(crate) mod marker {
         }
     }
 }
+
+pub(crate) use marker::fresh_id;
 
 /// The default bodies over [`Storage`](crate::Storage).
 pub mod blocking {

@@ -86,7 +86,7 @@ pub mod registry;
 
 pub use lasier_rules as rules;
 pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
-pub use state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
+pub use state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
 #[cfg(feature = "alloc")]
 pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};

@@ -225,6 +225,57 @@ pub struct Transition {
     pub to: State,
 }
 
+/// What a breaker in sync mode sends in one sync step: the outcomes of
+/// calls it admitted as normal calls, in numbered parts. A part is counted
+/// once, however often it is sent: the store keeps, at
+/// [`writer_key`](Self::writer_key), the highest part number it has counted
+/// from this breaker, and counts only parts above it. So a sync whose
+/// answer was lost (a timeout) can be sent again without counting anything
+/// twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncBatch<'a> {
+    writer_key: &'a str,
+    parts: &'a [(u64, Counts)],
+}
+
+impl<'a> SyncBatch<'a> {
+    /// A batch of `parts` (part number, counts), numbers rising, from the
+    /// breaker whose key is `writer_key`.
+    pub fn new(writer_key: &'a str, parts: &'a [(u64, Counts)]) -> Self {
+        Self { writer_key, parts }
+    }
+
+    /// Where the store keeps the highest part number it counted from this
+    /// breaker (with a TTL of the circuit's window).
+    pub fn writer_key(&self) -> &'a str {
+        self.writer_key
+    }
+
+    /// The parts: (part number, counts), numbers rising.
+    pub fn parts(&self) -> &'a [(u64, Counts)] {
+        self.parts
+    }
+
+    /// The highest part number, 0 if none.
+    pub fn last_part(&self) -> u64 {
+        self.parts.last().map_or(0, |part| part.0)
+    }
+
+    /// The counts of the parts numbered above `counted`: what is left to
+    /// count.
+    pub fn counts_after(&self, counted: u64) -> Counts {
+        self.parts
+            .iter()
+            .filter(|(number, _)| *number > counted)
+            .fold(Counts::default(), |sum, (_, counts)| {
+                Counts::new(
+                    sum.failures.saturating_add(counts.failures),
+                    sum.requests.saturating_add(counts.requests),
+                )
+            })
+    }
+}
+
 /// The shared circuit as a sync step left it: what a breaker in sync mode
 /// (`sync_interval`) refreshes its in-process mirror from. See
 /// [`FusedSteps::sync`](crate::FusedSteps::sync).

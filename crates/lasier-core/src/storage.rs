@@ -103,7 +103,7 @@ use crate::error::StorageError;
 use crate::error::StorageErrorKind;
 use crate::kv::blocking as kv;
 use crate::local::LocalBinding;
-use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
 /// A blocking store for circuit state: six primitives. See the
 /// [module docs](self) for the contract and a complete implementation.
@@ -195,7 +195,7 @@ pub trait FusedSteps: Send + Sync {
     fn sync(
         &self,
         circuit: &Circuit,
-        batch: Counts,
+        batch: &SyncBatch<'_>,
         rule: &dyn Rule,
     ) -> Option<Result<Snapshot, StorageError>> {
         let _ = (circuit, batch, rule);
@@ -318,8 +318,9 @@ pub trait Steps: Storage {
 
     /// The step of a breaker in sync mode (`sync_interval`): adds `batch`,
     /// the outcomes of calls this process admitted as normal calls since
-    /// its last sync (failures, and requests if the rule counts them), to
-    /// the shared window; asks `rule` on the fleet-wide counts if the batch
+    /// its last answered sync (failures, and requests if the rule counts
+    /// them), to the shared window, each part of it once (see
+    /// [`SyncBatch`]); asks `rule` on the fleet-wide counts if the batch
     /// holds a failure, and opens the circuit if it says so; and returns
     /// the shared state. As with [`record`](Self::record), nothing is
     /// counted while the circuit is open, half-open or forced open; all
@@ -327,7 +328,7 @@ pub trait Steps: Storage {
     fn sync(
         &self,
         circuit: &Circuit,
-        batch: Counts,
+        batch: &SyncBatch<'_>,
         rule: &dyn Rule,
     ) -> Result<Snapshot, StorageError> {
         match self

@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use lasier_core::state::{Admission, Outcome, Permit, Snapshot, State, Transition};
+use lasier_core::state::{Admission, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 use lasier_core::{Circuit, Counts, Rule, StorageError, StorageErrorKind};
 use redis::{Script, ScriptInvocation};
 
@@ -128,10 +128,23 @@ pub(crate) fn record(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'s
     count_batch(circuit, batch, false)
 }
 
-/// The sync step's script: the record script over a batch, reporting the
-/// window's counts and the state.
-pub(crate) fn sync(circuit: &Circuit, batch: Counts) -> ScriptInvocation<'static> {
-    count_batch(circuit, batch, true)
+/// The sync step's script: the record script over the parts of a batch
+/// not counted yet, reporting the window's counts and the state.
+pub(crate) fn sync(circuit: &Circuit, batch: &SyncBatch<'_>) -> ScriptInvocation<'static> {
+    let mut invocation = count_batch(circuit, Counts::default(), true);
+    invocation.key(batch.writer_key()).arg(batch.parts().len());
+    for (number, counts) in batch.parts() {
+        let requests = if circuit.counts_requests() {
+            counts.requests
+        } else {
+            0
+        };
+        invocation
+            .arg(*number)
+            .arg(counts.failures.min(i64::MAX as u64))
+            .arg(requests.min(i64::MAX as u64));
+    }
+    invocation
 }
 
 fn count_batch(circuit: &Circuit, batch: Counts, report: bool) -> ScriptInvocation<'static> {

@@ -12,7 +12,9 @@ use std::sync::Arc;
 #[cfg(feature = "async")]
 use std::time::Duration;
 
-use lasier_core::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
+use lasier_core::state::{
+    Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition,
+};
 use lasier_core::{Circuit, ConfigError, Counts, Rule, StorageError};
 
 use crate::{commands, scripts};
@@ -224,7 +226,7 @@ mod blocking {
         fn sync(
             &self,
             circuit: &Circuit,
-            batch: Counts,
+            batch: &SyncBatch<'_>,
             rule: &dyn Rule,
         ) -> Option<Result<Snapshot, StorageError>> {
             Some((|| {
@@ -232,7 +234,7 @@ mod blocking {
                 let mut session = self.transport.session()?;
                 let reply: Vec<i64> = session.invoke(circuit, &scripts::sync(circuit, batch))?;
                 let counted = scripts::counted(circuit, &reply)?;
-                let opened = if scripts::trips(&counted, batch.failures, rule) {
+                let opened = if scripts::trips(&counted, batch.counts_after(0).failures, rule) {
                     Some(session.invoke(circuit, &scripts::open(circuit, true))?)
                 } else {
                     None
@@ -460,7 +462,7 @@ mod nonblocking {
         async fn sync(
             &self,
             circuit: &Circuit,
-            batch: Counts,
+            batch: &SyncBatch<'_>,
             rule: &dyn Rule,
         ) -> Option<Result<Snapshot, StorageError>> {
             // One step, one deadline: the trip's round trip too.
@@ -471,7 +473,7 @@ mod nonblocking {
                         .invoke(circuit, &scripts::sync(circuit, batch))
                         .await?;
                     let counted = scripts::counted(circuit, &reply)?;
-                    let opened = if scripts::trips(&counted, batch.failures, rule) {
+                    let opened = if scripts::trips(&counted, batch.counts_after(0).failures, rule) {
                         Some(
                             self.transport
                                 .invoke(circuit, &scripts::open(circuit, true))

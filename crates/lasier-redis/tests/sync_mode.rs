@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lasier_core::{Circuit, Config, Counts, Rule, Snapshot, State, Steps};
-use lasier_redis::RedisStorage;
-use lasier_sync::CircuitBreaker;
-use support::unique;
+use lasier_core::{Circuit, Config, Counts, Rule, Snapshot, State, Steps, SyncBatch};
+use lasier_redis::{Options, RedisStorage};
+use lasier_sync::{CircuitBreaker, StorageFailurePolicy};
+use support::{unique, Fault, Proxy, Storages};
 
 fn circuit(name: &str, percentage: bool) -> (Circuit, Arc<dyn Rule>) {
     let mut config = Config::new(name);
@@ -34,12 +34,18 @@ fn both(
     steps: impl Fn(&dyn Fn(Counts) -> Snapshot, &Circuit),
 ) {
     for via_script in [true, false] {
-        let (circuit, rule) = circuit(&unique("sync"), percentage);
-        let sync = |batch: Counts| {
+        let name = unique("sync");
+        let (circuit, rule) = circuit(&name, percentage);
+        let writer = format!("lasier:sync:{name}:1");
+        let part = std::cell::Cell::new(0);
+        let sync = |counts: Counts| {
+            part.set(part.get() + 1);
+            let parts = [(part.get(), counts)];
+            let batch = SyncBatch::new(&writer, &parts);
             let snapshot = if via_script {
-                storage.sync(&circuit, batch, &*rule).unwrap()
+                storage.sync(&circuit, &batch, &*rule).unwrap()
             } else {
-                lasier_core::kv::blocking::sync(storage, &circuit, batch, &*rule).unwrap()
+                lasier_core::kv::blocking::sync(storage, &circuit, &batch, &*rule).unwrap()
             };
             snapshot.with_open_for(None)
         };
@@ -98,9 +104,14 @@ fn the_script_reports_how_long_an_opening_has_left() {
     let server = server_or_skip!();
     let storage = server.storage();
     let (circuit, rule) = circuit(&unique("sync_open"), false);
-    let opened = storage.sync(&circuit, Counts::new(5, 0), &*rule).unwrap();
+    let parts = [(1, Counts::new(5, 0))];
+    let opened = storage
+        .sync(&circuit, &SyncBatch::new("lasier:sync:w", &parts), &*rule)
+        .unwrap();
     assert_eq!(opened.open_for, Some(Duration::from_secs(30)));
-    let later = storage.sync(&circuit, Counts::default(), &*rule).unwrap();
+    let later = storage
+        .sync(&circuit, &SyncBatch::new("lasier:sync:w", &[]), &*rule)
+        .unwrap();
     let left = later.open_for.unwrap();
     assert!(
         left <= Duration::from_secs(30) && left > Duration::from_secs(25),
@@ -108,26 +119,70 @@ fn the_script_reports_how_long_an_opening_has_left() {
     );
 }
 
+#[test]
+fn a_batch_sent_again_after_a_lost_answer_counts_once() {
+    let server = server_or_skip!();
+    let storage = server.storage();
+    for via_script in [true, false] {
+        let name = unique("sync_again");
+        let (circuit, rule) = circuit(&name, true);
+        let writer = format!("lasier:sync:{name}:1");
+        let sync = |parts: &[(u64, Counts)]| {
+            let batch = SyncBatch::new(&writer, parts);
+            if via_script {
+                storage.sync(&circuit, &batch, &*rule).unwrap()
+            } else {
+                lasier_core::kv::blocking::sync(&storage, &circuit, &batch, &*rule).unwrap()
+            }
+        };
+        assert_eq!(sync(&[(1, Counts::new(1, 3))]).counts, Counts::new(1, 3));
+        // the answer was lost: part 1 again, with a new part 2
+        let again = sync(&[(1, Counts::new(1, 3)), (2, Counts::new(0, 2))]);
+        assert_eq!(again.counts, Counts::new(1, 5), "via script: {via_script}");
+        // and once more, all of it: nothing more
+        let again = sync(&[(1, Counts::new(1, 3)), (2, Counts::new(0, 2))]);
+        assert_eq!(again.counts, Counts::new(1, 5), "via script: {via_script}");
+        // the writer key lives as long as a window
+        let ttl: i64 = server.cmd(&["PTTL", &writer]);
+        assert!(ttl > 0, "{ttl}");
+    }
+}
+
 /// Three "processes" (breakers on pools of their own) × 4 threads, random
-/// outcomes for 2 s on one window that covers the run, a rule that never
-/// trips: the store ends with exactly what they recorded.
+/// outcomes for 3 s on one window that covers the run, a rule that never
+/// trips. The first reaches Redis through a proxy that holds everything for
+/// 0.6 s mid-run (longer than the storage's timeout): its syncs time out,
+/// and Redis runs them when the link comes back, so the batches it sends
+/// again were counted already. The store ends with exactly what they
+/// recorded.
 #[test]
 fn the_fleet_loses_nothing_and_counts_nothing_twice() {
     let server = server_or_skip!();
+    let proxy = Proxy::start(server.addr());
+    proxy.set_recording(false);
     let name = unique("sync_exact");
+    let options = Options::new().timeout(Duration::from_millis(200));
     let breakers: Vec<CircuitBreaker> = (0..3)
-        .map(|_| {
+        .map(|i| {
+            let storage = if i == 0 {
+                RedisStorage::open_with_options(proxy.url(None), options).unwrap()
+            } else {
+                server.storage_with(options)
+            };
             CircuitBreaker::builder(name.as_str())
-                .storage(server.storage())
+                .storage(storage)
                 .percentage_failures(100, u64::MAX / 2)
                 .failure_timeout(Duration::from_secs(600))
-                .sync_interval(Duration::from_millis(20))
+                .sync_interval(Duration::from_millis(500))
+                // calls keep coming from the mirror while the link is cut
+                .on_storage_failure(StorageFailurePolicy::FailOpen)
                 .build()
                 .unwrap()
         })
         .collect();
     let (failures, requests) = (AtomicU64::new(0), AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(3);
     std::thread::scope(|scope| {
         for (i, breaker) in breakers.iter().enumerate() {
             for t in 0..4u64 {
@@ -149,8 +204,15 @@ fn the_fleet_loses_nothing_and_counts_nothing_twice() {
                 });
             }
         }
+        std::thread::sleep(Duration::from_secs(1));
+        proxy.set(Fault::Blackhole);
+        std::thread::sleep(Duration::from_millis(600));
+        proxy.set(Fault::None);
     });
     let dropped: u64 = breakers.iter().map(|b| b.metrics().unwrap().dropped).sum();
+    for breaker in &breakers {
+        breaker.flush().unwrap();
+    }
     drop(breakers);
     let reader = CircuitBreaker::builder(name.as_str())
         .storage(server.storage())

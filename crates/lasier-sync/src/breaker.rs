@@ -321,7 +321,7 @@ pub(crate) fn sync_held(core: &BreakerCore<dyn Storage>) {
     let (Some(store), Some(batch)) = (core.store(), core.sync_begin()) else {
         return;
     };
-    let answer = store.sync(core.circuit(), batch.counts(), core.rule());
+    let answer = store.sync(core.circuit(), &core.sync_batch(&batch), core.rule());
     repair_if_corrupt(&**store, core, answer.as_ref().err());
     // (an error went to the listeners and the policy)
     let _ = core.synced(batch, answer);
@@ -342,7 +342,7 @@ fn flush(core: &BreakerCore<dyn Storage>) -> Result<(), StorageError> {
     let Some(batch) = core.sync_begin() else {
         return Ok(());
     };
-    let answer = store.sync(core.circuit(), batch.counts(), core.rule());
+    let answer = store.sync(core.circuit(), &core.sync_batch(&batch), core.rule());
     repair_if_corrupt(&**store, core, answer.as_ref().err());
     core.synced(batch, answer)
 }

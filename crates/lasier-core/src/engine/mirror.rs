@@ -16,7 +16,8 @@
 //!   were recorded in has surely ended, and counted as dropped.
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use lasier_rules::{Counts, Rule};
 
@@ -86,21 +87,35 @@ pub enum Due {
     Busy,
 }
 
+/// How many unanswered parts a breaker keeps: while that many syncs went
+/// unanswered, new outcomes wait in the pending counters.
+const OUTBOX: usize = 4;
+
+/// A part of the outcomes that a sync sent and the store has not
+/// acknowledged: sent again with every sync until one is answered.
+#[derive(Debug, Default)]
+struct Part {
+    number: AtomicU64,
+    failures: AtomicU64,
+    requests: AtomicU64,
+    /// The earliest its outcomes can have been recorded (ms).
+    since: AtomicU64,
+}
+
 /// A batch taken for a sync, given back with the answer.
 #[derive(Debug, Clone, Copy)]
 #[must_use = "a batch must be given back to `synced`"]
 pub struct Batch {
-    counts: Counts,
-    /// The earliest its counts can have been recorded (ms).
-    since: u64,
+    parts: [(u64, Counts); OUTBOX],
+    len: usize,
     /// When the sync started (ms).
     asked_at: u64,
 }
 
 impl Batch {
-    /// The counts to add to the shared window.
-    pub fn counts(&self) -> Counts {
-        self.counts
+    /// Its parts: (part number, counts), numbers rising.
+    pub fn parts(&self) -> &[(u64, Counts)] {
+        &self.parts[..self.len]
     }
 
     /// When the sync started (ms on the breaker's clock).
@@ -121,10 +136,14 @@ pub(crate) struct Mirror {
     attempted_at: AtomicU64,
     fleet_failures: AtomicU64,
     fleet_requests: AtomicU64,
-    /// Counts a failed sync gave back, and the earliest they can date from.
-    carry_failures: AtomicU64,
-    carry_requests: AtomicU64,
-    carry_since: AtomicU64,
+    /// Parts sent and not acknowledged (touched only by the holder of the
+    /// sync), and how many.
+    outbox: [Part; OUTBOX],
+    outbox_len: AtomicUsize,
+    /// The number of the next part.
+    next_part: AtomicU64,
+    /// Where the store keeps the last part it counted from this breaker.
+    writer_key: String,
     in_flight: AtomicBool,
     /// Outcomes given up because their window ended before a sync could
     /// push them.
@@ -132,7 +151,9 @@ pub(crate) struct Mirror {
 }
 
 impl Mirror {
-    pub(crate) fn new(interval_ms: u64, now: u64) -> Self {
+    /// A mirror for the circuit `name`, syncing every `interval_ms`.
+    pub(crate) fn new(name: &str, interval_ms: u64, now: u64) -> Self {
+        let writer = (u64::from(crate::kv::fresh_id()) << 32) | u64::from(crate::kv::fresh_id());
         Self {
             interval_ms: interval_ms.max(1),
             phase: AtomicU8::new(STALE),
@@ -141,12 +162,18 @@ impl Mirror {
             attempted_at: AtomicU64::new(now),
             fleet_failures: AtomicU64::new(0),
             fleet_requests: AtomicU64::new(0),
-            carry_failures: AtomicU64::new(0),
-            carry_requests: AtomicU64::new(0),
-            carry_since: AtomicU64::new(now),
+            outbox: Default::default(),
+            outbox_len: AtomicUsize::new(0),
+            next_part: AtomicU64::new(1),
+            writer_key: crate::keys::writer_key(name, writer),
             in_flight: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Where the store keeps the last part it counted from this breaker.
+    pub(crate) fn writer_key(&self) -> &str {
+        &self.writer_key
     }
 
     pub(crate) fn interval_ms(&self) -> u64 {
@@ -237,12 +264,14 @@ impl Mirror {
         )
     }
 
-    /// What this process has not pushed yet.
+    /// What this process has not pushed yet (or pushed without an answer).
     pub(crate) fn pending(&self) -> Counts {
-        let (mut failures, mut requests) = (
-            self.carry_failures.load(Ordering::Relaxed),
-            self.carry_requests.load(Ordering::Relaxed),
-        );
+        let (mut failures, mut requests) = (0_u64, 0_u64);
+        let sent = self.outbox_len.load(Ordering::Acquire).min(OUTBOX);
+        for part in &self.outbox[..sent] {
+            failures = failures.saturating_add(part.failures.load(Ordering::Relaxed));
+            requests = requests.saturating_add(part.requests.load(Ordering::Relaxed));
+        }
         for lane in self.lanes.iter() {
             failures = failures.saturating_add(lane.failures.load(Ordering::Relaxed));
             requests = requests.saturating_add(lane.requests.load(Ordering::Relaxed));
@@ -287,70 +316,73 @@ impl Mirror {
         Due::Idle
     }
 
-    /// Takes the pending counts for the sync this caller holds, at `now`.
+    /// Takes the pending counts for the sync this caller holds, at `now`:
+    /// the parts no sync got an answer for (less those whose window has
+    /// surely ended: dropped, and counted as dropped), and a new part with
+    /// what the threads counted since, if there is room.
     pub(crate) fn begin(&self, now: u64, window_ms: u64) -> Batch {
         let before = self.attempted_at.swap(now, Ordering::Relaxed);
-        let (mut failures, mut requests) = (
-            self.carry_failures.swap(0, Ordering::Relaxed),
-            self.carry_requests.swap(0, Ordering::Relaxed),
-        );
-        let mut since = before;
-        if failures > 0 || requests > 0 {
-            let carried_since = self.carry_since.load(Ordering::Relaxed);
-            if now.saturating_sub(carried_since) >= window_ms {
-                // Their window has surely ended: they would count in a
-                // window they were not part of.
-                self.drop_counts(Counts::new(failures, requests));
-                (failures, requests) = (0, 0);
-            } else {
-                since = since.min(carried_since);
-            }
-        }
-        for lane in self.lanes.iter() {
-            failures = failures.saturating_add(lane.failures.swap(0, Ordering::Relaxed));
-            requests = requests.saturating_add(lane.requests.swap(0, Ordering::Relaxed));
-        }
-        Batch {
-            counts: Counts::new(failures, requests),
-            since,
+        let mut batch = Batch {
+            parts: [(0, Counts::default()); OUTBOX],
+            len: 0,
             asked_at: now,
+        };
+        let mut since = [0_u64; OUTBOX];
+        let sent = self.outbox_len.load(Ordering::Acquire).min(OUTBOX);
+        for part in &self.outbox[..sent] {
+            let counts = Counts::new(
+                part.failures.load(Ordering::Relaxed),
+                part.requests.load(Ordering::Relaxed),
+            );
+            if now.saturating_sub(part.since.load(Ordering::Relaxed)) >= window_ms {
+                // Its window has surely ended: it would count in a window
+                // it was not part of.
+                self.dropped
+                    .fetch_add(counts.failures.max(counts.requests), Ordering::Relaxed);
+                continue;
+            }
+            batch.parts[batch.len] = (part.number.load(Ordering::Relaxed), counts);
+            since[batch.len] = part.since.load(Ordering::Relaxed);
+            batch.len += 1;
         }
+        if batch.len < OUTBOX {
+            let (mut failures, mut requests) = (0_u64, 0_u64);
+            for lane in self.lanes.iter() {
+                failures = failures.saturating_add(lane.failures.swap(0, Ordering::Relaxed));
+                requests = requests.saturating_add(lane.requests.swap(0, Ordering::Relaxed));
+            }
+            if failures > 0 || requests > 0 {
+                let number = self.next_part.fetch_add(1, Ordering::Relaxed);
+                batch.parts[batch.len] = (number, Counts::new(failures, requests));
+                // (recorded after the previous sync started, at the
+                // earliest)
+                since[batch.len] = before;
+                batch.len += 1;
+            }
+        }
+        // The outbox is now the batch: kept until a sync is answered.
+        for ((slot, (number, counts)), since) in self.outbox.iter().zip(batch.parts()).zip(since) {
+            slot.number.store(*number, Ordering::Relaxed);
+            slot.since.store(since, Ordering::Relaxed);
+            slot.failures.store(counts.failures, Ordering::Relaxed);
+            slot.requests.store(counts.requests, Ordering::Relaxed);
+        }
+        self.outbox_len.store(batch.len, Ordering::Release);
+        batch
     }
 
-    fn drop_counts(&self, counts: Counts) {
-        self.dropped
-            .fetch_add(counts.failures.max(counts.requests), Ordering::Relaxed);
-    }
-
-    /// The store's answer to the sync of `batch`: refreshes the mirror
-    /// (the caller sets the state with [`hold`](Self::hold)), or keeps the
-    /// batch for the next sync. Ends the sync.
+    /// The store's answer to the sync of `batch`: refreshes the fleet's
+    /// counts and empties the outbox (the caller sets the state with
+    /// [`hold`](Self::hold)), or, unanswered, keeps the outbox for the next
+    /// sync. Ends the sync.
     pub(crate) fn end(&self, batch: Batch, answered: Option<Counts>) {
-        match answered {
-            Some(counts) => {
-                self.fleet_failures
-                    .store(counts.failures, Ordering::Relaxed);
-                self.fleet_requests
-                    .store(counts.requests, Ordering::Relaxed);
-                self.synced_at.store(batch.asked_at, Ordering::Relaxed);
-            }
-            None => {
-                let Counts {
-                    failures, requests, ..
-                } = batch.counts;
-                if failures > 0 || requests > 0 {
-                    let had = self.carry_failures.load(Ordering::Relaxed) > 0
-                        || self.carry_requests.load(Ordering::Relaxed) > 0;
-                    let since = if had {
-                        batch.since.min(self.carry_since.load(Ordering::Relaxed))
-                    } else {
-                        batch.since
-                    };
-                    self.carry_since.store(since, Ordering::Relaxed);
-                    self.carry_failures.fetch_add(failures, Ordering::Relaxed);
-                    self.carry_requests.fetch_add(requests, Ordering::Relaxed);
-                }
-            }
+        if let Some(counts) = answered {
+            self.fleet_failures
+                .store(counts.failures, Ordering::Relaxed);
+            self.fleet_requests
+                .store(counts.requests, Ordering::Relaxed);
+            self.synced_at.store(batch.asked_at, Ordering::Relaxed);
+            self.outbox_len.store(0, Ordering::Release);
         }
         self.in_flight.store(false, Ordering::Release);
     }
@@ -368,8 +400,7 @@ impl Mirror {
     /// pending.
     pub(crate) fn forget(&self) {
         self.stale();
-        self.carry_failures.store(0, Ordering::Relaxed);
-        self.carry_requests.store(0, Ordering::Relaxed);
+        self.outbox_len.store(0, Ordering::Release);
         for lane in self.lanes.iter() {
             lane.failures.store(0, Ordering::Relaxed);
             lane.requests.store(0, Ordering::Relaxed);
@@ -395,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_new_mirror_admits_nothing_until_a_sync() {
-        let mirror = Mirror::new(INTERVAL, 0);
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         assert!(!mirror.admits());
         assert_eq!(mirror.verdict(), Verdict::AskStore);
         assert!(mirror.sync_first());
@@ -408,7 +439,7 @@ mod tests {
 
     #[test]
     fn each_state_decides_as_the_store_would() {
-        let mirror = Mirror::new(INTERVAL, 0);
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         for (state, verdict) in [
             (State::Closed, Verdict::Admit),
             (State::Disabled, Verdict::Admit),
@@ -423,25 +454,31 @@ mod tests {
 
     #[test]
     fn outcomes_wait_in_the_mirror_and_a_sync_takes_them_once() {
-        let mirror = Mirror::new(INTERVAL, 0);
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         synced(&mirror, 0, State::Closed, Counts::default());
         let rule = MaxFailuresRule::new(10).unwrap();
         for _ in 0..5 {
-            assert!(!mirror.add(Outcome::Success, true, &rule));
+            mirror.add_success();
         }
         assert!(!mirror.add(Outcome::Failure, true, &rule));
         assert_eq!(mirror.pending(), Counts::new(1, 6));
         assert!(mirror.claim());
         let batch = mirror.begin(50, WINDOW);
-        assert_eq!(batch.counts(), Counts::new(1, 6));
-        assert_eq!(mirror.pending(), Counts::default());
+        assert_eq!(batch.parts(), &[(1, Counts::new(1, 6))]);
         mirror.end(batch, Some(Counts::new(4, 20)));
+        assert_eq!(mirror.pending(), Counts::default());
         assert_eq!(mirror.estimate(), Counts::new(4, 20));
+        // nothing new: an empty batch (a sync only reads the state)
+        assert!(mirror.claim());
+        let batch = mirror.begin(150, WINDOW);
+        assert!(batch.parts().is_empty());
+        mirror.end(batch, Some(Counts::new(4, 20)));
+        assert!(mirror.writer_key().starts_with("lasier:sync:svc:"));
     }
 
     #[test]
     fn a_failure_that_brings_the_estimate_to_the_rule_claims_a_sync_at_once() {
-        let mirror = Mirror::new(INTERVAL, 0);
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         // the fleet had 2 failures at the last sync
         synced(&mirror, 0, State::Closed, Counts::new(2, 0));
         let rule = MaxFailuresRule::new(3).unwrap();
@@ -449,57 +486,81 @@ mod tests {
         // one sync at a time: the next failure does not claim another
         assert!(!mirror.add(Outcome::Failure, false, &rule));
         // disabled by hand: nothing trips
-        let disabled = Mirror::new(INTERVAL, 0);
+        let disabled = Mirror::new("svc", INTERVAL, 0);
         synced(&disabled, 0, State::Disabled, Counts::new(2, 0));
         assert!(!disabled.add(Outcome::Failure, false, &rule));
     }
 
     #[test]
-    fn a_failed_sync_keeps_its_batch_and_the_next_one_sends_it() {
-        let mirror = Mirror::new(INTERVAL, 0);
+    fn an_unanswered_part_is_sent_again_with_its_number() {
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         synced(&mirror, 0, State::Closed, Counts::default());
         let rule = MaxFailuresRule::new(10).unwrap();
         let _ = mirror.add(Outcome::Failure, false, &rule);
         assert!(mirror.claim());
         let batch = mirror.begin(100, WINDOW);
+        assert_eq!(batch.parts(), &[(1, Counts::new(1, 0))]);
         mirror.end(batch, None);
         assert_eq!(mirror.pending(), Counts::new(1, 0));
         let _ = mirror.add(Outcome::Failure, false, &rule);
         assert!(mirror.claim());
         let batch = mirror.begin(200, WINDOW);
-        assert_eq!(batch.counts(), Counts::new(2, 0));
+        // the same part 1 (the store counts it only if it has not), and a
+        // new part 2
+        assert_eq!(
+            batch.parts(),
+            &[(1, Counts::new(1, 0)), (2, Counts::new(1, 0))]
+        );
+        mirror.end(batch, Some(Counts::new(2, 0)));
+        assert_eq!(mirror.pending(), Counts::default());
         assert_eq!(mirror.dropped(), 0);
     }
 
     #[test]
-    fn counts_are_dropped_and_counted_once_their_window_has_surely_ended() {
-        let mirror = Mirror::new(INTERVAL, 0);
+    fn while_the_outbox_is_full_new_outcomes_wait_in_the_counters() {
+        let mirror = Mirror::new("svc", INTERVAL, 0);
+        synced(&mirror, 0, State::Closed, Counts::default());
+        let rule = MaxFailuresRule::new(100).unwrap();
+        for t in 1..=OUTBOX as u64 + 2 {
+            let _ = mirror.add(Outcome::Failure, false, &rule);
+            assert!(mirror.claim());
+            let batch = mirror.begin(t * 10, WINDOW);
+            assert_eq!(batch.parts().len() as u64, t.min(OUTBOX as u64));
+            mirror.end(batch, None);
+        }
+        // nothing lost: 4 parts of 1, and 2 waiting
+        assert_eq!(mirror.pending(), Counts::new(OUTBOX as u64 + 2, 0));
+    }
+
+    #[test]
+    fn parts_are_dropped_and_counted_once_their_window_has_surely_ended() {
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         synced(&mirror, 0, State::Closed, Counts::default());
         let rule = MaxFailuresRule::new(10).unwrap();
         let _ = mirror.add(Outcome::Failure, true, &rule);
         assert!(mirror.claim());
-        // recorded after the sync at 0: the batch dates from 0 at the
+        // recorded after the sync at 0: the part dates from 0 at the
         // earliest
         let batch = mirror.begin(100, WINDOW);
         mirror.end(batch, None);
         // still within a window of 0: kept
         assert!(mirror.claim());
         let batch = mirror.begin(999, WINDOW);
-        assert_eq!(batch.counts(), Counts::new(1, 1));
+        assert_eq!(batch.parts(), &[(1, Counts::new(1, 1))]);
         mirror.end(batch, None);
-        // a newer outcome joins them
-        let _ = mirror.add(Outcome::Success, true, &rule);
+        // a newer outcome
+        mirror.add_success();
         assert!(mirror.claim());
         let batch = mirror.begin(1_000, WINDOW);
-        // the carried ones date from 0: dropped; the new one is sent
-        assert_eq!(batch.counts(), Counts::new(0, 1));
+        // part 1 dates from 0: dropped; the new one is sent
+        assert_eq!(batch.parts(), &[(2, Counts::new(0, 1))]);
         assert_eq!(mirror.dropped(), 1);
         mirror.end(batch, Some(Counts::new(0, 1)));
     }
 
     #[test]
     fn the_background_syncs_used_breakers_and_turns_idle_ones_stale() {
-        let mirror = Mirror::new(INTERVAL, 0);
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         assert!(mirror.sync_first());
         synced(&mirror, 0, State::Closed, Counts::default());
         assert_eq!(mirror.due(50), Due::NotYet);
@@ -526,7 +587,7 @@ mod tests {
 
     #[test]
     fn a_breaker_with_pending_counts_is_synced_even_if_unused_since() {
-        let mirror = Mirror::new(INTERVAL, 0);
+        let mirror = Mirror::new("svc", INTERVAL, 0);
         synced(&mirror, 0, State::Closed, Counts::default());
         let rule = MaxFailuresRule::new(10).unwrap();
         let _ = mirror.add(Outcome::Failure, false, &rule);

@@ -26,7 +26,7 @@ use crate::config::{Circuit, Config, StorageFailurePolicy};
 use crate::error::{Error, StorageError};
 use crate::events::Listener;
 use crate::local::{LocalBinding, LocalCircuit};
-use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
 mod mirror;
 mod open_cache;
@@ -168,6 +168,7 @@ impl<S: ?Sized> BreakerCore<S> {
         .then(|| Box::new(LocalCircuit::new()));
         let mirror = match (&engine, config.sync_period()) {
             (Engine::Store(_), Some(interval)) => Some(Box::new(Mirror::new(
+                circuit.name(),
                 crate::clock::ceil_millis(interval),
                 now_ms(&*clock),
             ))),
@@ -761,6 +762,13 @@ impl<S: ?Sized> BreakerCore<S> {
             now_ms(&*self.clock),
             self.circuit.timing().failure_timeout_ms,
         ))
+    }
+
+    /// What to send for `batch`: its parts, and where the store keeps the
+    /// last part it counted from this breaker.
+    pub fn sync_batch<'a>(&'a self, batch: &'a Batch) -> SyncBatch<'a> {
+        let writer_key = self.mirror.as_deref().map_or("", Mirror::writer_key);
+        SyncBatch::new(writer_key, batch.parts())
     }
 
     /// The store's answer to a sync: refreshes the mirror (and the open
