@@ -336,3 +336,58 @@ fn python_ignores_half_open_and_the_recipe_respects_it() {
     );
     assert!(!aware.open);
 }
+
+/// Sync mode (`sync_interval`) beside Python services: Python's per-call
+/// writes and the Rust breaker's batched ones add up in one window, and
+/// each side trips on the other's counts.
+#[test]
+fn a_rust_breaker_in_sync_mode_shares_one_window_with_python() {
+    let server = server_or_skip!();
+    if !python_available() {
+        return;
+    }
+    let name = unique("sync-mode-py");
+    let b = CircuitBreaker::builder(name.as_str())
+        .storage(server.storage())
+        .percentage_failures(50, 4)
+        .failure_timeout(Duration::from_secs(60))
+        .circuit_timeout(Duration::from_secs(60))
+        .sync_interval(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    ok(&b).unwrap();
+    ok(&b).unwrap();
+    let _ = fail(&b);
+    // Python sees nothing of it until the Rust breaker syncs
+    let py = python(server, &name, "percentage", &["ok"]);
+    assert_eq!(py.counts, Counts::new(0, 1));
+    b.flush().unwrap();
+    let py = python(server, &name, "percentage", &[]);
+    assert_eq!(py.counts, Counts::new(1, 4), "Python reads the batch");
+    // Python's 5th request and 2nd failure: 40 %, closed; its 6th and 3rd:
+    // 50 % of 6 > 4 requests, open for both
+    let py = python(server, &name, "percentage", &["fail", "fail"]);
+    assert_eq!(py.results, ["boom", "open"], "{py:?}");
+    b.flush().unwrap();
+    assert!(ok(&b).unwrap_err().is_open(), "Rust's mirror sees it open");
+
+    // MaxFailures(3): one failure from Python, two from Rust, pushed by the
+    // failure that reaches the rule as Rust knows it.
+    let name = unique("sync-mode-py-max");
+    let b = CircuitBreaker::builder(name.as_str())
+        .storage(server.storage())
+        .max_failures(3)
+        .failure_timeout(Duration::from_secs(60))
+        .circuit_timeout(Duration::from_secs(60))
+        .sync_interval(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    ok(&b).unwrap();
+    let py = python(server, &name, "max", &["fail"]);
+    assert_eq!(py.counts.failures, 1);
+    b.flush().unwrap();
+    let _ = fail(&b);
+    let _ = fail(&b);
+    assert_eq!(b.state().unwrap(), State::Open);
+    assert!(python(server, &name, "max", &[]).open);
+}

@@ -303,15 +303,16 @@ impl Mirror {
         if now.saturating_sub(attempted) < self.interval_ms {
             return Due::NotYet;
         }
+        let synced = self.synced_at.load(Ordering::Relaxed);
+        if now.saturating_sub(synced) >= 2 * self.interval_ms {
+            // Not refreshed for two intervals (idle, or its syncs failed):
+            // admit nothing from it.
+            self.stale();
+        }
         let used = self.phase.fetch_and(!USED, Ordering::Relaxed) & USED != 0;
         let pending = self.pending();
         if used || pending.failures > 0 || pending.requests > 0 {
             return if self.claim() { Due::Sync } else { Due::Busy };
-        }
-        let synced = self.synced_at.load(Ordering::Relaxed);
-        if now.saturating_sub(synced) >= 2 * self.interval_ms {
-            // Not refreshed for two intervals: admit nothing from it.
-            self.stale();
         }
         Due::Idle
     }

@@ -811,11 +811,19 @@ impl<S: ?Sized> BreakerCore<S> {
             Err(error) => {
                 mirror.end(batch, None);
                 self.emit(|l| l.on_storage_error(self.name(), &error));
-                if matches!(self.policy, StorageFailurePolicy::LocalFallback { .. }) {
-                    // Calls go to the fallback circuit, and the next sync is
-                    // its probe.
-                    mirror.stale();
-                    self.enter_fallback(&error);
+                match self.policy {
+                    StorageFailurePolicy::LocalFallback { .. } => {
+                        // Calls go to the fallback circuit, and the next
+                        // sync is its probe.
+                        mirror.stale();
+                        self.enter_fallback(&error);
+                    }
+                    // Calls ask the store, and are rejected while it fails.
+                    StorageFailurePolicy::FailClosed => mirror.stale(),
+                    // Calls are admitted from the mirror (and counted)
+                    // until it is two intervals old, then let through
+                    // unchecked while the store fails.
+                    _ => {}
                 }
                 Err(error)
             }
