@@ -86,3 +86,33 @@ async fn a_failed_sync_keeps_its_batch_and_flush_pushes_it() {
     assert_eq!(shared_counts(&store).await.failures, 2);
     assert_eq!(a.metrics().await.unwrap().dropped, 0);
 }
+
+/// On the real clock: the background task pushes a busy breaker's
+/// outcomes within about an interval, and brings another process's
+/// change back as fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_pushes_and_refreshes_about_once_an_interval() {
+    let store = Arc::new(Faulty::new(MemoryStorage::new()));
+    let build = || {
+        CircuitBreaker::builder("svc")
+            .storage(Arc::clone(&store))
+            .max_failures(100)
+            .sync_interval(Duration::from_millis(20))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    ok(&a).await.unwrap();
+    ok(&b).await.unwrap();
+    fail(&a).await.unwrap_err();
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while shared_counts(&store).await.failures != 1 {
+        assert!(std::time::Instant::now() < deadline, "never pushed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.force_open().await.unwrap();
+    while ok(&b).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -11,7 +11,7 @@ use crate::clock::{ceil_millis, now_ms, Clock, MonotonicClock};
 use crate::config::Circuit;
 use crate::error::StorageError;
 use crate::local::{LocalBinding, LocalCircuit};
-use crate::state::{Admission, Manual, Outcome, Permit, State, Transition};
+use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 use crate::storage::{FusedSteps, Storage};
 
 /// Keys that live in memory, and circuits that live in this process.
@@ -286,6 +286,47 @@ impl FusedSteps for MemoryStorage {
         Ok(())
     }
 
+    /// A breaker on this storage keeps its circuit in this process and
+    /// never syncs; this counts a batch into the circuit as that many
+    /// calls' outcomes, one by one, for a test of the steps. Parts are
+    /// counted as given: nothing is kept at the writer key.
+    fn sync(
+        &self,
+        circuit: &Circuit,
+        batch: &SyncBatch<'_>,
+        rule: &dyn Rule,
+    ) -> Option<Result<Snapshot, StorageError>> {
+        let local = self.circuit(circuit);
+        let clock = &*self.maps.clock;
+        let counts = batch.counts_after(0);
+        let successes = if circuit.counts_requests() {
+            counts.requests.saturating_sub(counts.failures)
+        } else {
+            0
+        };
+        let mut transition = None;
+        for outcome in core::iter::repeat_n(
+            Outcome::Success,
+            usize::try_from(successes).unwrap_or(usize::MAX),
+        )
+        .chain(core::iter::repeat_n(
+            Outcome::Failure,
+            usize::try_from(counts.failures).unwrap_or(usize::MAX),
+        )) {
+            let changed = local.record(Permit::Normal, outcome, rule, clock, circuit.timing());
+            transition = transition.or(changed);
+        }
+        let state = local.state(clock, circuit.timing());
+        let counts = if state == State::Closed || state == State::Disabled {
+            local.counts(clock)
+        } else {
+            Counts::default()
+        };
+        Some(Ok(Snapshot::new(state, counts)
+            .with_open_for(local.open_for(clock))
+            .with_transition(transition)))
+    }
+
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
         Some(LocalBinding {
             circuit: self.circuit(circuit),
@@ -349,6 +390,14 @@ impl crate::AsyncFusedSteps for MemoryStorage {
     }
     async fn open_circuit(&self, circuit: &Circuit) -> Result<(), StorageError> {
         FusedSteps::open_circuit(self, circuit)
+    }
+    async fn sync(
+        &self,
+        circuit: &Circuit,
+        batch: &SyncBatch<'_>,
+        rule: &dyn Rule,
+    ) -> Option<Result<Snapshot, StorageError>> {
+        FusedSteps::sync(self, circuit, batch, rule)
     }
     async fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
         FusedSteps::state(self, circuit)

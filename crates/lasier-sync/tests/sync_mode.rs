@@ -253,3 +253,33 @@ fn sync_interval_longer_than_the_window_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("sync_interval"), "{err}");
 }
+
+/// On the real clock: the background thread pushes a busy breaker's
+/// outcomes within about an interval, and brings another process's
+/// change back as fast.
+#[test]
+fn the_background_pushes_and_refreshes_about_once_an_interval() {
+    let store = Arc::new(Faulty::new(MemoryStorage::new()));
+    let build = || {
+        CircuitBreaker::builder("svc")
+            .storage(Arc::clone(&store))
+            .max_failures(100)
+            .sync_interval(Duration::from_millis(20))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    ok(&a).unwrap();
+    ok(&b).unwrap();
+    fail(&a).unwrap_err();
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while shared_counts(&store).failures != 1 {
+        assert!(std::time::Instant::now() < deadline, "never pushed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    a.force_open().unwrap();
+    while ok(&b).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -7,7 +7,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lasier_core::{Admission, Circuit, Config, Counts, Outcome, Permit, Rule, State, Transition};
+use lasier_core::{
+    Admission, Circuit, Config, Counts, Outcome, Permit, Rule, State, SyncBatch, Transition,
+};
 
 use crate::probe::{ensure, Broken, Names, Probe, Timeline};
 use crate::store::{Reference, Store, SyncStore};
@@ -73,6 +75,9 @@ pub(crate) enum Action {
     Reset(usize),
     /// Time moves on by `.0` half ticks.
     Advance(u32),
+    /// `sync` a batch of `.1` failures among `.2` requests of breaker `.0`
+    /// (the step of sync mode), as one part.
+    Sync(usize, u64, u64),
     /// The half-open marker of breaker `.0`, if the storage keeps one among
     /// its keys, is written again without a TTL and with two leases
     /// started, as a writer that died mid-step (or a hand) would leave it.
@@ -80,7 +85,7 @@ pub(crate) enum Action {
 }
 
 use Action::{
-    Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateOf,
+    Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateOf, Sync,
 };
 use Outcome::{Failure as Fail, Success as Pass};
 
@@ -124,6 +129,16 @@ pub(crate) static SCENARIOS: &[Scenario] = &[
             Call(0, Pass), Call(0, Pass), Call(0, Pass), Call(0, Pass), CountsOf(0), Call(0, Fail),
             CountsOf(0), Call(0, Fail), Call(0, Fail), CountsOf(0), StateOf(0), Call(0, Fail),
             StateOf(0), CountsOf(0), Call(0, Fail),
+        ],
+    },
+    Scenario {
+        check: "steps_sync_adds_batches_and_trips",
+        what: "PercentageFailuresRule(50 %, more than 4 requests) and MaxFailuresRule(3): a sync adds a batch to what calls counted, reports the counts, opens when the rule says so, and counts nothing while open",
+        breakers: &[breaker("svc", RuleSpec::Percentage(50, 4)), breaker("max", RuleSpec::Max(3))],
+        steps: &[
+            Call(0, Pass), Call(0, Pass), Sync(0, 1, 3), CountsOf(0), Sync(0, 0, 0), Call(0, Fail),
+            Sync(0, 3, 3), StateOf(0), Sync(0, 1, 1), CountsOf(0), Call(0, Pass),
+            Sync(1, 0, 9), Sync(1, 2, 2), Call(1, Pass), Call(1, Fail), StateOf(1), Sync(1, 0, 0),
         ],
     },
     Scenario {
@@ -328,6 +343,9 @@ enum Seen {
     Done,
     State(State),
     Counts(Counts),
+    /// What a sync brought back (the time left open aside: a storage of
+    /// primitives cannot read it).
+    Synced(State, Counts, Option<Transition>),
 }
 
 struct ShowTransition(Option<Transition>);
@@ -352,6 +370,13 @@ impl fmt::Display for Seen {
             Seen::Done => f.write_str("Ok"),
             Seen::State(s) => write!(f, "{s}"),
             Seen::Counts(c) => write!(f, "failures: {}, requests: {}", c.failures, c.requests),
+            Seen::Synced(state, c, t) => write!(
+                f,
+                "synced: {state}, failures: {}, requests: {}, {}",
+                c.failures,
+                c.requests,
+                ShowTransition(*t)
+            ),
         }
     }
 }
@@ -368,6 +393,7 @@ fn describe(step: Action, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) 
         StateOf(b) => format!("state of {:?}", on(b)),
         CountsOf(b) => format!("counts of {:?}", on(b)),
         Reset(b) => format!("reset of {:?}", on(b)),
+        Sync(b, f, r) => format!("sync of {:?}: {f} failures, {r} requests", on(b)),
         Advance(h) => format!("time moves on by {} ticks", f64::from(h) / 2.0),
         MarkerWithoutTtl(b) => format!(
             "the half-open marker of {:?} is written again without a TTL, 2 leases started",
@@ -382,6 +408,8 @@ const SLOTS: usize = 8;
 struct Side<'a> {
     store: &'a dyn Store,
     permits: [Option<Permit>; SLOTS],
+    /// The number of the last part this side synced.
+    parts: u64,
 }
 
 impl Side<'_> {
@@ -459,6 +487,16 @@ impl Side<'_> {
                 }
                 None => Seen::NoPermit,
             },
+            Sync(b, failures, requests) => match breaker(b) {
+                Some((c, rule)) => {
+                    self.parts += 1;
+                    let writer = format!("lasier:sync:{}:testkit", c.name());
+                    let parts = [(self.parts, Counts::new(failures, requests))];
+                    let snapshot = s.sync(c, &SyncBatch::new(&writer, &parts), &**rule).await?;
+                    Seen::Synced(snapshot.state, snapshot.counts, snapshot.transition)
+                }
+                None => Seen::NoPermit,
+            },
             Advance(_) => Seen::Done,
             MarkerWithoutTtl(b) => match breaker(b) {
                 Some((c, _)) => {
@@ -512,10 +550,12 @@ pub(crate) async fn compare(
     let mut sut = Side {
         store: p.0,
         permits: [None; SLOTS],
+        parts: 0,
     };
     let mut model = Side {
         store: &reference,
         permits: [None; SLOTS],
+        parts: 0,
     };
     let mut slots: [Option<usize>; SLOTS] = [None; SLOTS];
     let mut transcript = Vec::new();

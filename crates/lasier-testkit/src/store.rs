@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lasier_core::clock::ManualClock;
 use lasier_core::{
-    Admission, AsyncSteps as _, Circuit, Counts, MemoryStorage, Outcome, Permit, Rule, State,
-    Steps as _, Storage, StorageError, Transition,
+    Admission, AsyncSteps as _, Circuit, Counts, MemoryStorage, Outcome, Permit, Rule, Snapshot,
+    State, Steps as _, Storage, StorageError, SyncBatch, Transition,
 };
 
 /// What the checks call: the primitives, the fused steps, and concurrent
@@ -37,6 +37,12 @@ pub(crate) trait Store: Send + Sync {
     async fn counts(&self, c: &Circuit) -> Result<Counts, StorageError>;
     async fn repair(&self, c: &Circuit) -> Result<(), StorageError>;
     async fn reset(&self, c: &Circuit) -> Result<(), StorageError>;
+    async fn sync(
+        &self,
+        c: &Circuit,
+        batch: &SyncBatch<'_>,
+        rule: &dyn Rule,
+    ) -> Result<Snapshot, StorageError>;
 
     /// `workers` concurrent callers each add 1 to `key`, `each` times;
     /// returns every value the storage returned.
@@ -115,6 +121,14 @@ impl<S: Storage> Store for SyncStore<S> {
     }
     async fn reset(&self, c: &Circuit) -> Result<(), StorageError> {
         self.0.reset(c)
+    }
+    async fn sync(
+        &self,
+        c: &Circuit,
+        batch: &SyncBatch<'_>,
+        rule: &dyn Rule,
+    ) -> Result<Snapshot, StorageError> {
+        self.0.sync(c, batch, rule)
     }
 
     async fn incr_concurrently(
@@ -229,6 +243,14 @@ impl<S: lasier_core::AsyncStorage + 'static> Store for AsyncStore<S> {
     }
     async fn reset(&self, c: &Circuit) -> Result<(), StorageError> {
         self.0.reset(c).await
+    }
+    async fn sync(
+        &self,
+        c: &Circuit,
+        batch: &SyncBatch<'_>,
+        rule: &dyn Rule,
+    ) -> Result<Snapshot, StorageError> {
+        self.0.sync(c, batch, rule).await
     }
 
     async fn incr_concurrently(
