@@ -90,16 +90,30 @@ impl Probe {
     }
 }
 
+/// The sync interval of a fleet's breakers (`LASIER_HALF_OPEN_SYNC_MS`, 0
+/// or unset: per-call mode).
+fn sync_interval() -> Option<Duration> {
+    std::env::var("LASIER_HALF_OPEN_SYNC_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
 fn breaker_sync(name: &str, storage: RedisStorage, open: Duration) -> lasier_sync::CircuitBreaker {
-    lasier_sync::CircuitBreaker::builder(name)
+    let builder = lasier_sync::CircuitBreaker::builder(name)
         .storage(storage)
         .max_failures(1)
         .failure_timeout(Duration::from_secs(60))
         .circuit_timeout(open)
         .half_open_max_calls(1)
-        .on_storage_failure(StorageFailurePolicy::FailClosed)
-        .build()
-        .unwrap()
+        .on_storage_failure(StorageFailurePolicy::FailClosed);
+    match sync_interval() {
+        Some(interval) => builder.sync_interval(interval),
+        None => builder,
+    }
+    .build()
+    .unwrap()
 }
 
 fn breaker_async(
@@ -107,15 +121,19 @@ fn breaker_async(
     storage: AsyncRedisStorage,
     open: Duration,
 ) -> lasier_async::CircuitBreaker {
-    lasier_async::CircuitBreaker::builder(name)
+    let builder = lasier_async::CircuitBreaker::builder(name)
         .storage(storage)
         .max_failures(1)
         .failure_timeout(Duration::from_secs(60))
         .circuit_timeout(open)
         .half_open_max_calls(1)
-        .on_storage_failure(StorageFailurePolicy::FailClosed)
-        .build()
-        .unwrap()
+        .on_storage_failure(StorageFailurePolicy::FailClosed);
+    match sync_interval() {
+        Some(interval) => builder.sync_interval(interval),
+        None => builder,
+    }
+    .build()
+    .unwrap()
 }
 
 /// What the callers of one child saw.
@@ -314,12 +332,14 @@ fn run_fleet(
     name: &str,
     open: Duration,
     run: Duration,
+    sync: Option<Duration>,
     meanwhile: impl FnOnce(&lasier_sync::CircuitBreaker),
 ) -> Figures {
     let probe = Probe::new(name);
     let url = server.url();
     let open_ms = open.as_millis().to_string();
     let run_ms = run.as_millis().to_string();
+    let sync_ms = sync.map_or(0, |d| d.as_millis()).to_string();
     let children = FLEET
         .iter()
         .map(|(kind, callers)| {
@@ -333,6 +353,7 @@ fn run_fleet(
                     ("LASIER_HALF_OPEN_CALLERS", &callers),
                     ("LASIER_HALF_OPEN_OPEN_MS", &open_ms),
                     ("LASIER_HALF_OPEN_RUN_MS", &run_ms),
+                    ("LASIER_HALF_OPEN_SYNC_MS", &sync_ms),
                 ],
             )
         })
@@ -386,6 +407,17 @@ fn check_sound(test: &str, figures: &Figures) {
 /// at most `ceil(200 / 150) x 1 = 2` trials at once, and one per lease.
 #[test]
 fn slow_trials_of_a_fleet_stay_bounded_by_their_leases() {
+    slow_trials(None);
+}
+
+/// The same with every process in sync mode (50 ms): trials still ask the
+/// store, so the bound is the same.
+#[test]
+fn slow_trials_stay_bounded_in_sync_mode() {
+    slow_trials(Some(Duration::from_millis(50)));
+}
+
+fn slow_trials(sync: Option<Duration>) {
     let server = server_or_skip!();
     let _one = ONE_FLEET.lock().unwrap_or_else(PoisonError::into_inner);
     /// The open time, and so the trial lease (its default).
@@ -402,9 +434,13 @@ fn slow_trials_of_a_fleet_stay_bounded_by_their_leases() {
     /// that shows the fleet was not shut out for good.
     const LEAST_ADMITTED: u64 = 8;
 
-    let test = "slow trials";
+    let test = if sync.is_some() {
+        "slow trials, sync mode"
+    } else {
+        "slow trials"
+    };
     let name = unique("slow-trials");
-    let figures = run_fleet(server, &name, OPEN, RUN, |_| {});
+    let figures = run_fleet(server, &name, OPEN, RUN, sync, |_| {});
     let breaker = breaker_sync(&name, server.storage(), OPEN);
     let state_after = breaker.state().unwrap();
     figure(test, "fleet", "2 sync x 4 threads + 2 async x 16 tasks");
@@ -453,7 +489,7 @@ fn an_idle_circuit_stays_half_open_and_a_burst_runs_one_trial() {
     let test = "idle then burst";
     let name = unique("idle-burst");
     let mut state_before = None;
-    let figures = run_fleet(server, &name, OPEN, Duration::ZERO, |breaker| {
+    let figures = run_fleet(server, &name, OPEN, Duration::ZERO, None, |breaker| {
         std::thread::sleep(OPEN * 5 / 2);
         state_before = Some(breaker.state().unwrap());
     });
