@@ -152,9 +152,10 @@ fn main() {
         }
     }
     print_concurrency(&groups);
-    let extra = dir.join("lasier-extra.md");
-    if let Ok(text) = fs::read_to_string(&extra) {
-        println!();
-        print!("{text}");
+    for extra in ["lasier-extra.md", "lasier-fleet.md"] {
+        if let Ok(text) = fs::read_to_string(dir.join(extra)) {
+            println!();
+            print!("{text}");
+        }
     }
 }
