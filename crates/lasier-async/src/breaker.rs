@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use lasier_core::{
     AsyncSteps, AsyncStorage, BreakerCore, Counts, Error, Manual, Metrics, Outcome, Permit,
-    Recorded, State, StorageError, StorageErrorKind, Ticket, Transition,
+    Recorded, State, StorageError, StorageErrorKind, SyncItem, Ticket, Transition,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -48,6 +48,28 @@ impl Parts {
             .await;
         repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
         core.synced(batch, answer)
+    }
+}
+
+/// Runs the syncs the caller holds of several breakers on one storage
+/// (a background pass): one pipelined round trip where the storage can.
+pub(crate) async fn sync_many_held(all: &[&Parts]) {
+    let Some(store) = all.first().and_then(|parts| parts.core.store()) else {
+        return;
+    };
+    let batches: Vec<_> = all
+        .iter()
+        .filter_map(|parts| parts.core.sync_begin().map(|batch| (&parts.core, batch)))
+        .collect();
+    let items: Vec<SyncItem<'_>> = batches
+        .iter()
+        .map(|(core, batch)| SyncItem::new(core.circuit(), core.sync_batch(batch), core.rule()))
+        .collect();
+    let answers = store.sync_many(&items).await;
+    for ((core, batch), answer) in batches.iter().zip(answers) {
+        repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
+        // (an error went to the listeners and the policy)
+        let _ = core.synced(*batch, answer);
     }
 }
 

@@ -1,6 +1,8 @@
 //! The background syncs of breakers in sync mode: one tokio task per
-//! storage instance for all its breakers, spawned when the first of them
-//! is first used inside a tokio runtime, and ended when the last is gone.
+//! storage group (a storage and its clones that share connections, see
+//! `AsyncStorage::sync_group`) for all its breakers, spawned when the first
+//! of them is first used inside a tokio runtime, and ended when the last is
+//! gone. Breakers due together share one pipelined round trip.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
@@ -10,9 +12,12 @@ use lasier_core::AsyncStorage;
 
 use crate::breaker::Parts;
 
+/// The most syncs sent in one round trip.
+const PIPELINE: usize = 256;
+
 /// The breakers in sync mode on one storage instance.
 struct Syncer {
-    /// The storage's address: what tells one instance from another.
+    /// The storages' group ([`Storage::sync_group`](lasier_core::Storage::sync_group)).
     storage: usize,
     breakers: Mutex<Vec<Weak<Parts>>>,
 }
@@ -26,8 +31,8 @@ fn syncers() -> &'static Mutex<Vec<Arc<Syncer>>> {
     SYNCERS.get_or_init(Mutex::default)
 }
 
-fn address(store: &Arc<dyn AsyncStorage>) -> usize {
-    Arc::as_ptr(store).cast::<()>() as usize
+fn group(store: &Arc<dyn AsyncStorage>) -> usize {
+    store.sync_group()
 }
 
 /// Has `parts` (in sync mode, on a store) synced in the background.
@@ -39,7 +44,7 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return false;
     };
-    let storage = address(store);
+    let storage = group(store);
     let mut all = lock(syncers());
     if let Some(syncer) = all.iter().find(|s| s.storage == storage) {
         lock(&syncer.breakers).push(Arc::downgrade(parts));
@@ -83,11 +88,19 @@ async fn run(syncer: Arc<Syncer>) {
                 }
             }
         }
-        for parts in &live {
-            if parts.core.sync_due() == Due::Sync {
-                // (an error went to the listeners and the policy)
-                let _ = parts.sync_held().await;
-            }
+        // Those due together share one round trip (a pipeline), at most
+        // PIPELINE at a time.
+        let (mut due, rest): (Vec<&Parts>, Vec<&Parts>) = live
+            .iter()
+            .map(|parts| &**parts)
+            .partition(|parts| parts.core.sync_due(tick) == Due::Sync);
+        if !due.is_empty() {
+            // The others in use come along, unless synced since the last
+            // pass: the storage's breakers fall into step.
+            due.extend(rest.into_iter().filter(|parts| parts.core.sync_joins(tick)));
+        }
+        for chunk in due.chunks(PIPELINE) {
+            crate::breaker::sync_many_held(chunk).await;
         }
         drop(live);
         tokio::time::sleep(tick.max(Duration::from_millis(1))).await;

@@ -37,6 +37,7 @@ use crate::error::StorageError;
 use crate::kv::nonblocking as kv;
 use crate::local::LocalBinding;
 use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
+use crate::storage::SyncItem;
 
 /// An async store for circuit state: [`Storage`](crate::Storage), async.
 #[async_trait]
@@ -66,6 +67,16 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
     /// [`Storage::fused_steps`](crate::Storage::fused_steps).
     fn fused_steps(&self) -> Option<&dyn AsyncFusedSteps> {
         None
+    }
+
+    /// Which storages share one connection to the store: breakers in sync
+    /// mode on storages of one group sync together, from one background
+    /// thread (or task) and in one pipelined round trip where the storage
+    /// can. The default, this storage's address, is right unless clones of
+    /// it share connections (a Redis storage's clones share its pool, and
+    /// say so).
+    fn sync_group(&self) -> usize {
+        (self as *const Self).cast::<()>() as usize
     }
 }
 
@@ -125,6 +136,16 @@ pub trait AsyncFusedSteps: Send + Sync {
         rule: &dyn Rule,
     ) -> Option<Result<Snapshot, StorageError>> {
         let _ = (circuit, batch, rule);
+        None
+    }
+
+    /// See [`Steps::sync_many`](crate::Steps::sync_many). The default,
+    /// `None`, has the breaker run `sync` for each item in turn.
+    async fn sync_many(
+        &self,
+        items: &[SyncItem<'_>],
+    ) -> Option<alloc::vec::Vec<Result<Snapshot, StorageError>>> {
+        let _ = items;
         None
     }
 
@@ -251,6 +272,25 @@ pub trait AsyncSteps: AsyncStorage {
         kv::sync(self, circuit, batch, rule).await
     }
 
+    /// See [`Steps::sync_many`](crate::Steps::sync_many).
+    async fn sync_many(
+        &self,
+        items: &[SyncItem<'_>],
+    ) -> alloc::vec::Vec<Result<Snapshot, StorageError>> {
+        if let Some(own) = self.fused_steps() {
+            if let Some(answers) = own.sync_many(items).await {
+                if answers.len() == items.len() {
+                    return answers;
+                }
+            }
+        }
+        let mut answers = alloc::vec::Vec::with_capacity(items.len());
+        for item in items {
+            answers.push(self.sync(item.circuit, &item.batch, item.rule).await);
+        }
+        answers
+    }
+
     /// See [`Steps::validate`](crate::Steps::validate).
     ///
     /// # Errors
@@ -294,6 +334,9 @@ macro_rules! forward_async_storage {
             }
             fn fused_steps(&self) -> Option<&dyn AsyncFusedSteps> {
                 (**self).fused_steps()
+            }
+            fn sync_group(&self) -> usize {
+                (**self).sync_group()
             }
         }
     )*};

@@ -105,6 +105,40 @@ use crate::kv::blocking as kv;
 use crate::local::LocalBinding;
 use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
+/// One breaker's sync among several that a storage may run together (in
+/// one pipelined round trip): see
+/// [`FusedSteps::sync_many`](crate::FusedSteps::sync_many).
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct SyncItem<'a> {
+    /// The breaker's circuit.
+    pub circuit: &'a Circuit,
+    /// What it sends.
+    pub batch: SyncBatch<'a>,
+    /// Its rule.
+    pub rule: &'a dyn Rule,
+}
+
+impl<'a> SyncItem<'a> {
+    /// The sync of `batch` on `circuit` under `rule`.
+    pub fn new(circuit: &'a Circuit, batch: SyncBatch<'a>, rule: &'a dyn Rule) -> Self {
+        Self {
+            circuit,
+            batch,
+            rule,
+        }
+    }
+}
+
+impl core::fmt::Debug for SyncItem<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SyncItem")
+            .field("circuit", self.circuit.name())
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A blocking store for circuit state: six primitives. See the
 /// [module docs](self) for the contract and a complete implementation.
 pub trait Storage: fmt::Debug + Send + Sync {
@@ -134,6 +168,16 @@ pub trait Storage: fmt::Debug + Send + Sync {
     /// `None`, is right for a storage that only has the six primitives.
     fn fused_steps(&self) -> Option<&dyn FusedSteps> {
         None
+    }
+
+    /// Which storages share one connection to the store: breakers in sync
+    /// mode on storages of one group sync together, from one background
+    /// thread (or task) and in one pipelined round trip where the storage
+    /// can. The default, this storage's address, is right unless clones of
+    /// it share connections (a Redis storage's clones share its pool, and
+    /// say so).
+    fn sync_group(&self) -> usize {
+        (self as *const Self).cast::<()>() as usize
     }
 }
 
@@ -199,6 +243,18 @@ pub trait FusedSteps: Send + Sync {
         rule: &dyn Rule,
     ) -> Option<Result<Snapshot, StorageError>> {
         let _ = (circuit, batch, rule);
+        None
+    }
+
+    /// See [`Steps::sync_many`]. The default, `None`, has the breaker run
+    /// [`sync`](Self::sync) (or its default body) for each item in turn; a
+    /// store that can run them in one round trip (a pipeline) returns one
+    /// answer per item, in order.
+    fn sync_many(
+        &self,
+        items: &[SyncItem<'_>],
+    ) -> Option<alloc::vec::Vec<Result<Snapshot, StorageError>>> {
+        let _ = items;
         None
     }
 
@@ -340,6 +396,21 @@ pub trait Steps: Storage {
         }
     }
 
+    /// The syncs of several breakers due together (a facade's background
+    /// pass): one answer per item, in order. In one round trip where the
+    /// storage can pipeline them, else one [`sync`](Self::sync) each.
+    fn sync_many(&self, items: &[SyncItem<'_>]) -> alloc::vec::Vec<Result<Snapshot, StorageError>> {
+        if let Some(answers) = self.fused_steps().and_then(|own| own.sync_many(items)) {
+            if answers.len() == items.len() {
+                return answers;
+            }
+        }
+        items
+            .iter()
+            .map(|item| self.sync(item.circuit, &item.batch, item.rule))
+            .collect()
+    }
+
     /// Checks, when a breaker is built, that this storage can hold
     /// `circuit` (a Redis Cluster needs all of a circuit's keys in one hash
     /// slot, for example). Without fused steps, every circuit.
@@ -387,6 +458,9 @@ macro_rules! forward_storage {
             }
             fn fused_steps(&self) -> Option<&dyn FusedSteps> {
                 (**self).fused_steps()
+            }
+            fn sync_group(&self) -> usize {
+                (**self).sync_group()
             }
         }
     )*};

@@ -126,6 +126,23 @@ impl AsyncTransport for Multiplexed {
         .map_err(from_redis)
     }
 
+    async fn pipeline(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> Option<Result<Vec<redis::Value>, StorageError>> {
+        let conn = match self.conn().await {
+            Ok(conn) => conn,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            match conn {
+                Conn::Managed(mut conn) => pipeline.query_async(&mut conn).await,
+                Conn::Given(mut conn) => pipeline.query_async(&mut conn).await,
+            }
+            .map_err(from_redis),
+        )
+    }
+
     fn place(&self) -> String {
         match &self.addr {
             Some(addr) => format!("Redis at {addr}"),

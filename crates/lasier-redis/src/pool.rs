@@ -63,6 +63,15 @@ pub(crate) trait Connector: Send + Sync + 'static {
         invocation: &ScriptInvocation<'_>,
     ) -> RedisResult<T>;
 
+    /// Runs `pipeline` on `conn`, if this kind of connection can.
+    fn pipeline(
+        conn: &mut Self::Conn,
+        pipeline: &redis::Pipeline,
+    ) -> Option<RedisResult<Vec<redis::Value>>> {
+        let _ = (conn, pipeline);
+        None
+    }
+
     /// Where it connects to, for messages (no credentials).
     fn place(&self) -> String;
 
@@ -264,6 +273,18 @@ impl<C: Connector> Session for PoolSession<'_, C> {
     ) -> Result<T, StorageError> {
         let result = C::invoke(self.conn()?, circuit, invocation);
         result.map_err(|e| self.fail(e))
+    }
+
+    fn pipeline(
+        &mut self,
+        pipeline: &redis::Pipeline,
+    ) -> Option<Result<Vec<redis::Value>, StorageError>> {
+        let conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(e) => return Some(Err(e)),
+        };
+        let result = C::pipeline(conn, pipeline)?;
+        Some(result.map_err(|e| self.fail(e)))
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use lasier_core::state::{Admission, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
-use lasier_core::{Circuit, Counts, Rule, StorageError, StorageErrorKind};
+use lasier_core::{Circuit, Counts, Rule, StorageError, StorageErrorKind, SyncItem};
 use redis::{Script, ScriptInvocation};
 
 macro_rules! lua {
@@ -131,44 +131,128 @@ pub(crate) fn record(circuit: &Circuit, outcome: Outcome) -> ScriptInvocation<'s
 /// The sync step's script: the record script over the parts of a batch
 /// not counted yet, reporting the window's counts and the state.
 pub(crate) fn sync(circuit: &Circuit, batch: &SyncBatch<'_>) -> ScriptInvocation<'static> {
-    let mut invocation = count_batch(circuit, Counts::default(), true);
-    invocation.key(batch.writer_key()).arg(batch.parts().len());
-    for (number, counts) in batch.parts() {
-        let requests = if circuit.counts_requests() {
-            counts.requests
-        } else {
-            0
-        };
-        invocation
-            .arg(*number)
-            .arg(counts.failures.min(i64::MAX as u64))
-            .arg(requests.min(i64::MAX as u64));
+    let (keys, args) = record_call(circuit, Counts::default(), true, Some(batch));
+    let mut invocation = scripts().record.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    for arg in args {
+        invocation.arg(arg);
     }
     invocation
 }
 
+/// The same as a command (`EVALSHA`), for a pipeline of several breakers'
+/// syncs.
+pub(crate) fn sync_cmd(circuit: &Circuit, batch: &SyncBatch<'_>) -> redis::Cmd {
+    let (keys, args) = record_call(circuit, Counts::default(), true, Some(batch));
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(scripts().record.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(args);
+    cmd
+}
+
+/// Several breakers' syncs in one pipeline; every reply is kept, errors
+/// too.
+pub(crate) fn sync_pipeline(items: &[SyncItem<'_>]) -> redis::Pipeline {
+    let mut pipeline = redis::pipe();
+    pipeline.ignore_errors();
+    for item in items {
+        pipeline.add_command(sync_cmd(item.circuit, &item.batch));
+    }
+    pipeline
+}
+
+/// One reply of a sync pipeline.
+pub(crate) enum Piped {
+    /// The script's reply.
+    Reply(Vec<i64>),
+    /// The server lost the script: run this sync on its own, which loads it.
+    NoScript,
+    /// Anything else went wrong.
+    Failed(StorageError),
+}
+
+pub(crate) fn piped(value: redis::Value) -> Piped {
+    let value = match value.extract_error() {
+        Ok(value) => value,
+        Err(error)
+            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+        {
+            return Piped::NoScript
+        }
+        Err(error) => return Piped::Failed(crate::error::from_redis(error)),
+    };
+    match <Vec<i64> as redis::FromRedisValue>::from_redis_value(value) {
+        Ok(reply) => Piped::Reply(reply),
+        Err(error) => Piped::Failed(StorageError::new(
+            StorageErrorKind::Other,
+            format!("unexpected reply from the record script: {error}"),
+        )),
+    }
+}
+
+/// `error` for each of `n` items (a pipeline that failed as a whole).
+pub(crate) fn each_failed(error: &StorageError, n: usize) -> Vec<Result<Snapshot, StorageError>> {
+    (0..n)
+        .map(|_| Err(StorageError::new(error.kind(), error.to_string())))
+        .collect()
+}
+
 fn count_batch(circuit: &Circuit, batch: Counts, report: bool) -> ScriptInvocation<'static> {
+    let (keys, args) = record_call(circuit, batch, report, None);
+    let mut invocation = scripts().record.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    for arg in args {
+        invocation.arg(arg);
+    }
+    invocation
+}
+
+/// The record script's keys and arguments: for one call's outcome (`batch`)
+/// or for a sync's parts.
+fn record_call<'a>(
+    circuit: &'a Circuit,
+    batch: Counts,
+    report: bool,
+    sync: Option<&SyncBatch<'a>>,
+) -> (Vec<&'a str>, Vec<u64>) {
     let keys = circuit.keys();
     let timing = circuit.timing();
-    let requests = if circuit.counts_requests() {
-        batch.requests
-    } else {
-        0
-    };
-    let mut invocation = scripts().record.prepare_invoke();
-    invocation
-        .key(keys.open())
-        .key(keys.trials())
-        .key(keys.failures())
-        .key(keys.requests())
-        .key(keys.mode())
-        .arg(batch.failures.min(i64::MAX as u64))
-        .arg(flag(circuit.counts_requests()))
-        .arg(timing.half_open_max_calls)
-        .arg(timing.failure_timeout_ms)
-        .arg(requests.min(i64::MAX as u64))
-        .arg(flag(report));
-    invocation
+    let counts_requests = circuit.counts_requests();
+    let requests = |n: u64| if counts_requests { n } else { 0 };
+    let capped = |n: u64| n.min(i64::MAX as u64);
+    let mut key_list = vec![
+        keys.open(),
+        keys.trials(),
+        keys.failures(),
+        keys.requests(),
+        keys.mode(),
+    ];
+    let mut args = vec![
+        capped(batch.failures),
+        u64::from(flag(counts_requests)),
+        u64::from(timing.half_open_max_calls),
+        timing.failure_timeout_ms,
+        capped(requests(batch.requests)),
+        u64::from(flag(report)),
+    ];
+    if let Some(sync) = sync {
+        key_list.push(sync.writer_key());
+        args.push(sync.parts().len() as u64);
+        for (number, counts) in sync.parts() {
+            args.extend([
+                *number,
+                capped(counts.failures),
+                capped(requests(counts.requests)),
+            ]);
+        }
+    }
+    (key_list, args)
 }
 
 pub(crate) fn trial(

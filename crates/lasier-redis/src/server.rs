@@ -40,6 +40,13 @@ impl Connector for Client {
         invocation.invoke(conn)
     }
 
+    fn pipeline(
+        conn: &mut Armed,
+        pipeline: &redis::Pipeline,
+    ) -> Option<RedisResult<Vec<redis::Value>>> {
+        Some(pipeline.query(conn))
+    }
+
     fn place(&self) -> String {
         format!("Redis at {}", self.get_connection_info().addr())
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use lasier_core::state::{
     Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition,
 };
-use lasier_core::{Circuit, ConfigError, Counts, Rule, StorageError};
+use lasier_core::{Circuit, ConfigError, Counts, Rule, StorageError, SyncItem};
 
 use crate::{commands, scripts};
 
@@ -139,6 +139,11 @@ mod blocking {
         fn fused_steps(&self) -> Option<&dyn FusedSteps> {
             Some(self)
         }
+
+        // Clones share the transport: their breakers sync together.
+        fn sync_group(&self) -> usize {
+            Arc::as_ptr(&self.transport).cast::<()>() as usize
+        }
     }
 
     /// One script round trip per step (two for a failure that trips).
@@ -241,6 +246,47 @@ mod blocking {
                 };
                 Ok(scripts::synced(circuit, counted, opened))
             })())
+        }
+
+        /// One round trip for all (where the transport can pipeline: one
+        /// server; a cluster syncs them one by one), plus one per opening.
+        fn sync_many(&self, items: &[SyncItem<'_>]) -> Option<Vec<Result<Snapshot, StorageError>>> {
+            if items.len() < 2 {
+                return None;
+            }
+            let mut session = match self.transport.session() {
+                Ok(session) => session,
+                Err(e) => return Some(scripts::each_failed(&e, items.len())),
+            };
+            let values = match session.pipeline(&scripts::sync_pipeline(items))? {
+                Ok(values) if values.len() == items.len() => values,
+                Ok(_) => {
+                    let e = StorageError::new(
+                        lasier_core::StorageErrorKind::Other,
+                        "a pipeline of syncs got the wrong number of replies",
+                    );
+                    return Some(scripts::each_failed(&e, items.len()));
+                }
+                Err(e) => return Some(scripts::each_failed(&e, items.len())),
+            };
+            let answers = items.iter().zip(values).map(|(item, value)| {
+                let reply: Vec<i64> = match scripts::piped(value) {
+                    scripts::Piped::Reply(reply) => reply,
+                    scripts::Piped::NoScript => {
+                        session.invoke(item.circuit, &scripts::sync(item.circuit, &item.batch))?
+                    }
+                    scripts::Piped::Failed(e) => return Err(e),
+                };
+                let counted = scripts::counted(item.circuit, &reply)?;
+                let failures = item.batch.counts_after(0).failures;
+                let opened = if scripts::trips(&counted, failures, item.rule) {
+                    Some(session.invoke(item.circuit, &scripts::open(item.circuit, true))?)
+                } else {
+                    None
+                };
+                Ok(scripts::synced(item.circuit, counted, opened))
+            });
+            Some(answers.collect())
         }
 
         fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
@@ -358,6 +404,11 @@ mod nonblocking {
 
         fn fused_steps(&self) -> Option<&dyn AsyncFusedSteps> {
             Some(self)
+        }
+
+        // Clones share the transport: their breakers sync together.
+        fn sync_group(&self) -> usize {
+            Arc::as_ptr(&self.transport).cast::<()>() as usize
         }
     }
 
@@ -486,6 +537,64 @@ mod nonblocking {
                 })
                 .await,
             )
+        }
+
+        /// One round trip for all (where the transport can pipeline: one
+        /// server; a cluster syncs them one by one), plus one per opening;
+        /// all within one step's timeout.
+        async fn sync_many(
+            &self,
+            items: &[SyncItem<'_>],
+        ) -> Option<Vec<Result<Snapshot, StorageError>>> {
+            if items.len() < 2 {
+                return None;
+            }
+            let pipeline = scripts::sync_pipeline(items);
+            let values = match self
+                .step(async { Ok(self.transport.pipeline(&pipeline).await) })
+                .await
+            {
+                Ok(None) => return None,
+                Ok(Some(Ok(values))) if values.len() == items.len() => values,
+                Ok(Some(Ok(_))) => {
+                    let e = StorageError::new(
+                        StorageErrorKind::Other,
+                        "a pipeline of syncs got the wrong number of replies",
+                    );
+                    return Some(scripts::each_failed(&e, items.len()));
+                }
+                Ok(Some(Err(e))) | Err(e) => return Some(scripts::each_failed(&e, items.len())),
+            };
+            let mut answers = Vec::with_capacity(items.len());
+            for (item, value) in items.iter().zip(values) {
+                let answer = self
+                    .step(async {
+                        let reply: Vec<i64> = match scripts::piped(value) {
+                            scripts::Piped::Reply(reply) => reply,
+                            scripts::Piped::NoScript => {
+                                self.transport
+                                    .invoke(item.circuit, &scripts::sync(item.circuit, &item.batch))
+                                    .await?
+                            }
+                            scripts::Piped::Failed(e) => return Err(e),
+                        };
+                        let counted = scripts::counted(item.circuit, &reply)?;
+                        let failures = item.batch.counts_after(0).failures;
+                        let opened = if scripts::trips(&counted, failures, item.rule) {
+                            Some(
+                                self.transport
+                                    .invoke(item.circuit, &scripts::open(item.circuit, true))
+                                    .await?,
+                            )
+                        } else {
+                            None
+                        };
+                        Ok(scripts::synced(item.circuit, counted, opened))
+                    })
+                    .await;
+                answers.push(answer);
+            }
+            Some(answers)
         }
 
         fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {

@@ -73,6 +73,17 @@ pub(crate) trait Session {
         circuit: &Circuit,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StorageError>;
+
+    /// Runs `pipeline` in one round trip, every reply kept (errors too), if
+    /// this transport can: `None` where it cannot (a cluster, whose
+    /// commands go to several nodes).
+    fn pipeline(
+        &mut self,
+        pipeline: &redis::Pipeline,
+    ) -> Option<Result<Vec<redis::Value>, StorageError>> {
+        let _ = pipeline;
+        None
+    }
 }
 
 /// An async transport: runs commands and scripts; the storage bounds each
@@ -92,6 +103,16 @@ pub(crate) trait AsyncTransport: Send + Sync + 'static {
         circuit: &Circuit,
         invocation: &ScriptInvocation<'_>,
     ) -> impl Future<Output = Result<T, StorageError>> + Send;
+
+    /// Runs `pipeline` in one round trip, every reply kept, if this
+    /// transport can (`None`: a cluster).
+    fn pipeline(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> impl Future<Output = Option<Result<Vec<redis::Value>, StorageError>>> + Send {
+        let _ = pipeline;
+        async { None }
+    }
 
     /// Where it talks to, for the message of a step that timed out:
     /// "Redis at 10.0.0.1:6379".

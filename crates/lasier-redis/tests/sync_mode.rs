@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lasier_core::{Circuit, Config, Counts, Rule, Snapshot, State, Steps, SyncBatch};
+use lasier_core::{Circuit, Config, Counts, Rule, Snapshot, State, Steps, SyncBatch, SyncItem};
 use lasier_redis::{Options, RedisStorage};
 use lasier_sync::{CircuitBreaker, StorageFailurePolicy};
 use support::{unique, Fault, Proxy, Storages};
@@ -224,4 +224,106 @@ fn the_fleet_loses_nothing_and_counts_nothing_twice() {
     println!("recorded {recorded:?}, in the store {counts:?}, dropped {dropped}");
     assert_eq!(dropped, 0);
     assert_eq!(counts, recorded);
+}
+
+/// Several breakers' syncs in one pipeline answer as each sync alone does.
+#[test]
+fn a_pipeline_of_syncs_answers_as_each_sync_alone() {
+    let server = server_or_skip!();
+    let storage = server.storage();
+    let names: Vec<String> = (0..4).map(|i| unique(&format!("pipe{i}"))).collect();
+    let alone: Vec<String> = (0..4).map(|i| unique(&format!("alone{i}"))).collect();
+    let batches = [
+        Counts::new(0, 0),
+        Counts::new(1, 2),
+        Counts::new(5, 5), // trips MaxFailures(5)
+        Counts::new(2, 0),
+    ];
+    let run = |names: &[String], piped: bool| -> Vec<Snapshot> {
+        let circuits: Vec<_> = names.iter().map(|n| circuit(n, false)).collect();
+        let writers: Vec<String> = names.iter().map(|n| format!("lasier:sync:{n}:1")).collect();
+        let parts: Vec<[(u64, Counts); 1]> = batches.iter().map(|c| [(1, *c)]).collect();
+        let items: Vec<SyncItem<'_>> = circuits
+            .iter()
+            .zip(&writers)
+            .zip(&parts)
+            .map(|(((c, rule), w), p)| SyncItem::new(c, SyncBatch::new(w, p), &**rule))
+            .collect();
+        let answers = if piped {
+            storage.sync_many(&items)
+        } else {
+            items
+                .iter()
+                .map(|i| storage.sync(i.circuit, &i.batch, i.rule))
+                .collect()
+        };
+        answers.into_iter().map(|a| a.unwrap()).collect()
+    };
+    let piped = run(&names, true);
+    assert_eq!(piped, run(&alone, false));
+    assert_eq!(piped[2].state, State::Open);
+    assert!(piped[2].transition.is_some());
+    // the server lost its scripts: the pipeline still answers
+    server.cmd::<()>(&["SCRIPT", "FLUSH"]);
+    let again: Vec<String> = (0..4).map(|i| unique(&format!("again{i}"))).collect();
+    assert_eq!(run(&again, true), piped);
+}
+
+/// The breakers on one storage (and its clones) that a background pass
+/// finds due send their syncs in one round trip: through a proxy that
+/// delays every reply by 40 ms, the sync scripts of a pass all reach the
+/// server within a few milliseconds of each other.
+#[test]
+fn a_background_pass_pipelines_the_syncs_of_its_breakers() {
+    let server = server_or_skip!();
+    let proxy = Proxy::start(server.addr());
+    proxy.set(Fault::Delay(Duration::from_millis(40)));
+    let storage = RedisStorage::open(proxy.url(None)).unwrap();
+    let breakers: Vec<CircuitBreaker> = (0..8)
+        .map(|i| {
+            CircuitBreaker::builder(unique(&format!("piped{i}")))
+                .storage(storage.clone())
+                .max_failures(1_000)
+                .sync_interval(Duration::from_millis(300))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for b in &breakers {
+        b.call(|| Ok::<(), ()>(())).unwrap();
+    }
+    // every breaker busy for a few intervals; their first syncs (each
+    // breaker's first call) were spread over several round trips
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        for b in &breakers {
+            let _ = b.call(|| Err::<(), ()>(()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent: Vec<Instant> = proxy
+        .sent()
+        .into_iter()
+        .filter(|c| c.name == "EVALSHA")
+        .map(|c| c.at)
+        .collect();
+    assert!(
+        sent.len() >= 2 * breakers.len(),
+        "{} syncs sent",
+        sent.len()
+    );
+    let t0 = sent[0];
+    eprintln!(
+        "{:?}",
+        sent.iter()
+            .map(|t| (*t - t0).as_millis())
+            .collect::<Vec<_>>()
+    );
+    // the last pass: its 8 syncs arrive together
+    let last = &sent[sent.len() - breakers.len()..];
+    let spread = *last.iter().max().unwrap() - *last.iter().min().unwrap();
+    assert!(
+        spread < Duration::from_millis(20),
+        "the syncs of one pass were {spread:?} apart (a round trip is 40 ms)"
+    );
 }

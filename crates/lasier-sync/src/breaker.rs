@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use lasier_core::{
     BreakerCore, Counts, Error, Manual, Metrics, Outcome, Recorded, State, Steps, Storage,
-    StorageError, StorageErrorKind, Ticket,
+    StorageError, StorageErrorKind, SyncItem, Ticket,
 };
 
 use crate::builder::CircuitBreakerBuilder;
@@ -325,6 +325,28 @@ pub(crate) fn sync_held(core: &BreakerCore<dyn Storage>) {
     repair_if_corrupt(&**store, core, answer.as_ref().err());
     // (an error went to the listeners and the policy)
     let _ = core.synced(batch, answer);
+}
+
+/// Runs the syncs the caller holds of several breakers on one storage
+/// (a background pass): one pipelined round trip where the storage can.
+pub(crate) fn sync_many_held(cores: &[&BreakerCore<dyn Storage>]) {
+    let Some(store) = cores.first().and_then(|core| core.store()) else {
+        return;
+    };
+    let batches: Vec<_> = cores
+        .iter()
+        .filter_map(|core| core.sync_begin().map(|batch| (*core, batch)))
+        .collect();
+    let items: Vec<SyncItem<'_>> = batches
+        .iter()
+        .map(|(core, batch)| SyncItem::new(core.circuit(), core.sync_batch(batch), core.rule()))
+        .collect();
+    let answers = store.sync_many(&items);
+    for ((core, batch), answer) in batches.iter().zip(answers) {
+        repair_if_corrupt(&**store, core, answer.as_ref().err());
+        // (an error went to the listeners and the policy)
+        let _ = core.synced(*batch, answer);
+    }
 }
 
 /// Syncs now, after the sync in flight if there is one.

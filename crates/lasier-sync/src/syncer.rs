@@ -1,6 +1,8 @@
 //! The background syncs of breakers in sync mode: one thread per storage
-//! instance for all its breakers, started when the first of them is built
-//! and ended when the last is gone.
+//! group (a storage and its clones that share connections, see
+//! `Storage::sync_group`) for all its breakers, started when the first of
+//! them is built and ended when the last is gone. Breakers due together
+//! share one pipelined round trip.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
@@ -8,13 +10,16 @@ use std::time::Duration;
 use lasier_core::engine::Due;
 use lasier_core::{BreakerCore, Storage};
 
-use crate::breaker::sync_held;
+use crate::breaker::sync_many_held;
+
+/// The most syncs sent in one round trip.
+const PIPELINE: usize = 256;
 
 type Core = BreakerCore<dyn Storage>;
 
 /// The breakers in sync mode on one storage instance.
 struct Syncer {
-    /// The storage's address: what tells one instance from another.
+    /// The storages' group ([`Storage::sync_group`](lasier_core::Storage::sync_group)).
     storage: usize,
     breakers: Mutex<Vec<Weak<Core>>>,
     /// Wakes the thread early: a breaker with a shorter interval joined.
@@ -30,14 +35,14 @@ fn syncers() -> &'static Mutex<Vec<Arc<Syncer>>> {
     SYNCERS.get_or_init(Mutex::default)
 }
 
-fn address(store: &Arc<dyn Storage>) -> usize {
-    Arc::as_ptr(store).cast::<()>() as usize
+fn group(store: &Arc<dyn Storage>) -> usize {
+    store.sync_group()
 }
 
 /// Has `core` (in sync mode, on a store) synced in the background.
 pub(crate) fn register(core: &Arc<Core>) {
     let Some(store) = core.store() else { return };
-    let storage = address(store);
+    let storage = group(store);
     let mut all = lock(syncers());
     if let Some(syncer) = all.iter().find(|s| s.storage == storage) {
         lock(&syncer.breakers).push(Arc::downgrade(core));
@@ -67,7 +72,7 @@ pub(crate) fn register(core: &Arc<Core>) {
 fn run(syncer: &Syncer) {
     loop {
         let mut live = Vec::new();
-        let mut tick = Duration::from_secs(1);
+        let mut tick = Duration::from_millis(250);
         {
             let mut breakers = lock(&syncer.breakers);
             breakers.retain(|weak| weak.strong_count() > 0);
@@ -91,10 +96,19 @@ fn run(syncer: &Syncer) {
                 }
             }
         }
-        for core in &live {
-            if core.sync_due() == Due::Sync {
-                sync_held(core);
-            }
+        // Those due together share one round trip (a pipeline), at most
+        // PIPELINE at a time.
+        let (mut due, rest): (Vec<&Core>, Vec<&Core>) = live
+            .iter()
+            .map(|core| &**core)
+            .partition(|core| core.sync_due(tick) == Due::Sync);
+        if !due.is_empty() {
+            // The others in use come along, unless synced since the last
+            // pass: the storage's breakers fall into step.
+            due.extend(rest.into_iter().filter(|core| core.sync_joins(tick)));
+        }
+        for chunk in due.chunks(PIPELINE) {
+            sync_many_held(chunk);
         }
         drop(live);
         let breakers = lock(&syncer.breakers);

@@ -296,11 +296,13 @@ impl Mirror {
         self.in_flight.store(false, Ordering::Release);
     }
 
-    /// For a background pass at `now`: whether to sync, and if so, the
-    /// sync is claimed.
-    pub(crate) fn due(&self, now: u64) -> Due {
+    /// For a background pass at `now`, the next one `ahead_ms` later:
+    /// whether to sync (its interval ends before the next pass, so that
+    /// breakers due about together sync together), and if so, the sync is
+    /// claimed.
+    pub(crate) fn due(&self, now: u64, ahead_ms: u64) -> Due {
         let attempted = self.attempted_at.load(Ordering::Relaxed);
-        if now.saturating_sub(attempted) < self.interval_ms {
+        if now.saturating_add(ahead_ms).saturating_sub(attempted) < self.interval_ms {
             return Due::NotYet;
         }
         let synced = self.synced_at.load(Ordering::Relaxed);
@@ -315,6 +317,28 @@ impl Mirror {
             return if self.claim() { Due::Sync } else { Due::Busy };
         }
         Due::Idle
+    }
+
+    /// For a background pass at `now` that syncs other breakers: whether
+    /// this one, used or holding counts, and not synced within the last
+    /// `gap_ms` (since the previous pass), joins them, so that breakers of
+    /// one storage fall into step and share round trips; if so, the sync is
+    /// claimed.
+    pub(crate) fn joins(&self, now: u64, gap_ms: u64) -> bool {
+        let attempted = self.attempted_at.load(Ordering::Relaxed);
+        if now.saturating_sub(attempted) < gap_ms {
+            return false;
+        }
+        let used = self.phase.load(Ordering::Relaxed) & USED != 0;
+        let pending = self.pending();
+        if !used && pending.failures == 0 && pending.requests == 0 {
+            return false;
+        }
+        if !self.claim() {
+            return false;
+        }
+        let _ = self.phase.fetch_and(!USED, Ordering::Relaxed);
+        true
     }
 
     /// Takes the pending counts for the sync this caller holds, at `now`:
@@ -564,26 +588,44 @@ mod tests {
         let mirror = Mirror::new("svc", INTERVAL, 0);
         assert!(mirror.sync_first());
         synced(&mirror, 0, State::Closed, Counts::default());
-        assert_eq!(mirror.due(50), Due::NotYet);
+        assert_eq!(mirror.due(50, 0), Due::NotYet);
         // used since: synced
         let _ = mirror.verdict();
-        assert_eq!(mirror.due(100), Due::Sync);
+        assert_eq!(mirror.due(100, 0), Due::Sync);
         synced(&mirror, 100, State::Closed, Counts::default());
         // not used for an interval: no round trip, still trusted
-        assert_eq!(mirror.due(200), Due::Idle);
+        assert_eq!(mirror.due(200, 0), Due::Idle);
         assert!(!mirror.admits());
         assert_eq!(mirror.verdict(), Verdict::Admit);
         // that verdict used it: synced again
-        assert_eq!(mirror.due(210), Due::Sync);
+        assert_eq!(mirror.due(210, 0), Due::Sync);
         synced(&mirror, 210, State::Closed, Counts::default());
         // idle two intervals: stale, the next call syncs first
-        assert_eq!(mirror.due(320), Due::Idle);
+        assert_eq!(mirror.due(320, 0), Due::Idle);
         assert_eq!(mirror.verdict(), Verdict::Admit);
         let _ = mirror.phase.fetch_and(!USED, Ordering::Relaxed);
-        assert_eq!(mirror.due(420), Due::Idle);
+        assert_eq!(mirror.due(420, 0), Due::Idle);
         assert!(!mirror.admits());
         assert_eq!(mirror.verdict(), Verdict::AskStore);
         assert!(mirror.sync_first());
+    }
+
+    #[test]
+    fn breakers_in_use_join_a_pass_unless_synced_since_the_last() {
+        let mirror = Mirror::new("svc", INTERVAL, 0);
+        synced(&mirror, 0, State::Closed, Counts::default());
+        // neither used nor holding counts: stays out
+        assert!(!mirror.joins(60, 25));
+        let _ = mirror.verdict();
+        // synced within the last pass (25 ms): stays out
+        assert!(!mirror.joins(20, 25));
+        assert!(mirror.joins(60, 25));
+        // it holds the sync now
+        assert!(!mirror.claim());
+        let batch = mirror.begin(60, WINDOW);
+        mirror.end(batch, Some(Counts::default()));
+        // and is not due again before a whole interval (less a pass)
+        assert_eq!(mirror.due(100, 25), Due::NotYet);
     }
 
     #[test]
@@ -593,8 +635,8 @@ mod tests {
         let rule = MaxFailuresRule::new(10).unwrap();
         let _ = mirror.add(Outcome::Failure, false, &rule);
         let _ = mirror.phase.fetch_and(!USED, Ordering::Relaxed);
-        assert_eq!(mirror.due(100), Due::Sync);
+        assert_eq!(mirror.due(100, 0), Due::Sync);
         // while that sync is in flight, another pass finds it busy
-        assert_eq!(mirror.due(300), Due::Busy);
+        assert_eq!(mirror.due(300, 0), Due::Busy);
     }
 }

@@ -743,13 +743,28 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
-    /// For a background pass: whether this breaker is due a sync now (and
-    /// if [`Due::Sync`], the caller holds it).
-    pub fn sync_due(&self) -> Due {
+    /// For a background pass, the next one `ahead` later: whether this
+    /// breaker is due a sync before then (and if [`Due::Sync`], the caller
+    /// holds it).
+    pub fn sync_due(&self, ahead: Duration) -> Due {
         match self.mirror.as_deref() {
-            Some(mirror) => mirror.due(now_ms(&*self.clock)),
+            Some(mirror) => mirror.due(
+                now_ms(&*self.clock),
+                u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX),
+            ),
             None => Due::NotYet,
         }
+    }
+
+    /// For a background pass that syncs other breakers of this one's
+    /// storage, the previous pass `since` ago: whether this one joins them
+    /// (used or holding counts, and not synced since the previous pass);
+    /// if so, the caller holds its sync.
+    pub fn sync_joins(&self, since: Duration) -> bool {
+        let gap = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+        self.mirror
+            .as_deref()
+            .is_some_and(|mirror| mirror.joins(now_ms(&*self.clock), gap))
     }
 
     /// Takes the pending counts for the sync the caller holds: pass
