@@ -107,7 +107,7 @@ use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatc
 
 /// One breaker's sync among several that a storage may run together (in
 /// one pipelined round trip): see
-/// [`FusedSteps::sync_many`](crate::FusedSteps::sync_many).
+/// [`FusedSteps::sync_many`].
 #[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct SyncItem<'a> {
