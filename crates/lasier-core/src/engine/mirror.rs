@@ -219,6 +219,13 @@ impl Mirror {
             State::HalfOpen => HALF_OPEN,
             State::ForcedOpen => FORCED_OPEN,
         };
+        if matches!(state, State::Open | State::HalfOpen | State::ForcedOpen) {
+            // Leaving the closed state empties the shared window: the
+            // counts last read from it no longer stand (an estimate on them
+            // would trip the next closed period early).
+            self.fleet_failures.store(0, Ordering::Relaxed);
+            self.fleet_requests.store(0, Ordering::Relaxed);
+        }
         let _ = self
             .phase
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
@@ -514,6 +521,19 @@ mod tests {
         let disabled = Mirror::new("svc", INTERVAL, 0);
         synced(&disabled, 0, State::Disabled, Counts::new(2, 0));
         assert!(!disabled.add(Outcome::Failure, false, &rule));
+    }
+
+    #[test]
+    fn an_opening_learnt_otherwise_forgets_the_fleet_counts() {
+        let mirror = Mirror::new("svc", INTERVAL, 0);
+        synced(&mirror, 0, State::Closed, Counts::new(2, 0));
+        // a per-call step saw the circuit open, then a trial closed it
+        mirror.hold(State::Open);
+        mirror.hold(State::Closed);
+        let rule = MaxFailuresRule::new(3).unwrap();
+        // one failure of a new period is not three
+        assert!(!mirror.add(Outcome::Failure, false, &rule));
+        assert_eq!(mirror.estimate(), Counts::new(1, 0));
     }
 
     #[test]
