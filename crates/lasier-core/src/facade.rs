@@ -4,6 +4,7 @@
 //! docs and checks.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::clock::{Clock, MonotonicClock};
 
@@ -435,4 +436,154 @@ macro_rules! __define_registry {
             }
         }
     };
+}
+
+/// The breakers in sync mode of one storage group
+/// ([`Storage::sync_group`](crate::Storage::sync_group)), which one
+/// background thread (or task) of a facade syncs.
+#[derive(Debug)]
+pub struct SyncGroup<T> {
+    key: usize,
+    members: std::sync::Mutex<Vec<std::sync::Weak<T>>>,
+}
+
+/// Every storage group with breakers in sync mode, in one facade: a
+/// `static` of the facade's syncer.
+#[derive(Debug)]
+pub struct SyncGroups<T> {
+    all: std::sync::Mutex<Vec<Arc<SyncGroup<T>>>>,
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding these; a poisoned lock is consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<T> SyncGroups<T> {
+    /// None yet.
+    pub const fn new() -> Self {
+        Self {
+            all: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds `member` to the group `key`. Returns the group if it is new:
+    /// the caller starts its thread (or task), which calls
+    /// [`pass`](Self::pass) until it says the group is empty, or
+    /// [`abandon`](Self::abandon)s it.
+    pub fn join(&self, key: usize, member: &Arc<T>) -> Option<Arc<SyncGroup<T>>> {
+        let mut all = lock(&self.all);
+        if let Some(group) = all.iter().find(|g| g.key == key) {
+            lock(&group.members).push(Arc::downgrade(member));
+            return None;
+        }
+        let group = Arc::new(SyncGroup {
+            key,
+            members: std::sync::Mutex::new(vec![Arc::downgrade(member)]),
+        });
+        all.push(Arc::clone(&group));
+        Some(group)
+    }
+
+    /// Forgets a new group whose thread could not be started: its breakers
+    /// still sync on failures, when stale and on flush.
+    pub fn abandon(&self, group: &Arc<SyncGroup<T>>) {
+        lock(&self.all).retain(|g| !Arc::ptr_eq(g, group));
+    }
+
+    /// One background pass over `group`: its live members and how long
+    /// until the next pass (a quarter of the shortest interval, at most
+    /// 250 ms, from `interval_of`), or `None` once no member is left (the
+    /// group is gone then: the thread or task ends).
+    pub fn pass(
+        &self,
+        group: &Arc<SyncGroup<T>>,
+        interval_of: impl Fn(&T) -> Option<Duration>,
+    ) -> Option<(Vec<Arc<T>>, Duration)> {
+        {
+            let mut members = lock(&group.members);
+            members.retain(|weak| weak.strong_count() > 0);
+            if members.is_empty() {
+                drop(members);
+                // Under the groups' lock, so that no breaker joins a group
+                // whose thread is ending.
+                let mut all = lock(&self.all);
+                if lock(&group.members).is_empty() {
+                    all.retain(|g| !Arc::ptr_eq(g, group));
+                    return None;
+                }
+            }
+        }
+        let live: Vec<Arc<T>> = lock(&group.members)
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        let tick = live
+            .iter()
+            .filter_map(|member| interval_of(member))
+            .map(|interval| interval / 4)
+            .fold(Duration::from_millis(250), Duration::min)
+            .max(Duration::from_millis(1));
+        Some((live, tick))
+    }
+}
+
+impl<T> Default for SyncGroups<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which of a pass's `live` breakers to sync now, the next pass `tick`
+/// later: those due, and if there are any, the others in use not synced
+/// since the last pass (so that a storage's breakers fall into step and
+/// share round trips). The caller holds the sync of each one returned.
+pub fn due_now<T, S: ?Sized>(
+    live: &[Arc<T>],
+    tick: Duration,
+    core: impl Fn(&T) -> &crate::engine::BreakerCore<S>,
+) -> Vec<&T> {
+    let (mut due, rest): (Vec<&T>, Vec<&T>) = live
+        .iter()
+        .map(|member| &**member)
+        .partition(|member| core(member).sync_due(tick) == crate::engine::Due::Sync);
+    if !due.is_empty() {
+        due.extend(
+            rest.into_iter()
+                .filter(|member| core(member).sync_joins(tick)),
+        );
+    }
+    due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_group_starts_once_and_ends_with_its_last_member() {
+        let groups: SyncGroups<Duration> = SyncGroups::new();
+        let a = Arc::new(Duration::from_millis(400));
+        let b = Arc::new(Duration::from_millis(100));
+        let group = groups.join(7, &a).expect("a new group");
+        assert!(groups.join(7, &b).is_none(), "joins the running group");
+        assert!(
+            groups.join(8, &b).is_some(),
+            "another storage, another group"
+        );
+        let (live, tick) = groups.pass(&group, |d| Some(*d)).unwrap();
+        assert_eq!(live.len(), 2);
+        // a quarter of the shortest interval
+        assert_eq!(tick, Duration::from_millis(25));
+        drop(live);
+        drop((a, b));
+        assert!(groups.pass(&group, |d| Some(*d)).is_none());
+        // gone: the next breaker of that storage starts a new group
+        let c = Arc::new(Duration::from_secs(10));
+        let again = groups.join(7, &c).expect("a new group again");
+        let (_, tick) = groups.pass(&again, |d| Some(*d)).unwrap();
+        assert_eq!(tick, Duration::from_millis(250), "at most 250 ms");
+    }
 }
