@@ -283,3 +283,40 @@ fn the_background_pushes_and_refreshes_about_once_an_interval() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Once this process's failures reach the rule, calls ask the store until
+/// the sync they triggered answers: no more failing calls run than in
+/// per-call mode (the rule's count, plus one in flight per thread).
+#[test]
+fn no_more_calls_run_past_the_rule_than_in_per_call_mode() {
+    let clock = ManualClock::new();
+    let store = store(&clock);
+    let b = CircuitBreaker::builder("svc")
+        .storage(Arc::clone(&store))
+        .clock(clock.clone())
+        .max_failures(10)
+        .circuit_timeout(10 * SEC)
+        .sync_interval(INTERVAL)
+        .build()
+        .unwrap();
+    ok(&b).unwrap();
+    const THREADS: u64 = 4;
+    let ran = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..2_000 {
+                    if matches!(fail(&b), Err(Error::Inner(_))) {
+                        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let ran = ran.into_inner();
+    assert_eq!(b.state().unwrap(), State::Open);
+    assert!(
+        ran <= 10 + 2 * THREADS,
+        "{ran} failing calls ran (rule: 10, {THREADS} threads)"
+    );
+}

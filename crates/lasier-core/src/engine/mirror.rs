@@ -254,7 +254,14 @@ impl Mirror {
             return false;
         }
         lane.failures.fetch_add(1, Ordering::Relaxed);
-        self.trips() && rule.should_open(self.estimate()) && self.claim()
+        if !self.trips() || !rule.should_open(self.estimate()) {
+            return false;
+        }
+        // The rule is reached as this process knows the fleet: nothing more
+        // is admitted from the mirror (calls ask the store) until a sync
+        // says what the store decided.
+        self.stale();
+        self.claim()
     }
 
     /// The fleet's counts as this process knows them: the last synced
@@ -514,7 +521,12 @@ mod tests {
         // the fleet had 2 failures at the last sync
         synced(&mirror, 0, State::Closed, Counts::new(2, 0));
         let rule = MaxFailuresRule::new(3).unwrap();
+        let _ = mirror.verdict();
+        assert!(mirror.admits());
         assert!(mirror.add(Outcome::Failure, false, &rule));
+        // until that sync answers, calls ask the store
+        assert!(!mirror.admits());
+        assert_eq!(mirror.verdict(), Verdict::AskStore);
         // one sync at a time: the next failure does not claim another
         assert!(!mirror.add(Outcome::Failure, false, &rule));
         // disabled by hand: nothing trips
