@@ -88,21 +88,9 @@ macro_rules! fused_steps {
             if let Some(lease) = lease {
                 if marker::episode(lease_key, lease)? == episode {
                     // The current lease: a slot of it, if one is free.
-                    if marker::count(lease_key, lease)? >= max {
-                        return Ok(full);
-                    }
-                    let after = s.incr(lease_key, 1) $($aw)* ?;
-                    let ours = marker::episode(lease_key, after).ok() == Some(episode);
-                    if ours && (1..=max).contains(&marker::count(lease_key, after)?) {
+                    if take_slot(s, lease_key, lease, episode, max) $($aw)* ? {
                         return Ok((Admission::Admitted(Permit::Trial { episode }), None));
                     }
-                    if ours {
-                        // Lost a race for the last slot: a rejection takes none.
-                        s.incr(lease_key, -1) $($aw)* ?;
-                    }
-                    // (Not ours: the lease ended between the read and the
-                    // INCR, which made a key of no episode; the next
-                    // admission replaces it.)
                     return Ok(full);
                 }
                 // A lease of no current episode (left by such a race):
@@ -128,7 +116,19 @@ macro_rules! fused_steps {
                 return Ok(full);
             }
             if !s.add(lease_key, marker::value(next, passed + 1), Some(timing.trial_lease())) $($aw)* ? {
-                // Another caller started it first.
+                // Another caller started it first. The first lease of a
+                // half-open period keeps the period's episode, which this
+                // caller knows: a slot of it, if one is free. (A later
+                // lease's episode is the other caller's to choose.)
+                if first {
+                    if let Some(lease) = s.get(lease_key) $($aw)* ? {
+                        if marker::episode(lease_key, lease)? == episode
+                            && take_slot(s, lease_key, lease, episode, max) $($aw)* ?
+                        {
+                            return Ok((Admission::Admitted(Permit::Trial { episode }), None));
+                        }
+                    }
+                }
                 return Ok(full);
             }
             if s.get(keys.trials()) $($aw)* ? != Some(m) {
@@ -141,6 +141,33 @@ macro_rules! fused_steps {
             s.set(keys.trials(), marker::value(next, leases), Some(timing.marker_ttl_after_lease())) $($aw)* ?;
             let transition = first.then_some(Transition { from: State::Open, to: State::HalfOpen });
             Ok((Admission::Admitted(Permit::Trial { episode: next }), transition))
+        }
+
+        /// Takes a slot of the lease `lease` (read at `key`, of `episode`),
+        /// if one of its `max` is free; a rejection takes none.
+        $($kw)? fn take_slot<S: $Trait + ?Sized>(
+            s: &S,
+            key: &str,
+            lease: i64,
+            episode: u32,
+            max: i64,
+        ) -> Result<bool, StorageError> {
+            if marker::count(key, lease)? >= max {
+                return Ok(false);
+            }
+            let after = s.incr(key, 1) $($aw)* ?;
+            let ours = marker::episode(key, after).ok() == Some(episode);
+            if ours && (1..=max).contains(&marker::count(key, after)?) {
+                return Ok(true);
+            }
+            if ours {
+                // Lost a race for the last slot: a rejection takes none.
+                s.incr(key, -1) $($aw)* ?;
+            }
+            // (Not ours: the lease ended between the read and the INCR,
+            // which made a key of no episode; the next admission replaces
+            // it.)
+            Ok(false)
         }
 
         /// The default body of `record`.
