@@ -158,6 +158,7 @@ macro_rules! sync_breaker_suite {
             building_a_breaker_never_resets_the_shared_state,
             outcomes_of_calls_admitted_before_the_circuit_opened_are_not_counted,
             many_threads_on_one_breaker_lose_no_count,
+            sync_mode_shares_one_window_across_processes,
         );
     };
     (@tests $target:expr; $($name:ident),* $(,)?) => {

@@ -361,3 +361,33 @@ pub fn many_threads_on_one_breaker_lose_no_count(t: &impl Target) {
         .count() as u64;
     assert_eq!(b.counts().unwrap(), Counts::new(failures, total));
 }
+
+/// Sync mode (`sync_interval`), two processes (storages of their own):
+/// batches add up in one window, the process whose failures reach the rule
+/// trips for both, and its writer key lives beside the circuit's keys (on a
+/// cluster, in the same slot).
+pub fn sync_mode_shares_one_window_across_processes(t: &impl Target) {
+    let name = t.name("syncmode");
+    let build = || {
+        builder(&name, t.storage())
+            .max_failures(3)
+            .sync_interval(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    ok(&a).unwrap();
+    ok(&b).unwrap();
+    let _ = fail(&a);
+    let _ = fail(&a);
+    a.flush().unwrap();
+    assert_eq!(b.counts().unwrap().failures, 2, "b reads a's batch");
+    b.flush().unwrap();
+    // b knows of a's 2: its own first failure reaches the rule
+    let _ = fail(&b);
+    assert_eq!(b.state().unwrap(), State::Open);
+    assert!(ok(&b).unwrap_err().is_open());
+    a.flush().unwrap();
+    assert!(ok(&a).unwrap_err().is_open(), "a sees it at its next sync");
+    a.reset().unwrap();
+}
