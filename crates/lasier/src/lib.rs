@@ -47,7 +47,10 @@ pub use lasier_core::{Listener, Manual, Metrics, StorageFailurePolicy};
 pub mod storage {
     pub use lasier_core::keys::CircuitKeys;
     pub use lasier_core::kv;
-    pub use lasier_core::{Circuit, FusedSteps, MemoryStorage, Steps, Storage};
+    /// What a storage that runs the breaker's steps itself receives and
+    /// answers.
+    pub use lasier_core::{Admission, Outcome, Permit, Snapshot, SyncBatch, Transition};
+    pub use lasier_core::{Circuit, FusedSteps, MemoryStorage, Steps, Storage, SyncItem};
 
     #[cfg(feature = "async")]
     #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
