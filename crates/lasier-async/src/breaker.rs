@@ -43,12 +43,53 @@ impl Parts {
         let (Some(store), Some(batch)) = (core.store(), core.sync_begin()) else {
             return Ok(());
         };
+        // A caller that gives up on the call (a timeout around it) must not
+        // keep the breaker's sync for ever.
+        let held = Held::new(core, vec![batch]);
         let answer = store
             .sync(core.circuit(), &core.sync_batch(&batch), core.rule())
             .await;
-        repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
-        core.synced(batch, answer)
+        held.done();
+        let corrupt = is_corrupt(answer.as_ref().err());
+        let result = core.synced(batch, answer);
+        if corrupt {
+            let _ = store.repair(core.circuit()).await;
+        }
+        result
     }
+}
+
+/// Syncs taken and not answered yet: ended without an answer (their batches
+/// kept for the next sync) if the future running them is dropped.
+struct Held<'a> {
+    core: &'a BreakerCore<dyn AsyncStorage>,
+    batches: Vec<lasier_core::engine::Batch>,
+}
+
+impl<'a> Held<'a> {
+    fn new(
+        core: &'a BreakerCore<dyn AsyncStorage>,
+        batches: Vec<lasier_core::engine::Batch>,
+    ) -> Self {
+        Self { core, batches }
+    }
+
+    /// The answers came: nothing to give back.
+    fn done(mut self) {
+        self.batches.clear();
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        for batch in self.batches.drain(..) {
+            self.core.sync_cancelled(batch);
+        }
+    }
+}
+
+fn is_corrupt(error: Option<&StorageError>) -> bool {
+    error.is_some_and(|e| e.kind() == StorageErrorKind::Corrupt)
 }
 
 /// Runs the syncs the caller holds of several breakers on one storage
@@ -65,11 +106,23 @@ pub(crate) async fn sync_many_held(all: &[&Parts]) {
         .iter()
         .map(|(core, batch)| SyncItem::new(core.circuit(), core.sync_batch(batch), core.rule()))
         .collect();
+    // (each breaker's own, for the guard)
+    let held: Vec<Held<'_>> = batches
+        .iter()
+        .map(|(core, batch)| Held::new(core, vec![*batch]))
+        .collect();
     let answers = store.sync_many(&items).await;
+    held.into_iter().for_each(Held::done);
+    let mut corrupt = Vec::new();
     for ((core, batch), answer) in batches.iter().zip(answers) {
-        repair_if_corrupt(&**store, core, answer.as_ref().err()).await;
+        if is_corrupt(answer.as_ref().err()) {
+            corrupt.push(*core);
+        }
         // (an error went to the listeners and the policy)
         let _ = core.synced(*batch, answer);
+    }
+    for core in corrupt {
+        let _ = store.repair(core.circuit()).await;
     }
 }
 

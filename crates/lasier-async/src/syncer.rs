@@ -25,7 +25,11 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
         return false;
     };
     if let Some(group) = GROUPS.join(store.sync_group(), parts) {
+        // (made here, not in the task: a task never polled, its runtime
+        // shutting down, still marks the group dead when dropped)
+        let running = group.running();
         runtime.spawn(async move {
+            let _running = running;
             while let Some((live, tick)) = GROUPS.pass(&group, |parts| parts.core.sync_period()) {
                 let due = due_now(&live, tick, |parts| &parts.core);
                 for chunk in due.chunks(PIPELINE) {

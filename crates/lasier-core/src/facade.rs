@@ -445,6 +445,29 @@ macro_rules! __define_registry {
 pub struct SyncGroup<T> {
     key: usize,
     members: std::sync::Mutex<Vec<std::sync::Weak<T>>>,
+    /// Whether its thread (or task) runs: a task dies with its runtime.
+    alive: std::sync::atomic::AtomicBool,
+}
+
+impl<T> SyncGroup<T> {
+    /// Held by the group's thread (or task) while it runs: when it is
+    /// dropped (the thread ends, or the task's runtime shuts down), the next
+    /// breaker of the group starts a new one.
+    pub fn running(self: &Arc<Self>) -> Running<T> {
+        Running(Arc::clone(self))
+    }
+}
+
+/// See [`SyncGroup::running`].
+#[derive(Debug)]
+pub struct Running<T>(Arc<SyncGroup<T>>);
+
+impl<T> Drop for Running<T> {
+    fn drop(&mut self) {
+        self.0
+            .alive
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Every storage group with breakers in sync mode, in one facade: a
@@ -475,13 +498,22 @@ impl<T> SyncGroups<T> {
     /// [`abandon`](Self::abandon)s it.
     pub fn join(&self, key: usize, member: &Arc<T>) -> Option<Arc<SyncGroup<T>>> {
         let mut all = lock(&self.all);
-        if let Some(group) = all.iter().find(|g| g.key == key) {
-            lock(&group.members).push(Arc::downgrade(member));
-            return None;
+        let mut members = vec![Arc::downgrade(member)];
+        if let Some(at) = all.iter().position(|g| g.key == key) {
+            let group = &all[at];
+            if group.alive.load(std::sync::atomic::Ordering::Acquire) {
+                lock(&group.members).push(members.remove(0));
+                return None;
+            }
+            // Its thread or task is gone (a runtime that shut down): a new
+            // one takes its breakers over.
+            members.append(&mut lock(&group.members));
+            all.remove(at);
         }
         let group = Arc::new(SyncGroup {
             key,
-            members: std::sync::Mutex::new(vec![Arc::downgrade(member)]),
+            members: std::sync::Mutex::new(members),
+            alive: std::sync::atomic::AtomicBool::new(true),
         });
         all.push(Arc::clone(&group));
         Some(group)
@@ -585,5 +617,13 @@ mod tests {
         let again = groups.join(7, &c).expect("a new group again");
         let (_, tick) = groups.pass(&again, |d| Some(*d)).unwrap();
         assert_eq!(tick, Duration::from_millis(250), "at most 250 ms");
+        // its task died (a runtime shut down): the next breaker starts a
+        // new one, which takes the old one's breakers over
+        drop(again.running());
+        let d = Arc::new(Duration::from_secs(1));
+        let fresh = groups.join(7, &d).expect("a new task for a dead group");
+        let (live, _) = groups.pass(&fresh, |d| Some(*d)).unwrap();
+        assert_eq!(live.len(), 2, "the old member and the new one");
+        drop(c);
     }
 }

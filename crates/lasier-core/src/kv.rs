@@ -220,8 +220,7 @@ macro_rules! fused_steps {
 
         /// The default body of `sync`. (The part number is read, then
         /// written after the counts: a writer has one sync in flight at a
-        /// time, so only a writer that dies between the two can have a part
-        /// counted twice, when it is sent again... by nobody.)
+        /// time, so nothing else moves it in between.)
         pub $($kw)? fn sync<S: $Trait + ?Sized>(
             s: &S,
             c: &Circuit,
@@ -241,7 +240,11 @@ macro_rules! fused_steps {
             let last = batch.last_part();
             if last > counted {
                 let last = i64::try_from(last).unwrap_or(i64::MAX);
-                s.set(key, last, Some(c.timing().failure_timeout())) $($aw)* ?;
+                // The counts are in: the step succeeded, whatever happens to
+                // this write. (Failing the step here would have its parts
+                // sent, and counted, again; with the write lost, nothing is
+                // sent again: later parts have higher numbers.)
+                let _ = s.set(key, last, Some(c.timing().failure_timeout())) $($aw)*;
             }
             Ok(snapshot)
         }

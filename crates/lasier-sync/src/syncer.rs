@@ -29,6 +29,7 @@ pub(crate) fn register(core: &Arc<Core>) {
         .spawn({
             let group = Arc::clone(&group);
             move || {
+                let _running = group.running();
                 while let Some((live, tick)) = GROUPS.pass(&group, Core::sync_period) {
                     let due = due_now(&live, tick, |core| core);
                     for chunk in due.chunks(PIPELINE) {

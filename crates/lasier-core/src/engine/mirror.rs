@@ -134,6 +134,9 @@ pub(crate) struct Mirror {
     synced_at: AtomicU64,
     /// When (ms) the last sync started, answered or not.
     attempted_at: AtomicU64,
+    /// When (ms) a sync last took the per-thread counters: the earliest
+    /// their counts can date from.
+    lanes_since: AtomicU64,
     fleet_failures: AtomicU64,
     fleet_requests: AtomicU64,
     /// Parts sent and not acknowledged (touched only by the holder of the
@@ -160,6 +163,7 @@ impl Mirror {
             lanes: Box::default(),
             synced_at: AtomicU64::new(0),
             attempted_at: AtomicU64::new(now),
+            lanes_since: AtomicU64::new(now),
             fleet_failures: AtomicU64::new(0),
             fleet_requests: AtomicU64::new(0),
             outbox: Default::default(),
@@ -360,7 +364,7 @@ impl Mirror {
     /// surely ended: dropped, and counted as dropped), and a new part with
     /// what the threads counted since, if there is room.
     pub(crate) fn begin(&self, now: u64, window_ms: u64) -> Batch {
-        let before = self.attempted_at.swap(now, Ordering::Relaxed);
+        self.attempted_at.store(now, Ordering::Relaxed);
         let mut batch = Batch {
             parts: [(0, Counts::default()); OUTBOX],
             len: 0,
@@ -385,6 +389,9 @@ impl Mirror {
             batch.len += 1;
         }
         if batch.len < OUTBOX {
+            // (recorded since the counters were last taken, at the
+            // earliest; while the outbox was full they were not)
+            let before = self.lanes_since.swap(now, Ordering::Relaxed);
             let (mut failures, mut requests) = (0_u64, 0_u64);
             for lane in self.lanes.iter() {
                 failures = failures.saturating_add(lane.failures.swap(0, Ordering::Relaxed));
@@ -393,8 +400,6 @@ impl Mirror {
             if failures > 0 || requests > 0 {
                 let number = self.next_part.fetch_add(1, Ordering::Relaxed);
                 batch.parts[batch.len] = (number, Counts::new(failures, requests));
-                // (recorded after the previous sync started, at the
-                // earliest)
                 since[batch.len] = before;
                 batch.len += 1;
             }

@@ -735,6 +735,15 @@ impl<S: ?Sized> BreakerCore<S> {
         self.mirror.as_deref().is_some_and(Mirror::claim)
     }
 
+    /// Ends the sync of `batch` without an answer (its future was dropped
+    /// before the store answered): the batch is kept for the next sync, as
+    /// after a failure, and nothing is reported.
+    pub fn sync_cancelled(&self, batch: Batch) {
+        if let Some(mirror) = self.mirror.as_deref() {
+            mirror.end(batch, None);
+        }
+    }
+
     /// Gives up the sync the caller holds, without running it: what is
     /// pending waits for the next one.
     pub fn sync_give_up(&self) {
@@ -805,6 +814,12 @@ impl<S: ?Sized> BreakerCore<S> {
             Ok(snapshot) => {
                 mirror.end(batch, Some(snapshot.counts));
                 mirror.hold(snapshot.state);
+                if snapshot.state == State::Closed && self.rule.should_open(mirror.estimate()) {
+                    // Failures counted here while this sync was in flight
+                    // reach the rule: admit nothing more from the mirror;
+                    // the next call syncs them first.
+                    mirror.stale();
+                }
                 self.leave_fallback();
                 match snapshot.state {
                     State::Open => {
@@ -831,7 +846,11 @@ impl<S: ?Sized> BreakerCore<S> {
                         // Calls go to the fallback circuit, and the next
                         // sync is its probe.
                         mirror.stale();
+                        let entering = !self.in_fallback();
                         self.enter_fallback(&error);
+                        if entering {
+                            self.seed_fallback(mirror.pending());
+                        }
                     }
                     // Calls ask the store, and are rejected while it fails.
                     StorageFailurePolicy::FailClosed => mirror.stale(),
@@ -842,6 +861,32 @@ impl<S: ?Sized> BreakerCore<S> {
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// Counts into the fallback circuit, as it is entered, the outcomes of
+    /// sync mode that the store has not counted (a failed record is counted
+    /// there too in per-call mode): protection from the process's own
+    /// failures does not start from zero. Under a rule that counts requests,
+    /// only while they are few enough to replay one by one (100,000).
+    fn seed_fallback(&self, pending: Counts) {
+        const MOST: u64 = 100_000;
+        if !self.fallback_is_closed() {
+            return;
+        }
+        let successes = if self.circuit.counts_requests() {
+            if pending.requests > MOST {
+                return;
+            }
+            pending.requests.saturating_sub(pending.failures)
+        } else {
+            0
+        };
+        for _ in 0..successes {
+            self.record_fallback(Permit::Normal, Outcome::Success);
+        }
+        for _ in 0..pending.failures.min(MOST) {
+            self.record_fallback(Permit::Normal, Outcome::Failure);
         }
     }
 
