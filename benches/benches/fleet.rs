@@ -70,22 +70,6 @@ fn child(url: &str, name: &str, sync_ms: u64, start: u64) {
     println!("FLEET_CALLS {}", calls.into_inner());
 }
 
-/// Script calls so far on `server`.
-fn round_trips(server: &RedisServer) -> u64 {
-    let info: String = server.cmd(&["INFO", "commandstats"]);
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 /// Runs the fleet in one mode; returns (calls per second, round trips per
 /// second) over the run.
 fn fleet(server: &RedisServer, sync_ms: u64) -> (f64, f64) {
@@ -107,9 +91,9 @@ fn fleet(server: &RedisServer, sync_ms: u64) -> (f64, f64) {
         .collect();
     let now = unix_ms();
     std::thread::sleep(Duration::from_millis(start.saturating_sub(now)));
-    let before = round_trips(server);
+    let before = server.script_calls();
     std::thread::sleep(RUN);
-    let during = round_trips(server) - before;
+    let during = server.script_calls() - before;
     let calls: u64 = children
         .into_iter()
         .map(|child| {

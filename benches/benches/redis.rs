@@ -121,11 +121,11 @@ fn group(
                 bench.iter(|| call(&b))
             });
             if let Some((server, extra)) = &mut count {
-                let before = round_trips(server);
+                let before = server.script_calls();
                 for _ in 0..1000 {
                     call(&b);
                 }
-                let per_call = (round_trips(server) - before) as f64 / 1000.0;
+                let per_call = (server.script_calls() - before) as f64 / 1000.0;
                 extra.insert(case.clone(), per_call);
             }
 
@@ -245,27 +245,6 @@ fn sync_mode(c: &mut Criterion, server: &RedisServer) {
         }
     }
     group.finish();
-}
-
-/// Round trips so far: the script calls in `INFO commandstats`.
-fn round_trips(server: &RedisServer) -> u64 {
-    let info: String = server.cmd(&["INFO", "commandstats"]);
-    info.lines()
-        .filter(|l| {
-            l.starts_with("cmdstat_evalsha:")
-                || l.starts_with("cmdstat_eval:")
-                || l.starts_with("cmdstat_script|")
-                || l.starts_with("cmdstat_script:")
-        })
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
 }
 
 pub(crate) fn redis(c: &mut Criterion) {

@@ -248,6 +248,33 @@ impl RedisServer {
 
     /// Runs `args` as one command on a plain connection.
     ///
+    /// The script calls this server has run so far (`EVALSHA`, `EVAL` and
+    /// `SCRIPT` in `INFO commandstats`): a breaker's round trips, since
+    /// each of its steps is one script.
+    pub fn script_calls(&self) -> u64 {
+        let info: String = self.cmd(&["INFO", "commandstats"]);
+        info.lines()
+            .filter(|l| {
+                [
+                    "cmdstat_evalsha:",
+                    "cmdstat_eval:",
+                    "cmdstat_script|",
+                    "cmdstat_script:",
+                ]
+                .iter()
+                .any(|prefix| l.starts_with(prefix))
+            })
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     /// # Panics
     ///
     /// If the command fails, or its reply is not a `T`.

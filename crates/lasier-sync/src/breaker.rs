@@ -152,7 +152,9 @@ impl CircuitBreaker {
         let core = &*self.core;
         if core.sync_first() {
             // A stale mirror (sync mode): refreshed first, then asked again.
-            sync_held(core);
+            // (an error went to the listeners and the policy, which
+            // decides this call below)
+            let _ = sync_held(core);
             if let Some(decided) = core.try_admit() {
                 return decided;
             }
@@ -171,7 +173,10 @@ impl CircuitBreaker {
         match self.core.try_record(ticket, outcome) {
             Recorded::Done => {}
             Recorded::InStore => self.record_in_store(ticket, outcome),
-            Recorded::SyncNow => sync_held(&self.core),
+            Recorded::SyncNow => {
+                // (an error went to the listeners and the policy)
+                let _ = sync_held(&self.core);
+            }
         }
     }
 
@@ -317,14 +322,15 @@ impl CircuitBreaker {
 
 /// Runs the sync the caller holds (sync mode): one store step with the
 /// pending outcomes, whose answer refreshes the mirror.
-pub(crate) fn sync_held(core: &BreakerCore<dyn Storage>) {
+/// The store's error is returned once the listeners and the policy heard
+/// it.
+pub(crate) fn sync_held(core: &BreakerCore<dyn Storage>) -> Result<(), StorageError> {
     let (Some(store), Some(batch)) = (core.store(), core.sync_begin()) else {
-        return;
+        return Ok(());
     };
     let answer = store.sync(core.circuit(), &core.sync_batch(&batch), core.rule());
     repair_if_corrupt(&**store, core, answer.as_ref().err());
-    // (an error went to the listeners and the policy)
-    let _ = core.synced(batch, answer);
+    core.synced(batch, answer)
 }
 
 /// Runs the syncs the caller holds of several breakers on one storage
@@ -351,22 +357,14 @@ pub(crate) fn sync_many_held(cores: &[&BreakerCore<dyn Storage>]) {
 
 /// Syncs now, after the sync in flight if there is one.
 fn flush(core: &BreakerCore<dyn Storage>) -> Result<(), StorageError> {
-    let Some(store) = core.store() else {
-        return Ok(());
-    };
-    if core.sync_period().is_none() {
+    if core.store().is_none() || core.sync_period().is_none() {
         return Ok(());
     }
     // The sync in flight ends within the store's step timeout.
     while !core.sync_claim() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let Some(batch) = core.sync_begin() else {
-        return Ok(());
-    };
-    let answer = store.sync(core.circuit(), &core.sync_batch(&batch), core.rule());
-    repair_if_corrupt(&**store, core, answer.as_ref().err());
-    core.synced(batch, answer)
+    sync_held(core)
 }
 
 /// After a `Corrupt` error, deletes the circuit's keys that hold garbage, so
