@@ -2,11 +2,14 @@
 //! storage group (a storage and its clones that share connections, see
 //! `AsyncStorage::sync_group`) for all its breakers, spawned when the first
 //! of them is first used inside a tokio runtime, and ended when the last is
-//! gone. Breakers due together share one pipelined round trip.
+//! gone. Breakers due together share one pipelined round trip. A store
+//! that pushes its changes (`AsyncStorage::watch`) wakes the task, which
+//! syncs the breakers named.
 
 use std::sync::Arc;
 
-use lasier_core::facade::{due_now, SyncGroups};
+use lasier_core::facade::{due_now, SyncGroup, SyncGroups, PASS_GAP};
+use lasier_core::{Change, Changed};
 
 use crate::breaker::Parts;
 
@@ -30,15 +33,47 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
         let running = group.running();
         runtime.spawn(async move {
             let _running = running;
+            // The store's pushes, if it can: asked for once, on the first
+            // pass, and stopped when the task ends.
+            let woken = Arc::new(tokio::sync::Notify::new());
+            let mut watch = None;
+            let mut asked = false;
             while let Some((live, tick)) = GROUPS.pass(&group, |parts| parts.core.sync_period()) {
-                let due = due_now(&live, tick, |parts| &parts.core);
+                if !asked {
+                    asked = true;
+                    watch = live
+                        .first()
+                        .and_then(|parts| parts.core.store())
+                        .and_then(|store| store.watch(wake_on_change(&group, &woken)));
+                }
+                let mut due = due_now(&live, tick, |parts| &parts.core);
+                due.extend(group.pushed_now(&live, |parts| &parts.core));
                 for chunk in due.chunks(PIPELINE) {
                     crate::breaker::sync_many_held(chunk).await;
                 }
                 drop(live);
-                tokio::time::sleep(tick).await;
+                // (a push ends the wait early)
+                let waited = tokio::time::Instant::now();
+                let _ = tokio::time::timeout(tick, woken.notified()).await;
+                if let Some(rest) = PASS_GAP.checked_sub(waited.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
             }
+            drop(watch);
         });
     }
     true
+}
+
+/// The callback of the store's pushes to `group`: notes the change and
+/// wakes the group's task.
+fn wake_on_change(group: &Arc<SyncGroup<Parts>>, woken: &Arc<tokio::sync::Notify>) -> Changed {
+    let group = Arc::downgrade(group);
+    let woken = Arc::clone(woken);
+    Arc::new(move |change: Change<'_>| {
+        if let Some(group) = group.upgrade() {
+            group.push(change);
+        }
+        woken.notify_one();
+    })
 }

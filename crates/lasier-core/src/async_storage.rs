@@ -37,7 +37,7 @@ use crate::error::StorageError;
 use crate::kv::nonblocking as kv;
 use crate::local::LocalBinding;
 use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
-use crate::storage::SyncItem;
+use crate::storage::{Changed, SyncItem, Watch};
 
 /// An async store for circuit state: [`Storage`](crate::Storage), async.
 #[async_trait]
@@ -77,6 +77,13 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
     /// say so).
     fn sync_group(&self) -> usize {
         (self as *const Self).cast::<()>() as usize
+    }
+
+    /// See [`Storage::watch`](crate::Storage::watch): called from inside
+    /// the tokio runtime of the group's background task.
+    fn watch(&self, changed: Changed) -> Option<Watch> {
+        let _ = changed;
+        None
     }
 }
 
@@ -337,6 +344,9 @@ macro_rules! forward_async_storage {
             }
             fn sync_group(&self) -> usize {
                 (**self).sync_group()
+            }
+            fn watch(&self, changed: Changed) -> Option<Watch> {
+                (**self).watch(changed)
             }
         }
     )*};

@@ -163,7 +163,10 @@ macro_rules! __define_builder {
             /// and interval, whatever the call rate), and at once when this
             /// process's own failures bring the fleet's counts, as it knows
             /// them, to the rule. Half-open trials still ask the store, so the
-            /// half-open bound holds across the fleet. Off by default: every
+            /// half-open bound holds across the fleet. A change of state made
+            /// elsewhere is seen at the next sync, or about one round trip
+            /// after it on a store that pushes its changes (Redis; see
+            /// `Storage::watch`). Off by default: every
             /// call then asks the store. See the README's "Sync mode" for the
             /// bound on staleness and what a killed process loses. On an
             /// in-process storage it changes nothing. At most
@@ -447,7 +450,26 @@ pub struct SyncGroup<T> {
     members: std::sync::Mutex<Vec<std::sync::Weak<T>>>,
     /// Whether its thread (or task) runs: a task dies with its runtime.
     alive: std::sync::atomic::AtomicBool,
+    /// What the store pushed since the last pass.
+    pushed: std::sync::Mutex<Pushed>,
 }
+
+/// The changes a store pushed to a group since its last pass: circuit
+/// names, or every circuit.
+#[derive(Debug, Default)]
+struct Pushed {
+    all: bool,
+    names: Vec<String>,
+}
+
+/// The most names a group keeps between two passes; past it, the pass
+/// syncs all of its breakers.
+const PUSHED_NAMES: usize = 1024;
+
+/// The least time between two background passes of a group, however often
+/// its store pushes: a flood of messages (anyone who can publish on the
+/// store can send one) costs at most one pipelined round trip per gap.
+pub const PASS_GAP: Duration = Duration::from_millis(5);
 
 impl<T> SyncGroup<T> {
     /// Held by the group's thread (or task) while it runs: when it is
@@ -455,6 +477,57 @@ impl<T> SyncGroup<T> {
     /// breaker of the group starts a new one.
     pub fn running(self: &Arc<Self>) -> Running<T> {
         Running(Arc::clone(self))
+    }
+
+    /// Notes a change the store pushed ([`Storage::watch`]): the next pass
+    /// syncs the breakers it names ([`pushed_now`](Self::pushed_now)).
+    ///
+    /// [`Storage::watch`]: crate::Storage::watch
+    pub fn push(&self, change: crate::storage::Change<'_>) {
+        let mut pushed = lock(&self.pushed);
+        if pushed.all {
+            return;
+        }
+        match change {
+            crate::storage::Change::Circuit(name) if pushed.names.len() < PUSHED_NAMES => {
+                if !pushed.names.iter().any(|known| known == name) {
+                    pushed.names.push(name.to_owned());
+                }
+            }
+            _ => {
+                pushed.all = true;
+                pushed.names = Vec::new();
+            }
+        }
+    }
+
+    /// Which of a pass's `live` breakers the store's pushes since the last
+    /// pass name, of those whose sync the caller could take (and now
+    /// holds). A breaker named whose sync is in flight elsewhere stays
+    /// named for the next pass: that sync may have read the store before
+    /// the change.
+    pub fn pushed_now<'a, S: ?Sized>(
+        &self,
+        live: &'a [Arc<T>],
+        core: impl Fn(&T) -> &crate::engine::BreakerCore<S>,
+    ) -> Vec<&'a T> {
+        let pushed = core::mem::take(&mut *lock(&self.pushed));
+        if !pushed.all && pushed.names.is_empty() {
+            return Vec::new();
+        }
+        let mut picked = Vec::new();
+        for member in live.iter().map(|member| &**member) {
+            let core = core(member);
+            let name = core.circuit().name();
+            if pushed.all || pushed.names.iter().any(|named| **named == **name) {
+                if core.sync_claim() {
+                    picked.push(member);
+                } else {
+                    self.push(crate::storage::Change::Circuit(name));
+                }
+            }
+        }
+        picked
     }
 }
 
@@ -514,6 +587,7 @@ impl<T> SyncGroups<T> {
             key,
             members: std::sync::Mutex::new(members),
             alive: std::sync::atomic::AtomicBool::new(true),
+            pushed: std::sync::Mutex::new(Pushed::default()),
         });
         all.push(Arc::clone(&group));
         Some(group)
@@ -625,5 +699,66 @@ mod tests {
         let (live, _) = groups.pass(&fresh, |d| Some(*d)).unwrap();
         assert_eq!(live.len(), 2, "the old member and the new one");
         drop(c);
+    }
+
+    fn core_in_sync_mode(name: &str) -> crate::engine::BreakerCore<dyn crate::Storage> {
+        let mut config = crate::Config::new(name);
+        config.max_failures(3).sync_interval(Duration::from_secs(1));
+        let (circuit, rule) = config.validate().unwrap();
+        let store: Arc<dyn crate::Storage> = Arc::new(crate::MemoryStorage::new());
+        crate::engine::BreakerCore::new(
+            circuit,
+            rule,
+            crate::engine::Engine::Store(store),
+            in_process_clock(),
+            &config,
+        )
+    }
+
+    #[test]
+    fn a_push_syncs_the_breakers_it_names_once() {
+        use crate::storage::Change;
+        let groups = SyncGroups::new();
+        let a = Arc::new(core_in_sync_mode("a"));
+        let b = Arc::new(core_in_sync_mode("b"));
+        let group = groups.join(1, &a).unwrap();
+        assert!(groups.join(1, &b).is_none());
+        let (live, _) = groups.pass(&group, |_| None).unwrap();
+        let names = |picked: Vec<&crate::engine::BreakerCore<dyn crate::Storage>>| {
+            picked
+                .iter()
+                .map(|core| core.circuit().name().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            group.pushed_now(&live, |core| core).is_empty(),
+            "nothing pushed"
+        );
+        group.push(Change::Circuit("b"));
+        group.push(Change::Circuit("b"));
+        group.push(Change::Circuit("nobody"));
+        let picked = group.pushed_now(&live, |core| core);
+        assert_eq!(names(picked), ["b"]);
+        assert!(
+            group.pushed_now(&live, |core| core).is_empty(),
+            "taken once"
+        );
+        // b's sync is held (by the caller here; elsewhere in a facade, and it
+        // may have read the store before the change): a push that names it
+        // again does not sync it twice at once, and keeps it named
+        group.push(Change::Circuit("b"));
+        assert!(group.pushed_now(&live, |core| core).is_empty());
+        b.sync_give_up();
+        assert_eq!(names(group.pushed_now(&live, |core| core)), ["b"]);
+        b.sync_give_up();
+        // everything (a feed that reconnected), or more names than kept
+        group.push(Change::All);
+        assert_eq!(names(group.pushed_now(&live, |core| core)), ["a", "b"]);
+        a.sync_give_up();
+        b.sync_give_up();
+        for i in 0..=PUSHED_NAMES {
+            group.push(Change::Circuit(&i.to_string()));
+        }
+        assert_eq!(names(group.pushed_now(&live, |core| core)), ["a", "b"]);
     }
 }

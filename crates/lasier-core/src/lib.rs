@@ -104,7 +104,7 @@ pub use keys::CircuitKeys;
 #[cfg(feature = "alloc")]
 pub use local::LocalBinding;
 #[cfg(feature = "alloc")]
-pub use storage::{FusedSteps, Steps, Storage, SyncItem};
+pub use storage::{Change, Changed, FusedSteps, Steps, Storage, SyncItem, Watch};
 
 #[cfg(feature = "async")]
 pub use async_storage::{AsyncFusedSteps, AsyncSteps, AsyncStorage};

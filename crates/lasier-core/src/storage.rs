@@ -92,6 +92,8 @@
 //! }
 //! ```
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 use core::fmt;
 use core::time::Duration;
 
@@ -178,6 +180,53 @@ pub trait Storage: fmt::Debug + Send + Sync {
     /// say so).
     fn sync_group(&self) -> usize {
         (self as *const Self).cast::<()>() as usize
+    }
+
+    /// Has the store tell `changed` each time someone changes a circuit's
+    /// state in it (an opening, the trials' verdict, a mode set by hand, a
+    /// reset), for as long as the returned [`Watch`] lives. Breakers in
+    /// sync mode on this storage then refresh their mirror about one round
+    /// trip after the change, instead of at their next sync. Called once
+    /// per [`sync_group`](Self::sync_group), by the group's background
+    /// thread (or task).
+    ///
+    /// The default, `None`, is right for a store that cannot push: changes
+    /// are then seen at the next sync, within one sync interval.
+    fn watch(&self, changed: Changed) -> Option<Watch> {
+        let _ = changed;
+        None
+    }
+}
+
+/// What a store pushes to [`Storage::watch`]'s callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change<'a> {
+    /// The state of the circuit of this name changed.
+    Circuit(&'a str),
+    /// Any circuit may have changed: the feed was (re)connected, and what
+    /// happened while it was down is unknown.
+    All,
+}
+
+/// The callback a storage calls with each [`Change`], from its own thread:
+/// it must return quickly (it only marks breakers for a sync).
+pub type Changed = Arc<dyn Fn(Change<'_>) + Send + Sync>;
+
+/// A running feed of changes from [`Storage::watch`]: dropping it stops the
+/// feed (at once, or within the storage's own polling period).
+pub struct Watch(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl Watch {
+    /// A feed that stops when `guard` is dropped.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(guard))
+    }
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Watch")
     }
 }
 
@@ -461,6 +510,9 @@ macro_rules! forward_storage {
             }
             fn sync_group(&self) -> usize {
                 (**self).sync_group()
+            }
+            fn watch(&self, changed: Changed) -> Option<Watch> {
+                (**self).watch(changed)
             }
         }
     )*};

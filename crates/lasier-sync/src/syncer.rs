@@ -2,12 +2,13 @@
 //! group (a storage and its clones that share connections, see
 //! `Storage::sync_group`) for all its breakers, started when the first of
 //! them is built and ended when the last is gone. Breakers due together
-//! share one pipelined round trip.
+//! share one pipelined round trip. A store that pushes its changes
+//! (`Storage::watch`) wakes the thread, which syncs the breakers named.
 
 use std::sync::Arc;
 
-use lasier_core::facade::{due_now, SyncGroups};
-use lasier_core::{BreakerCore, Storage};
+use lasier_core::facade::{due_now, SyncGroup, SyncGroups, PASS_GAP};
+use lasier_core::{BreakerCore, Change, Changed, Storage};
 
 use crate::breaker::sync_many_held;
 
@@ -30,17 +31,48 @@ pub(crate) fn register(core: &Arc<Core>) {
             let group = Arc::clone(&group);
             move || {
                 let _running = group.running();
+                // The store's pushes, if it can: asked for once, on the
+                // first pass, and stopped when the thread ends.
+                let mut watch = None;
+                let mut asked = false;
                 while let Some((live, tick)) = GROUPS.pass(&group, Core::sync_period) {
-                    let due = due_now(&live, tick, |core| core);
+                    if !asked {
+                        asked = true;
+                        watch = live
+                            .first()
+                            .and_then(|core| core.store())
+                            .and_then(|store| store.watch(wake_on_change(&group)));
+                    }
+                    let mut due = due_now(&live, tick, |core| core);
+                    due.extend(group.pushed_now(&live, |core| core));
                     for chunk in due.chunks(PIPELINE) {
                         sync_many_held(chunk);
                     }
                     drop(live);
-                    std::thread::sleep(tick);
+                    // (a push unparks it early)
+                    let parked = std::time::Instant::now();
+                    std::thread::park_timeout(tick);
+                    if let Some(rest) = PASS_GAP.checked_sub(parked.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
                 }
+                drop(watch);
             }
         });
     if spawned.is_err() {
         GROUPS.abandon(&group);
     }
+}
+
+/// The callback of the store's pushes to `group`: notes the change and
+/// wakes the group's thread (the one calling this).
+fn wake_on_change(group: &Arc<SyncGroup<Core>>) -> Changed {
+    let group = Arc::downgrade(group);
+    let thread = std::thread::current();
+    Arc::new(move |change: Change<'_>| {
+        if let Some(group) = group.upgrade() {
+            group.push(change);
+        }
+        thread.unpark();
+    })
 }
