@@ -61,3 +61,11 @@ pub(crate) fn reset(circuit: &Circuit) -> Cmd {
     }
     cmd
 }
+
+/// `PUBLISH` of the circuit's name on the channel of changes (see
+/// `watch.rs`).
+pub(crate) fn publish(circuit: &Circuit) -> Cmd {
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(crate::watch::CHANNEL).arg(&**circuit.name());
+    cmd
+}

@@ -87,6 +87,13 @@
 //! scripts (restart, `SCRIPT FLUSH`) costs two more round trips per script,
 //! once.
 //!
+//! In sync mode (`.sync_interval(d)` on the builder) a busy breaker costs
+//! about one round trip per interval instead, whatever the call rate. Every
+//! step that changes a circuit's state publishes its name on
+//! [`CHANGES_CHANNEL`], and each storage with breakers in sync mode keeps
+//! one connection subscribed to it, so that a change made by another
+//! process reaches them in about one round trip, not one interval.
+//!
 //! # Values it did not write
 //!
 //! Text in a counter, a key of another type, a negative count, an open flag
@@ -238,6 +245,8 @@ mod server;
 mod storage;
 #[cfg(any(feature = "sync", feature = "async"))]
 pub mod transport;
+#[cfg(any(feature = "sync", feature = "async"))]
+mod watch;
 
 #[cfg(all(feature = "cluster", feature = "async"))]
 pub use cluster::multiplexed::AsyncClusterRedisStorage;
@@ -252,6 +261,8 @@ pub use server::RedisStorage;
 pub use storage::AsyncRedis;
 #[cfg(feature = "sync")]
 pub use storage::Redis;
+#[cfg(any(feature = "sync", feature = "async"))]
+pub use watch::CHANNEL as CHANGES_CHANNEL;
 
 /// The `redis` crate this one is built on, to name its `Client` and
 /// `aio::ConnectionManager` without a version mismatch.

@@ -156,6 +156,17 @@ impl AsyncTransport for Multiplexed {
             .field("timeout", &timeout)
             .finish_non_exhaustive()
     }
+
+    fn watch_on(&self) -> Option<crate::watch::WatchOn> {
+        let Link::Managed {
+            make: Some(make), ..
+        } = &self.link
+        else {
+            return None;
+        };
+        let (client, _, connect_timeout) = &**make;
+        crate::watch::WatchOn::new(vec![client.get_connection_info().clone()], *connect_timeout)
+    }
 }
 
 impl std::fmt::Debug for Multiplexed {

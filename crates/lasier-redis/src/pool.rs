@@ -80,6 +80,12 @@ pub(crate) trait Connector: Send + Sync + 'static {
         let _ = circuit;
         Ok(())
     }
+
+    /// The nodes a watch of the storage's changes may subscribe on: none
+    /// by default.
+    fn watch_nodes(&self) -> Vec<redis::ConnectionInfo> {
+        Vec::new()
+    }
 }
 
 /// The connections of a blocking storage: up to
@@ -210,6 +216,13 @@ macro_rules! pooled_transport {
                 circuit: &lasier_core::Circuit,
             ) -> Result<(), lasier_core::ConfigError> {
                 $crate::pool::Connector::validate(self.0.connector(), circuit)
+            }
+
+            fn watch_on(&self) -> Option<$crate::watch::WatchOn> {
+                $crate::watch::WatchOn::new(
+                    $crate::pool::Connector::watch_nodes(self.0.connector()),
+                    self.0.options().connect_timeout,
+                )
             }
         }
 

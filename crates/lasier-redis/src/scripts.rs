@@ -275,7 +275,9 @@ pub(crate) fn trial(
         .arg(timing.circuit_timeout_ms)
         .arg(marker_after_opening_ms(circuit))
         .arg(episode)
-        .arg(marker_after_lease_ms(circuit));
+        .arg(marker_after_lease_ms(circuit))
+        .arg(crate::watch::CHANNEL)
+        .arg(&**circuit.name());
     invocation
 }
 
@@ -303,7 +305,9 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .key(keys.trial_lease())
         .arg(circuit.timing().circuit_timeout_ms)
         .arg(marker_after_opening_ms(circuit))
-        .arg(flag(only_if_closed));
+        .arg(flag(only_if_closed))
+        .arg(crate::watch::CHANNEL)
+        .arg(&**circuit.name());
     invocation
 }
 

@@ -50,6 +50,10 @@ impl Connector for Client {
     fn place(&self) -> String {
         format!("Redis at {}", self.get_connection_info().addr())
     }
+
+    fn watch_nodes(&self) -> Vec<redis::ConnectionInfo> {
+        vec![self.get_connection_info().clone()]
+    }
 }
 
 pooled_transport!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use lasier_core::state::{
     Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition,
 };
-use lasier_core::{Circuit, ConfigError, Counts, Rule, StorageError, SyncItem};
+use lasier_core::{Changed, Circuit, ConfigError, Counts, Rule, StorageError, SyncItem, Watch};
 
 use crate::{commands, scripts};
 
@@ -102,6 +102,13 @@ mod blocking {
         ) -> Result<R, StorageError> {
             self.transport.session()?.invoke(circuit, invocation)
         }
+
+        /// Tells the watches of every storage that `circuit` changed by
+        /// hand. The change is made: a failure here only delays it to their
+        /// next sync, and is not reported.
+        fn publish(&self, circuit: &Circuit) {
+            let _ = self.query::<i64>(&commands::publish(circuit));
+        }
     }
 
     impl<T: Transport> fmt::Debug for Redis<T> {
@@ -143,6 +150,10 @@ mod blocking {
         // Clones share the transport: their breakers sync together.
         fn sync_group(&self) -> usize {
             Arc::as_ptr(&self.transport).cast::<()>() as usize
+        }
+
+        fn watch(&self, changed: Changed) -> Option<Watch> {
+            crate::watch::start(self.transport.watch_on()?, changed)
         }
     }
 
@@ -212,7 +223,9 @@ mod blocking {
         }
 
         fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-            self.query(&commands::reset(circuit))
+            self.query::<()>(&commands::reset(circuit))?;
+            self.publish(circuit);
+            Ok(())
         }
 
         // Rare, and a few commands in a row do them well enough.
@@ -225,7 +238,9 @@ mod blocking {
             circuit: &Circuit,
             manual: Manual,
         ) -> Result<Option<Transition>, StorageError> {
-            lasier_core::kv::blocking::set_manual(self, circuit, manual)
+            let changed = lasier_core::kv::blocking::set_manual(self, circuit, manual)?;
+            self.publish(circuit);
+            Ok(changed)
         }
 
         fn sync(
@@ -357,6 +372,11 @@ mod nonblocking {
         ) -> Result<R, StorageError> {
             self.step(self.transport.invoke(circuit, invocation)).await
         }
+
+        /// As the blocking storage's `publish`.
+        async fn publish(&self, circuit: &Circuit) {
+            let _ = self.query::<i64>(&commands::publish(circuit)).await;
+        }
     }
 
     impl<T: AsyncTransport> fmt::Debug for AsyncRedis<T> {
@@ -409,6 +429,10 @@ mod nonblocking {
         // Clones share the transport: their breakers sync together.
         fn sync_group(&self) -> usize {
             Arc::as_ptr(&self.transport).cast::<()>() as usize
+        }
+
+        fn watch(&self, changed: Changed) -> Option<Watch> {
+            crate::watch::start(self.transport.watch_on()?, changed)
         }
     }
 
@@ -494,7 +518,9 @@ mod nonblocking {
         }
 
         async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-            self.query(&commands::reset(circuit)).await
+            self.query::<()>(&commands::reset(circuit)).await?;
+            self.publish(circuit).await;
+            Ok(())
         }
 
         // Rare, and a few commands in a row do them well enough.
@@ -507,7 +533,9 @@ mod nonblocking {
             circuit: &Circuit,
             manual: Manual,
         ) -> Result<Option<Transition>, StorageError> {
-            lasier_core::kv::nonblocking::set_manual(self, circuit, manual).await
+            let changed = lasier_core::kv::nonblocking::set_manual(self, circuit, manual).await?;
+            self.publish(circuit).await;
+            Ok(changed)
         }
 
         async fn sync(

@@ -57,6 +57,11 @@ pub(crate) trait Transport: Send + Sync + 'static {
         let _ = circuit;
         Ok(())
     }
+
+    /// Where the storage's watch subscribes, if it knows.
+    fn watch_on(&self) -> Option<crate::watch::WatchOn> {
+        None
+    }
 }
 
 /// One storage step of a blocking transport: each command and script runs
@@ -136,5 +141,10 @@ pub(crate) trait AsyncTransport: Send + Sync + 'static {
     fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
         let _ = circuit;
         Ok(())
+    }
+
+    /// Where the storage's watch subscribes, if it knows.
+    fn watch_on(&self) -> Option<crate::watch::WatchOn> {
+        None
     }
 }

@@ -93,8 +93,12 @@ fn an_acl_user_in_the_url_authenticates() {
     let storage = RedisStorage::open(url(&server, &format!("{user}:user-pw@"))).unwrap();
     let c = circuit();
     assert_eq!(storage.state(&c).unwrap(), State::Closed);
+    // (a user without the right to publish on the channel of changes, as
+    // Redis 7 makes new users, still opens and resets circuits)
     storage.open_circuit(&c).unwrap();
     assert_eq!(storage.state(&c).unwrap(), State::Open);
+    storage.reset(&c).unwrap();
+    assert_eq!(storage.state(&c).unwrap(), State::Closed);
     let wrong = RedisStorage::open(url(&server, &format!("{user}:nope@"))).unwrap();
     check_refused(&wrong.state(&c).unwrap_err(), "refused the credentials");
 }

@@ -40,6 +40,10 @@ struct Link {
     /// How long making a connection may take.
     connect_budget: Duration,
     nodes: String,
+    /// The seed nodes, for the storage's watch (none when built from a
+    /// client builder).
+    seeds: Vec<redis::ConnectionInfo>,
+    connect_timeout: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +165,10 @@ impl AsyncTransport for AsyncCluster {
 
     fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
         super::hash_slot::validate(circuit)
+    }
+
+    fn watch_on(&self) -> Option<crate::watch::WatchOn> {
+        crate::watch::WatchOn::new(self.link.seeds.clone(), self.link.connect_timeout)
     }
 }
 
@@ -295,7 +303,13 @@ impl AsyncRedis<AsyncCluster> {
     {
         let seeds = super::seeds(nodes)?;
         let described = super::describe(&seeds);
-        Self::connect_as(ClusterClient::builder(seeds), options, described).await
+        Self::connect_as(
+            ClusterClient::builder(seeds.clone()),
+            options,
+            described,
+            seeds,
+        )
+        .await
     }
 
     /// Connects with a cluster client of your own (a password, TLS
@@ -310,13 +324,14 @@ impl AsyncRedis<AsyncCluster> {
         builder: ClusterClientBuilder,
         options: Options,
     ) -> Result<Self, StorageError> {
-        Self::connect_as(builder, options, "its seed nodes".to_owned()).await
+        Self::connect_as(builder, options, "its seed nodes".to_owned(), Vec::new()).await
     }
 
     async fn connect_as(
         builder: ClusterClientBuilder,
         options: Options,
         nodes: String,
+        seeds: Vec<redis::ConnectionInfo>,
     ) -> Result<Self, StorageError> {
         let client = super::configure(builder, &options)
             .build()
@@ -342,6 +357,8 @@ impl AsyncRedis<AsyncCluster> {
             health: Mutex::new(Health::default()),
             connect_budget: budget,
             nodes,
+            seeds,
+            connect_timeout: options.connect_timeout,
         });
         Ok(Self::over(AsyncCluster { link }, options.timeout))
     }

@@ -27,10 +27,12 @@ use crate::error::from_redis;
 use crate::pool::{pooled_transport, Connector, Pool};
 use crate::{Options, Redis};
 
-/// A cluster client, and its seed nodes for messages.
+/// A cluster client, its seed nodes for messages, and for its watch (none
+/// when built from a client builder).
 pub(crate) struct Cluster {
     client: ClusterClient,
     nodes: String,
+    seeds: Vec<redis::ConnectionInfo>,
 }
 
 impl Connector for Cluster {
@@ -79,6 +81,10 @@ impl Connector for Cluster {
 
     fn validate(&self, circuit: &Circuit) -> Result<(), ConfigError> {
         super::hash_slot::validate(circuit)
+    }
+
+    fn watch_nodes(&self) -> Vec<redis::ConnectionInfo> {
+        self.seeds.clone()
     }
 }
 
@@ -220,7 +226,12 @@ impl Redis<ClusterPool> {
     {
         let seeds = super::seeds(nodes)?;
         let described = super::describe(&seeds);
-        Self::built(ClusterClient::builder(seeds), options, described)
+        Self::built(
+            ClusterClient::builder(seeds.clone()),
+            options,
+            described,
+            seeds,
+        )
     }
 
     /// A storage with a cluster client of your own (a password, TLS
@@ -236,19 +247,24 @@ impl Redis<ClusterPool> {
         builder: ClusterClientBuilder,
         options: Options,
     ) -> Result<Self, StorageError> {
-        Self::built(builder, options, "its seed nodes".to_owned())
+        Self::built(builder, options, "its seed nodes".to_owned(), Vec::new())
     }
 
     fn built(
         builder: ClusterClientBuilder,
         options: Options,
         nodes: String,
+        seeds: Vec<redis::ConnectionInfo>,
     ) -> Result<Self, StorageError> {
         let client = super::configure(builder, &options)
             .build()
             .map_err(from_redis)?;
         Ok(Self::over(ClusterPool(Pool::new(
-            Cluster { client, nodes },
+            Cluster {
+                client,
+                nodes,
+                seeds,
+            },
             options,
         ))))
     }

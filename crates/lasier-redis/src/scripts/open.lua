@@ -2,7 +2,8 @@
 -- KEYS: open flag, half-open marker, trials passed, failures, requests,
 --       mode, trial lease
 -- ARGV: circuit_timeout_ms, half_open_marker_ms (the open time, then the
---       retention; 0: no half-open state), only_if_closed (0/1)
+--       retention; 0: no half-open state), only_if_closed (0/1), the
+--       channel of changes and the circuit's name (published on opening)
 -- Reply: 1 if this call opened the circuit; 0 if, with only_if_closed, it
 -- was open or half-open already (someone else decided first), or its mode
 -- was set by hand (forced open or disabled).
@@ -37,4 +38,6 @@ if ARGV[2] ~= '0' then
 end
 redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
 redis.call('DEL', KEYS[4], KEYS[5])
+-- (pcall: a user whose ACL denies the channel still opens it)
+redis.pcall('PUBLISH', ARGV[4], ARGV[5])
 return 1

@@ -2,7 +2,9 @@
 -- KEYS: open flag, half-open marker, trials passed, failures, requests,
 --       trial lease
 -- ARGV: failed (0/1), half_open_max_calls, circuit_timeout_ms,
---       marker_ms_after_opening, the trial's episode, marker_ms_after_lease
+--       marker_ms_after_opening, the trial's episode, marker_ms_after_lease,
+--       the channel of changes and the circuit's name (published when the
+--       trials reopen or close the circuit)
 -- Reply: 0 nothing changed (the trial outlived its lease or its half-open
 -- period, or more trials must pass); 1 reopened; 2 closed.
 local open, err = is_open(KEYS[1])
@@ -23,6 +25,8 @@ if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], 1, 'PX', ARGV[3])
   redis.call('SET', KEYS[2], fresh, 'PX', ARGV[4])
   redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+  -- (pcall: a user whose ACL denies the channel still reopens it)
+  redis.pcall('PUBLISH', ARGV[7], ARGV[8])
   return 1
 end
 local passed
@@ -34,4 +38,5 @@ if passed < tonumber(ARGV[2]) then
   return 0
 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.pcall('PUBLISH', ARGV[7], ARGV[8])
 return 2
