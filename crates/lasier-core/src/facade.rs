@@ -502,10 +502,12 @@ impl<T> SyncGroup<T> {
     }
 
     /// Which of a pass's `live` breakers the store's pushes since the last
-    /// pass name, of those whose sync the caller could take (and now
-    /// holds). A breaker named whose sync is in flight elsewhere stays
-    /// named for the next pass: that sync may have read the store before
-    /// the change.
+    /// pass name and must sync now (the caller holds their syncs); each
+    /// named stops admitting from its mirror until a sync refreshes it. A
+    /// breaker named whose sync is in flight elsewhere stays named for the
+    /// next pass: that sync may have read the store before the change. One
+    /// whose mirror was stale already needs nothing: its next call syncs
+    /// first.
     pub fn pushed_now<'a, S: ?Sized>(
         &self,
         live: &'a [Arc<T>],
@@ -520,10 +522,10 @@ impl<T> SyncGroup<T> {
             let core = core(member);
             let name = core.circuit().name();
             if pushed.all || pushed.names.iter().any(|named| **named == **name) {
-                if core.sync_claim() {
-                    picked.push(member);
-                } else {
-                    self.push(crate::storage::Change::Circuit(name));
+                match core.sync_pushed() {
+                    crate::engine::Due::Sync => picked.push(member),
+                    crate::engine::Due::Busy => self.push(crate::storage::Change::Circuit(name)),
+                    _ => {}
                 }
             }
         }
@@ -715,6 +717,19 @@ mod tests {
         )
     }
 
+    /// Answers a sync of `core` (which holds its sync) with a closed
+    /// circuit: its mirror admits.
+    fn synced_closed(core: &crate::engine::BreakerCore<dyn crate::Storage>) {
+        let batch = core.sync_begin().unwrap();
+        let closed = crate::Snapshot::new(crate::State::Closed, crate::Counts::default());
+        core.synced(batch, Ok(closed)).unwrap();
+    }
+
+    /// Whether `core` admits a call from its mirror, without the store.
+    fn admits(core: &crate::engine::BreakerCore<dyn crate::Storage>) -> bool {
+        matches!(core.try_admit(), Some(Ok(_)))
+    }
+
     #[test]
     fn a_push_syncs_the_breakers_it_names_once() {
         use crate::storage::Change;
@@ -730,6 +745,16 @@ mod tests {
                 .map(|core| core.circuit().name().to_string())
                 .collect::<Vec<_>>()
         };
+        // a mirror never synced (stale) needs nothing: its next call syncs
+        // first
+        group.push(Change::All);
+        assert!(group.pushed_now(&live, |core| core).is_empty());
+        for core in [&a, &b] {
+            assert!(!admits(core));
+            assert!(core.sync_claim());
+            synced_closed(core);
+            assert!(admits(core));
+        }
         assert!(
             group.pushed_now(&live, |core| core).is_empty(),
             "nothing pushed"
@@ -737,25 +762,30 @@ mod tests {
         group.push(Change::Circuit("b"));
         group.push(Change::Circuit("b"));
         group.push(Change::Circuit("nobody"));
-        let picked = group.pushed_now(&live, |core| core);
-        assert_eq!(names(picked), ["b"]);
+        assert_eq!(names(group.pushed_now(&live, |core| core)), ["b"]);
+        // b admits nothing from its mirror until its sync answers; a does
+        assert!(!admits(&b));
+        assert!(admits(&a));
         assert!(
             group.pushed_now(&live, |core| core).is_empty(),
             "taken once"
         );
         // b's sync is held (by the caller here; elsewhere in a facade, and it
         // may have read the store before the change): a push that names it
-        // again does not sync it twice at once, and keeps it named
+        // again does not sync it twice at once, and keeps it named until
+        // its sync is free, whatever that sync answered
         group.push(Change::Circuit("b"));
         assert!(group.pushed_now(&live, |core| core).is_empty());
-        b.sync_give_up();
+        assert!(group.pushed_now(&live, |core| core).is_empty());
+        synced_closed(&b);
+        assert!(admits(&b));
         assert_eq!(names(group.pushed_now(&live, |core| core)), ["b"]);
-        b.sync_give_up();
+        synced_closed(&b);
         // everything (a feed that reconnected), or more names than kept
         group.push(Change::All);
         assert_eq!(names(group.pushed_now(&live, |core| core)), ["a", "b"]);
-        a.sync_give_up();
-        b.sync_give_up();
+        synced_closed(&a);
+        synced_closed(&b);
         for i in 0..=PUSHED_NAMES {
             group.push(Change::Circuit(&i.to_string()));
         }

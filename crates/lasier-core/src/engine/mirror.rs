@@ -431,6 +431,25 @@ impl Mirror {
         self.in_flight.store(false, Ordering::Release);
     }
 
+    /// For a change the store pushed: the mirror admits nothing more until
+    /// a sync refreshes it, and the caller syncs it now (`Sync`, the sync
+    /// claimed); or another sync is in flight, whose answer may predate the
+    /// change (`Busy`: ask again next pass); or it was stale already with
+    /// nothing in flight (`Idle`: the next call syncs first, as it would).
+    pub(crate) fn pushed(&self) -> Due {
+        let claimed = self.claim();
+        if claimed && self.phase.load(Ordering::Relaxed) & !USED == STALE {
+            self.release();
+            return Due::Idle;
+        }
+        self.stale();
+        if claimed {
+            Due::Sync
+        } else {
+            Due::Busy
+        }
+    }
+
     /// Admits nothing more until a sync refreshes it.
     pub(crate) fn stale(&self) {
         let _ = self

@@ -729,6 +729,16 @@ impl<S: ?Sized> BreakerCore<S> {
         self.mirror.as_deref().is_some_and(Mirror::sync_first)
     }
 
+    /// For a change of the circuit the store pushed: stops admitting from
+    /// the mirror, and says whether the caller now holds the sync that
+    /// refreshes it ([`Due::Sync`]), another sync is in flight whose answer
+    /// may predate the change ([`Due::Busy`]: ask again at the next pass),
+    /// or nothing is needed ([`Due::Idle`]: the mirror was stale already,
+    /// so the next call syncs first; or the breaker is not in sync mode).
+    pub fn sync_pushed(&self) -> Due {
+        self.mirror.as_deref().map_or(Due::Idle, Mirror::pushed)
+    }
+
     /// Takes the breaker's sync, for a flush: `false` if another one is in
     /// flight (or the breaker is not in sync mode).
     pub fn sync_claim(&self) -> bool {
