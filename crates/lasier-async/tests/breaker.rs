@@ -200,6 +200,31 @@ async fn half_open_trial_failure_reopens_at_once() {
     }
 }
 
+#[tokio::test]
+async fn half_open_closes_after_the_successes_asked_for() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(1)
+            .half_open_max_calls(3)
+            .half_open_successes(2)
+            .build()
+            .unwrap();
+        let _ = fail(&b).await;
+        clock.advance(10 * SEC);
+        let first = b.enter().await.unwrap();
+        let second = b.enter().await.unwrap();
+        let third = b.enter().await.unwrap();
+        first.success().await;
+        assert_eq!(b.state().await.unwrap(), State::HalfOpen, "{kind:?}");
+        second.success().await;
+        assert_eq!(b.state().await.unwrap(), State::Closed, "{kind:?}");
+        // late, it decides nothing
+        third.failure().await;
+        assert_eq!(b.state().await.unwrap(), State::Closed, "{kind:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn half_open_admits_exactly_max_calls_concurrent_trials() {
     for kind in KINDS {

@@ -135,6 +135,7 @@ pub struct Config {
     failure_timeout: Duration,
     circuit_timeout: Duration,
     half_open_max_calls: u32,
+    half_open_successes: Option<u32>,
     trial_lease: Option<Duration>,
     request_key: Option<String>,
     policy: StorageFailurePolicy,
@@ -151,6 +152,7 @@ impl fmt::Debug for Config {
             .field("failure_timeout", &self.failure_timeout)
             .field("circuit_timeout", &self.circuit_timeout)
             .field("half_open_max_calls", &self.half_open_max_calls)
+            .field("half_open_successes", &self.half_open_successes)
             .field("trial_lease", &self.trial_lease)
             .field("request_key", &self.request_key)
             .field("policy", &self.policy)
@@ -170,6 +172,7 @@ impl Config {
             failure_timeout: DEFAULT_TIMEOUT,
             circuit_timeout: DEFAULT_TIMEOUT,
             half_open_max_calls: DEFAULT_HALF_OPEN_MAX_CALLS,
+            half_open_successes: None,
             trial_lease: None,
             request_key: None,
             policy: StorageFailurePolicy::default(),
@@ -279,6 +282,14 @@ impl Config {
         self
     }
 
+    /// How many trials must pass to close the circuit (default: all
+    /// `half_open_max_calls` of them). From 1 to `half_open_max_calls`; a
+    /// failed trial reopens the circuit whatever passed before it.
+    pub fn half_open_successes(&mut self, successes: u32) -> &mut Self {
+        self.half_open_successes = Some(successes);
+        self
+    }
+
     /// How long a half-open trial may run before its permit is taken as
     /// lost and handed on (default: the circuit timeout). A lease admits
     /// at most `half_open_max_calls` trials; the first call after it ends
@@ -330,6 +341,19 @@ impl Config {
         }
         let half_open_max_calls = u16::try_from(self.half_open_max_calls)
             .map_err(|_| ConfigError::TooManyHalfOpenCalls(self.half_open_max_calls))?;
+        let half_open_successes = match self.half_open_successes {
+            None => half_open_max_calls,
+            Some(k) if k >= 1 && k <= u32::from(half_open_max_calls) => {
+                // (at most half_open_max_calls, a u16)
+                u16::try_from(k).unwrap_or(half_open_max_calls)
+            }
+            Some(k) => {
+                return Err(ConfigError::Invalid(alloc::format!(
+                    "half_open_successes must be from 1 to half_open_max_calls ({half_open_max_calls}), \
+                     got {k}: a lease admits at most half_open_max_calls trials"
+                )))
+            }
+        };
         let keys = CircuitKeys::new(&self.name, self.request_key.as_deref());
         let requests = keys.requests();
         if requests.is_empty() || keys.all().iter().filter(|k| **k == requests).count() > 1 {
@@ -347,6 +371,7 @@ impl Config {
                 failure_timeout_ms,
                 circuit_timeout_ms,
                 half_open_max_calls,
+                half_open_successes,
                 trial_lease_ms,
             },
             counts_requests: rule.counts_requests(),

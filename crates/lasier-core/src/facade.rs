@@ -119,6 +119,15 @@ macro_rules! __define_builder {
                 self
             }
 
+            /// How many trials must pass to close the circuit: from 1 to
+            /// `half_open_max_calls` (default: all of them, as gobreaker's
+            /// `MaxRequests`; a lower one is failsafe-go's
+            /// `SuccessThreshold`). One failed trial reopens the circuit.
+            pub fn half_open_successes(mut self, successes: u32) -> Self {
+                self.config.half_open_successes(successes);
+                self
+            }
+
             /// How long a half-open trial may run before its slot is handed on
             /// (default: the circuit timeout). At most `half_open_max_calls`
             /// trials are admitted per lease: a trial slower than the lease, or

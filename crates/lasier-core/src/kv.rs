@@ -207,7 +207,7 @@ macro_rules! fused_steps {
                         // Passes last as long as the half-open state.
                         s.expire(keys.trials_passed(), c.timing().marker_ttl_after_lease()) $($aw)* ?;
                     }
-                    if passed < i64::from(c.timing().half_open_max_calls) {
+                    if passed < i64::from(c.timing().half_open_successes) {
                         return Ok(None);
                     }
                     for key in [keys.trials(), keys.trial_lease(), keys.trials_passed(), keys.failures(), keys.requests()] {

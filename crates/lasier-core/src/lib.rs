@@ -22,7 +22,7 @@
 //! ```
 //! use lasier_core::state::{self, Admission, Phase, Timing};
 //!
-//! let timing = Timing { failure_timeout_ms: 60_000, circuit_timeout_ms: 1_000, half_open_max_calls: 1, trial_lease_ms: 1_000 };
+//! let timing = Timing { failure_timeout_ms: 60_000, circuit_timeout_ms: 1_000, half_open_max_calls: 1, half_open_successes: 1, trial_lease_ms: 1_000 };
 //! let open = state::trip(Phase::Closed, 0, &timing).unwrap();
 //! assert!(matches!(state::admit(open, 999, &timing).1, Admission::Rejected { .. }));
 //! ```

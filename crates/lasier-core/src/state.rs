@@ -4,7 +4,7 @@
 //!            failure and the rule says open
 //!   Closed ─────────────────────────────────▶ Open { until }
 //!     ▲                                          │ now >= until
-//!     │ half_open_max_calls trials succeeded     ▼
+//!     │ half_open_successes trials succeeded     ▼
 //!     └──────────────────────────────────── HalfOpen ──▶ Open (a trial failed)
 //! ```
 //!
@@ -24,7 +24,9 @@
 //! Trials that passed stay passed. So the bound reads: **at most
 //! `half_open_max_calls` trials are admitted per lease**; a dependency that
 //! hangs for longer than the lease sees one new round of trials per lease,
-//! never the whole traffic.
+//! never the whole traffic. The circuit closes once
+//! [`Timing::half_open_successes`] trials have passed (by default all
+//! `half_open_max_calls` of them); one failed trial reopens it.
 //!
 //! Time is whole milliseconds from the clock's origin. Nothing here touches
 //! memory or a store: [`crate::local::LocalCircuit`] applies these functions
@@ -73,6 +75,9 @@ pub struct Timing {
     pub circuit_timeout_ms: u64,
     /// Trial calls let through while half-open (0: no half-open state).
     pub half_open_max_calls: u16,
+    /// Trials that must pass to close the circuit: from 1 to
+    /// `half_open_max_calls` (the default: all of them).
+    pub half_open_successes: u16,
     /// How long a lease on half-open trial permits lasts, from its first
     /// trial (see the [module docs](self)).
     pub trial_lease_ms: u64,
@@ -433,7 +438,7 @@ pub fn trial_outcome(
             Outcome::Failure => Phase::Open {
                 until: now.saturating_add(timing.circuit_timeout_ms),
             },
-            Outcome::Success if passed.saturating_add(1) >= timing.half_open_max_calls => {
+            Outcome::Success if passed.saturating_add(1) >= timing.half_open_successes => {
                 Phase::Closed
             }
             Outcome::Success => Phase::HalfOpen {
@@ -474,6 +479,7 @@ mod tests {
         failure_timeout_ms: 60_000,
         circuit_timeout_ms: 10_000,
         half_open_max_calls: 2,
+        half_open_successes: 2,
         trial_lease_ms: 10_000,
     };
 
@@ -691,6 +697,7 @@ mod tests {
     fn without_half_open_an_expired_circuit_closes() {
         let t = Timing {
             half_open_max_calls: 0,
+            half_open_successes: 0,
             ..T
         };
         let open = Phase::Open { until: 100 };

@@ -271,7 +271,7 @@ pub(crate) fn trial(
         .key(keys.requests())
         .key(keys.trial_lease())
         .arg(flag(outcome == Outcome::Failure))
-        .arg(timing.half_open_max_calls)
+        .arg(timing.half_open_successes)
         .arg(timing.circuit_timeout_ms)
         .arg(marker_after_opening_ms(circuit))
         .arg(episode)

@@ -181,6 +181,57 @@ fn half_open_trial_failure_reopens_at_once() {
 }
 
 #[test]
+fn half_open_closes_after_the_successes_asked_for() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(1)
+            .half_open_max_calls(4)
+            .half_open_successes(2)
+            .build()
+            .unwrap();
+        let _ = fail(&b);
+        clock.advance(10 * SEC);
+        // four trials at once, two successes close the circuit
+        let trials: Vec<_> = (0..4).map(|_| b.enter().unwrap()).collect();
+        assert!(b.enter().unwrap_err().is_open(), "{kind:?}");
+        let mut trials = trials.into_iter();
+        trials.next().unwrap().success();
+        assert_eq!(b.state().unwrap(), State::HalfOpen, "{kind:?}");
+        trials.next().unwrap().success();
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        // the other two, late, decide nothing: a failure does not reopen
+        trials.next().unwrap().failure();
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        drop(trials);
+        // a failed trial reopens whatever passed before it
+        let _ = fail(&b);
+        clock.advance(10 * SEC);
+        ok(&b).unwrap();
+        let _ = fail(&b);
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn half_open_successes_must_be_from_one_to_max_calls() {
+    for (max, successes) in [(2, 0), (2, 3), (0, 1)] {
+        let error = CircuitBreaker::builder("svc")
+            .max_failures(1)
+            .half_open_max_calls(max)
+            .half_open_successes(successes)
+            .build()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("half_open_successes must be from 1 to half_open_max_calls"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn half_open_admits_exactly_max_calls_concurrent_trials() {
     for kind in KINDS {
         for max in [1_u32, 3] {

@@ -74,6 +74,8 @@ enum MPermit {
 struct Model {
     rule: RuleSpec,
     max_trials: u32,
+    /// Trials that must pass to close.
+    successes: u32,
     /// The trial lease (ms).
     lease: u64,
     now: u64,
@@ -181,7 +183,7 @@ impl Model {
                         until: self.now + CIRCUIT_TIMEOUT,
                     };
                     self.window = None;
-                } else if passed + 1 >= self.max_trials {
+                } else if passed + 1 >= self.successes {
                     self.phase = MPhase::Closed;
                     self.window = None;
                 } else {
@@ -258,6 +260,8 @@ proptest! {
     fn breaker_matches_the_reference_model(
         rule in rule(),
         max_trials in 0..4_u32,
+        // (0: the default, all of them; else 1..=max_trials)
+        successes_pick in 0..4_u32,
         lease in prop_oneof![Just(None), Just(Some(300_u64)), Just(Some(1_500_u64))],
         ops in prop::collection::vec(op(), 1..120),
     ) {
@@ -267,6 +271,16 @@ proptest! {
             .failure_timeout(Duration::from_millis(FAILURE_TIMEOUT))
             .circuit_timeout(Duration::from_millis(CIRCUIT_TIMEOUT))
             .half_open_max_calls(max_trials);
+        let successes = if successes_pick == 0 || max_trials == 0 {
+            max_trials
+        } else {
+            1 + (successes_pick - 1) % max_trials
+        };
+        let builder = if successes_pick == 0 || max_trials == 0 {
+            builder
+        } else {
+            builder.half_open_successes(successes)
+        };
         let builder = match lease {
             Some(ms) => builder.trial_lease(Duration::from_millis(ms)),
             None => builder,
@@ -276,7 +290,7 @@ proptest! {
             RuleSpec::Percentage(p, m) => builder.percentage_failures(p, m),
         };
         let breaker = builder.build().unwrap();
-        let mut model = Model { rule, max_trials, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0 };
+        let mut model = Model { rule, max_trials, successes, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0 };
         let mut held: Vec<(Guard<'_>, MPermit)> = Vec::new();
 
         for (step, op) in ops.into_iter().enumerate() {

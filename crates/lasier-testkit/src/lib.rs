@@ -73,6 +73,8 @@
 //! `steps_half_open_trial_success_closes`,
 //! `steps_half_open_trial_failure_reopens`,
 //! `steps_half_open_needs_every_trial`,
+//! `steps_half_open_closes_after_enough_successes`,
+//! `steps_half_open_one_success_closes_and_one_failure_reopens`,
 //! `steps_released_trial_frees_its_slot`,
 //! `steps_a_trial_of_an_earlier_period_decides_nothing`,
 //! `steps_a_trial_that_outlives_its_lease_frees_its_slot`,

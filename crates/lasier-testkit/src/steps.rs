@@ -31,6 +31,8 @@ pub(crate) struct Breaker {
     pub(crate) failure_ticks: Option<u32>,
     pub(crate) circuit_ticks: Option<u32>,
     pub(crate) half_open: u32,
+    /// `half_open_successes`, if set.
+    pub(crate) successes: Option<u32>,
 }
 
 const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
@@ -40,6 +42,7 @@ const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
         failure_ticks: None,
         circuit_ticks: None,
         half_open: 1,
+        successes: None,
     }
 }
 
@@ -205,6 +208,32 @@ pub(crate) static SCENARIOS: &[Scenario] = &[
         steps: &[
             Call(0, Fail), Advance(5), Admit(0, 0), Admit(0, 1), Admit(0, 2), Record(0, Pass),
             StateOf(0), Record(1, Pass), StateOf(0), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_half_open_closes_after_enough_successes",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 3 half-open calls of which 2 must pass: three trials run, the second success closes the circuit, and the third trial's late failure decides nothing",
+        breakers: &[Breaker {
+            successes: Some(2),
+            ..opening(RuleSpec::Max(1), 2, 3)
+        }],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Admit(0, 1), Admit(0, 2), Admit(0, 3),
+            Record(0, Pass), StateOf(0), Record(1, Pass), StateOf(0), Record(2, Fail),
+            StateOf(0), CountsOf(0), Call(0, Pass), StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_half_open_one_success_closes_and_one_failure_reopens",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, 2 half-open calls of which 1 must pass: a failed trial reopens the circuit; in the next half-open period one success closes it",
+        breakers: &[Breaker {
+            successes: Some(1),
+            ..opening(RuleSpec::Max(1), 2, 2)
+        }],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Record(0, Fail), StateOf(0), Advance(5),
+            Admit(0, 1), Admit(0, 2), Record(1, Pass), StateOf(0), Record(2, Pass), StateOf(0),
+            CountsOf(0),
         ],
     },
     Scenario {
@@ -524,6 +553,9 @@ fn build(b: &Breaker, names: &Names, tick: Duration) -> Result<(Circuit, Arc<dyn
         .failure_timeout(b.failure_ticks.map_or(LONG, |n| tick * n))
         .circuit_timeout(b.circuit_ticks.map_or(LONG, |n| tick * n))
         .half_open_max_calls(b.half_open);
+    if let Some(successes) = b.successes {
+        config.half_open_successes(successes);
+    }
     let built = config.validate().map_err(|e| {
         Broken(format!(
             "the kit built an invalid breaker ({e}); please report this"

@@ -505,6 +505,7 @@ mod tests {
         failure_timeout_ms: 60_000,
         circuit_timeout_ms: 10_000,
         half_open_max_calls: 1,
+        half_open_successes: 1,
         trial_lease_ms: 10_000,
     };
 
@@ -697,6 +698,7 @@ mod tests {
         failure_timeout_ms: 1,
         circuit_timeout_ms: 10_000,
         half_open_max_calls: 1,
+        half_open_successes: 1,
         trial_lease_ms: 10_000,
     };
 
@@ -816,6 +818,7 @@ mod tests {
         use std::sync::atomic::AtomicUsize;
         let timing = Timing {
             half_open_max_calls: 3,
+            half_open_successes: 3,
             ..T
         };
         let clock = ManualClock::new();

@@ -1,7 +1,7 @@
 -- trial: the outcome of a half-open trial.
 -- KEYS: open flag, half-open marker, trials passed, failures, requests,
 --       trial lease
--- ARGV: failed (0/1), half_open_max_calls, circuit_timeout_ms,
+-- ARGV: failed (0/1), half_open_successes, circuit_timeout_ms,
 --       marker_ms_after_opening, the trial's episode, marker_ms_after_lease,
 --       the channel of changes and the circuit's name (published when the
 --       trials reopen or close the circuit)
