@@ -29,6 +29,16 @@ fn lasier_max() -> lasier_sync::CircuitBreaker {
         .unwrap()
 }
 
+/// MaxFailures with `slow_call_duration`: two clock reads per call.
+fn lasier_max_slow_calls() -> lasier_sync::CircuitBreaker {
+    lasier_sync::CircuitBreaker::builder("bench")
+        .max_failures(5)
+        .circuit_timeout(OPEN)
+        .slow_call_duration(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
 fn lasier_percentage() -> lasier_sync::CircuitBreaker {
     lasier_sync::CircuitBreaker::builder("bench")
         .percentage_failures(50, 100)
@@ -61,6 +71,7 @@ fn on_threads(threads: usize, iters: u64, call: &(dyn Fn() + Sync)) -> Duration 
 pub(crate) fn closed_path(c: &mut Criterion) {
     let max = lasier_max();
     let pct = lasier_percentage();
+    let max_slow = lasier_max_slow_calls();
     let failsafe_consecutive = Config::new()
         .failure_policy(failure_policy::consecutive_failures(
             5,
@@ -86,6 +97,10 @@ pub(crate) fn closed_path(c: &mut Criterion) {
     let calls: Vec<Call<'_>> = vec![
         ("bare call", Box::new(|| consume(work()))),
         ("lasier MaxFailures", Box::new(|| consume(max.call(work)))),
+        (
+            "lasier MaxFailures, slow_call_duration",
+            Box::new(|| consume(max_slow.call(work))),
+        ),
         (
             "lasier PercentageFailures",
             Box::new(|| consume(pct.call(work))),

@@ -259,7 +259,7 @@ impl CircuitBreaker {
             Err(e) if is_failure(e) => Outcome::Failure,
             _ => Outcome::Success,
         };
-        in_flight.disarm();
+        let outcome = self.core().outcome_of(outcome, in_flight.disarm());
         // Decided here when it can be (an in-process circuit): the store's
         // future is only built, and awaited, for a shared one.
         match self.core().try_record(ticket, outcome) {

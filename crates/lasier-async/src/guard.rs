@@ -67,6 +67,8 @@ pub struct Guard<'a> {
     ticket: Ticket,
     /// The breaker's count of ended half-open periods at admission.
     period: u32,
+    /// When the call started, with `slow_call_duration`.
+    started: Option<std::time::Duration>,
 }
 
 impl<'a> Guard<'a> {
@@ -75,6 +77,7 @@ impl<'a> Guard<'a> {
             breaker,
             ticket,
             period,
+            started: breaker.core().call_started(),
         }
     }
 
@@ -96,14 +99,15 @@ impl<'a> Guard<'a> {
         // it, the outcome may or may not have reached the store, and giving
         // the permit back as well could count the call twice.
         let this = ManuallyDrop::new(self);
+        let outcome = this.breaker.core().outcome_of(outcome, this.started);
         this.breaker.record(this.ticket, outcome).await;
     }
 
     /// Drops the guard without a cancellation: the caller records the
     /// outcome itself.
     #[inline]
-    pub(crate) fn disarm(self) {
-        let _ = ManuallyDrop::new(self);
+    pub(crate) fn disarm(self) -> Option<std::time::Duration> {
+        ManuallyDrop::new(self).started
     }
 }
 

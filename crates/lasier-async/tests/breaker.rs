@@ -696,3 +696,30 @@ async fn a_static_breaker_serves_many_tasks_on_the_multi_threaded_runtime() {
         assert_eq!(b.state().await.unwrap(), State::Closed, "{kind:?}");
     }
 }
+
+#[tokio::test]
+async fn a_success_slower_than_slow_call_duration_counts_as_a_failure() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(2)
+            .slow_call_duration(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        for took in [100, 101] {
+            let result = b
+                .call(async {
+                    clock.advance(Duration::from_millis(took));
+                    Ok::<u32, &str>(7)
+                })
+                .await;
+            assert_eq!(result.unwrap(), 7);
+        }
+        assert_eq!(b.counts().await.unwrap().failures, 1, "{kind:?}");
+        let guard = b.enter().await.unwrap();
+        clock.advance(Duration::from_millis(101));
+        guard.success().await;
+        assert_eq!(b.state().await.unwrap(), State::Open, "{kind:?}");
+        assert_eq!(b.metrics().await.unwrap().slow, 2, "{kind:?}");
+    }
+}

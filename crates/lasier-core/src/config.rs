@@ -76,7 +76,8 @@ pub enum ConfigError {
     /// milliseconds, the store's resolution.)
     ZeroTimeout {
         /// Which setting: `"failure_timeout"`, `"circuit_timeout"`,
-        /// `"trial_lease"`, `"probe_interval"` or `"sync_interval"`.
+        /// `"trial_lease"`, `"probe_interval"`, `"sync_interval"` or
+        /// `"slow_call_duration"`.
         setting: &'static str,
     },
     /// A timeout is longer than [`MAX_TIMEOUT`].
@@ -142,6 +143,7 @@ pub struct Config {
     listeners: Vec<Arc<dyn Listener>>,
     max_staleness: Duration,
     sync_interval: Option<Duration>,
+    slow_call_duration: Option<Duration>,
 }
 
 impl fmt::Debug for Config {
@@ -159,6 +161,7 @@ impl fmt::Debug for Config {
             .field("listeners", &self.listeners.len())
             .field("max_staleness", &self.max_staleness)
             .field("sync_interval", &self.sync_interval)
+            .field("slow_call_duration", &self.slow_call_duration)
             .finish()
     }
 }
@@ -179,7 +182,22 @@ impl Config {
             listeners: Vec::new(),
             max_staleness: DEFAULT_MAX_STALENESS,
             sync_interval: None,
+            slow_call_duration: None,
         }
+    }
+
+    /// A call that succeeds but takes longer than `duration` (from its
+    /// admission to its outcome, on the breaker's clock) counts as a
+    /// failure, as a timeout does in Hystrix. Off by default: then no
+    /// clock is read for it. At most [`MAX_TIMEOUT`], not zero.
+    pub fn slow_call_duration(&mut self, duration: Duration) -> &mut Self {
+        self.slow_call_duration = Some(duration);
+        self
+    }
+
+    /// The slow-call duration, if set.
+    pub fn slow_call_limit(&self) -> Option<Duration> {
+        self.slow_call_duration
     }
 
     /// Sync mode, for a breaker on a shared store: admission on a closed
@@ -337,6 +355,18 @@ impl Config {
                     "sync_interval must not be longer than failure_timeout: outcomes held \
                      longer than their window would be lost",
                 )));
+            }
+        }
+        if let Some(duration) = self.slow_call_duration {
+            if duration.is_zero() {
+                return Err(ConfigError::ZeroTimeout {
+                    setting: "slow_call_duration",
+                });
+            }
+            if duration > MAX_TIMEOUT {
+                return Err(ConfigError::TimeoutTooLong {
+                    setting: "slow_call_duration",
+                });
             }
         }
         let half_open_max_calls = u16::try_from(self.half_open_max_calls)

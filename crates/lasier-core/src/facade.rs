@@ -165,6 +165,17 @@ macro_rules! __define_builder {
                 self
             }
 
+            /// A call that succeeds but takes longer than `duration`, from its
+            /// admission to its outcome, counts as a failure (as a timeout does
+            /// in Hystrix), on every storage and in sync mode;
+            /// `metrics().slow` counts them. Off by default, and then free: no
+            /// clock is read for it. A call cut short by your own timeout is
+            /// yours to report (a failure, or dropped).
+            pub fn slow_call_duration(mut self, duration: Duration) -> Self {
+                self.config.slow_call_duration(duration);
+                self
+            }
+
             /// Sync mode, for a breaker on a shared store: a call on a closed
             /// circuit is admitted from an in-process mirror of the shared
             /// state, and outcomes are added to the store in batches, about once

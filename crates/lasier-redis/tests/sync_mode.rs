@@ -327,3 +327,35 @@ fn a_background_pass_pipelines_the_syncs_of_its_breakers() {
         "the syncs of one pass were {spread:?} apart (a round trip is 40 ms)"
     );
 }
+
+#[test]
+fn slow_successes_trip_a_shared_circuit_in_sync_mode() {
+    let server = server_or_skip!();
+    let name = unique("slow-calls");
+    let breaker = CircuitBreaker::builder(&name)
+        .storage(server.storage())
+        .max_failures(3)
+        .slow_call_duration(Duration::from_millis(20))
+        .sync_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let result = breaker.call(|| {
+            std::thread::sleep(Duration::from_millis(30));
+            Ok::<(), ()>(())
+        });
+        // the caller gets its result; the breaker counts a failure
+        assert!(result.is_ok());
+    }
+    assert_eq!(breaker.metrics().unwrap().slow, 3);
+    // the third slow call reached the rule: it tripped the shared circuit
+    let other = server.storage();
+    let (circuit, _) = {
+        let mut config = Config::new(&name);
+        config.max_failures(3);
+        config.validate().unwrap()
+    };
+    support::eventually("the slow calls open the shared circuit", || {
+        other.state(&circuit).unwrap() == State::Open
+    });
+}

@@ -114,8 +114,8 @@ impl CircuitBreaker {
             Err(e) if is_failure(e) => Outcome::Failure,
             _ => Outcome::Success,
         };
-        on_panic.disarm();
-        self.record(ticket, outcome);
+        let started = on_panic.disarm();
+        self.record(ticket, self.core.outcome_of(outcome, started));
         result.map_err(Error::Inner)
     }
 

@@ -26,11 +26,17 @@ use crate::breaker::CircuitBreaker;
 pub struct Guard<'a> {
     breaker: &'a CircuitBreaker,
     ticket: Ticket,
+    /// When the call started, with `slow_call_duration`.
+    started: Option<std::time::Duration>,
 }
 
 impl<'a> Guard<'a> {
     pub(crate) fn new(breaker: &'a CircuitBreaker, ticket: Ticket) -> Self {
-        Self { breaker, ticket }
+        Self {
+            breaker,
+            ticket,
+            started: breaker.core().call_started(),
+        }
     }
 
     /// The call succeeded.
@@ -48,14 +54,15 @@ impl<'a> Guard<'a> {
     #[inline]
     fn finish(self, outcome: Outcome) {
         let this = ManuallyDrop::new(self);
+        let outcome = this.breaker.core().outcome_of(outcome, this.started);
         this.breaker.record(this.ticket, outcome);
     }
 
     /// Drops the guard without recording anything: the caller records the
     /// outcome itself.
     #[inline]
-    pub(crate) fn disarm(self) {
-        let _ = ManuallyDrop::new(self);
+    pub(crate) fn disarm(self) -> Option<std::time::Duration> {
+        ManuallyDrop::new(self).started
     }
 }
 
@@ -66,6 +73,7 @@ impl Drop for Guard<'_> {
         } else {
             Outcome::Success
         };
+        let outcome = self.breaker.core().outcome_of(outcome, self.started);
         self.breaker.record(self.ticket, outcome);
     }
 }

@@ -738,3 +738,56 @@ fn a_panicking_failure_predicate_does_not_lose_the_trial_permit() {
     // the trial ended as a failure: open again, not stuck half-open
     assert_eq!(b.state().unwrap(), State::Open);
 }
+
+#[test]
+fn a_success_slower_than_slow_call_duration_counts_as_a_failure() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(2)
+            .slow_call_duration(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let slow = |took: u64| {
+            b.call(|| {
+                clock.advance(Duration::from_millis(took));
+                Ok::<u32, &str>(7)
+            })
+        };
+        // at the limit is not slow; past it is, and the caller still gets
+        // its result
+        assert_eq!(slow(100).unwrap(), 7);
+        assert_eq!(b.counts().unwrap().failures, 0, "{kind:?}");
+        assert_eq!(slow(101).unwrap(), 7);
+        assert_eq!(b.counts().unwrap().failures, 1, "{kind:?}");
+        // a slow failure is one failure, not two
+        let _ = b.call(|| {
+            clock.advance(Duration::from_secs(1));
+            Err::<u32, &str>("boom")
+        });
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+        assert_eq!(b.metrics().unwrap().slow, 1, "{kind:?}");
+
+        // a guard is timed from its admission
+        clock.advance(10 * SEC);
+        let trial = b.enter().unwrap();
+        clock.advance(Duration::from_millis(150));
+        trial.success();
+        assert_eq!(
+            b.state().unwrap(),
+            State::Open,
+            "{kind:?}: a slow trial fails"
+        );
+        assert_eq!(b.metrics().unwrap().slow, 2, "{kind:?}");
+    }
+}
+
+#[test]
+fn slow_call_duration_must_not_be_zero() {
+    let error = CircuitBreaker::builder("svc")
+        .max_failures(1)
+        .slow_call_duration(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(error.to_string(), "slow_call_duration must not be zero");
+}

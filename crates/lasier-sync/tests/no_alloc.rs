@@ -59,6 +59,13 @@ fn a_success_on_a_closed_circuit_does_not_allocate() {
             .percentage_failures(50, 10)
             .build()
             .unwrap(),
+        CircuitBreaker::builder("slow")
+            .percentage_failures(50, 10)
+            .half_open_max_calls(3)
+            .half_open_successes(2)
+            .slow_call_duration(std::time::Duration::from_secs(1))
+            .build()
+            .unwrap(),
     ] {
         success(&breaker); // warm up
         let n = allocations_during(|| {

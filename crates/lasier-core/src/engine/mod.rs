@@ -126,8 +126,18 @@ pub struct BreakerCore<S: ?Sized> {
     mirror: Option<Box<Mirror>>,
     /// Calls this breaker rejected.
     rejected: AtomicU64,
+    /// With `slow_call_duration`: the limit, and the slow calls counted.
+    /// Boxed: most breakers have none, and a registry holds many.
+    slow: Option<Box<SlowCalls>>,
     /// When (ms on a registry's clock) a registry last handed it out.
     last_used: AtomicU64,
+}
+
+/// The slow-call limit of a breaker, and the calls it found slow.
+#[derive(Debug)]
+struct SlowCalls {
+    limit: Duration,
+    count: AtomicU64,
 }
 
 /// A breaker's figures at one instant; from `metrics()`.
@@ -149,6 +159,9 @@ pub struct Metrics {
     /// their window ended before a sync could push them (the store was
     /// down all that time). Always 0 otherwise.
     pub dropped: u64,
+    /// Calls that succeeded slower than `slow_call_duration`, and so
+    /// counted as failures, since the breaker was built (in this process).
+    pub slow: u64,
 }
 
 impl<S: ?Sized> BreakerCore<S> {
@@ -191,6 +204,12 @@ impl<S: ?Sized> BreakerCore<S> {
             }),
             mirror,
             rejected: AtomicU64::new(0),
+            slow: config.slow_call_limit().map(|limit| {
+                Box::new(SlowCalls {
+                    limit,
+                    count: AtomicU64::new(0),
+                })
+            }),
             last_used: AtomicU64::new(0),
         }
     }
@@ -326,6 +345,31 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
+    /// With `slow_call_duration` set: the time a call starts (just after its
+    /// admission), for [`outcome_of`](Self::outcome_of). `None` (and no
+    /// clock read) otherwise.
+    #[inline]
+    pub fn call_started(&self) -> Option<Duration> {
+        self.slow.as_ref().map(|_| self.clock.now())
+    }
+
+    /// The outcome to record for a call started at `started` (from
+    /// [`call_started`](Self::call_started)) that ended with `outcome`: a
+    /// success slower than `slow_call_duration` is a failure, and counted
+    /// as slow in [`Metrics::slow`].
+    #[inline]
+    pub fn outcome_of(&self, outcome: Outcome, started: Option<Duration>) -> Outcome {
+        match (outcome, started, self.slow.as_deref()) {
+            (Outcome::Success, Some(started), Some(slow))
+                if self.clock.now().saturating_sub(started) > slow.limit =>
+            {
+                slow.count.fetch_add(1, Ordering::Relaxed);
+                Outcome::Failure
+            }
+            _ => outcome,
+        }
+    }
+
     /// The time on the breaker's clock, in milliseconds: read it just before
     /// a store step and pass it to [`admitted`](Self::admitted) or
     /// [`recorded`](Self::recorded).
@@ -437,6 +481,10 @@ impl<S: ?Sized> BreakerCore<S> {
             open_for: if state == State::Open { open_for } else { None },
             in_fallback: self.in_fallback(),
             dropped: self.mirror.as_deref().map_or(0, Mirror::dropped),
+            slow: self
+                .slow
+                .as_deref()
+                .map_or(0, |slow| slow.count.load(Ordering::Relaxed)),
         }
     }
 
