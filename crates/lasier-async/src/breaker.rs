@@ -255,11 +255,12 @@ impl CircuitBreaker {
         let result = future.await;
         // The predicate runs while the guard is armed: if it panics, the
         // call still ends (as a failure) and its permit is not lost.
-        let outcome = match &result {
-            Err(e) if is_failure(e) => Outcome::Failure,
-            _ => Outcome::Success,
+        let (outcome, ignored) = match &result {
+            Err(e) if is_failure(e) => (Outcome::Failure, false),
+            Err(_) => (Outcome::Success, true),
+            Ok(_) => (Outcome::Success, false),
         };
-        let outcome = self.core().outcome_of(outcome, in_flight.disarm());
+        let outcome = self.core().outcome_of(outcome, ignored, in_flight.disarm());
         // Decided here when it can be (an in-process circuit): the store's
         // future is only built, and awaited, for a shared one.
         match self.core().try_record(ticket, outcome) {

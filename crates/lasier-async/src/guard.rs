@@ -99,7 +99,7 @@ impl<'a> Guard<'a> {
         // it, the outcome may or may not have reached the store, and giving
         // the permit back as well could count the call twice.
         let this = ManuallyDrop::new(self);
-        let outcome = this.breaker.core().outcome_of(outcome, this.started);
+        let outcome = this.breaker.core().outcome_of(outcome, false, this.started);
         this.breaker.record(this.ticket, outcome).await;
     }
 

@@ -723,3 +723,53 @@ async fn a_success_slower_than_slow_call_duration_counts_as_a_failure() {
         assert_eq!(b.metrics().await.unwrap().slow, 2, "{kind:?}");
     }
 }
+
+/// Gathers `on_call_finished`.
+#[derive(Debug, Default)]
+struct Ends(std::sync::Mutex<Vec<(lasier_core::CallKind, Duration)>>);
+
+impl lasier_core::Listener for Ends {
+    fn on_call_finished(&self, _: &str, kind: lasier_core::CallKind, took: Duration) {
+        self.0.lock().unwrap().push((kind, took));
+    }
+
+    fn wants_call_finished(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_listener_that_asks_hears_how_each_call_ended_and_how_long_it_took() {
+    use lasier_core::CallKind::{Failure, Ignored, Success};
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let ends = Arc::new(Ends::default());
+        let b = builder(kind, &clock)
+            .max_failures(3)
+            .listener(Arc::clone(&ends))
+            .build()
+            .unwrap();
+        let ms = Duration::from_millis;
+        for (took, result) in [(5, Ok(())), (7, Err("counts")), (9, Err("ignored"))] {
+            let _ = b
+                .call_filtered(|e: &&str| *e == "counts", async {
+                    clock.advance(ms(took));
+                    result
+                })
+                .await;
+        }
+        let guard = b.enter().await.unwrap();
+        clock.advance(ms(3));
+        guard.failure().await;
+        assert_eq!(
+            *ends.0.lock().unwrap(),
+            [
+                (Success, ms(5)),
+                (Failure, ms(7)),
+                (Ignored, ms(9)),
+                (Failure, ms(3))
+            ],
+            "{kind:?}"
+        );
+    }
+}

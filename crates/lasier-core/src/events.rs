@@ -1,5 +1,5 @@
-//! What a breaker tells the world: state changes, rejections, and its
-//! store failing or coming back.
+//! What a breaker tells the world: state changes, rejections, its store
+//! failing or coming back, and (for listeners that ask) each call's end.
 //!
 //! Register a [`Listener`] on the builder (`.listener(..)`, or the closure
 //! shorthands `.on_state_change(..)` and `.on_call_rejected(..)`). Listeners
@@ -61,6 +61,52 @@ pub trait Listener: Send + Sync {
     fn on_storage_error(&self, breaker: &str, error: &StorageError) {
         let _ = (breaker, error);
     }
+
+    /// A call the breaker admitted ended: how it counted, and how long it
+    /// ran from its admission, on the breaker's clock. Sent only if
+    /// [`wants_call_finished`](Self::wants_call_finished) says so: timing
+    /// every call costs two clock reads, which a breaker skips when no
+    /// listener asks (and no `slow_call_duration` is set). A call whose
+    /// future was dropped (async) or whose trial outlived its lease still
+    /// ends here, as the facade saw it end.
+    fn on_call_finished(&self, breaker: &str, kind: CallKind, took: Duration) {
+        let _ = (breaker, kind, took);
+    }
+
+    /// Whether this listener wants [`on_call_finished`](Self::on_call_finished)
+    /// (asked once, when the breaker is built). Default: no.
+    fn wants_call_finished(&self) -> bool {
+        false
+    }
+}
+
+/// How a call counted, for [`Listener::on_call_finished`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallKind {
+    /// It succeeded in time.
+    Success,
+    /// It failed (an error that counts, or a panic).
+    Failure,
+    /// It succeeded (or failed with an error that does not count) slower
+    /// than `slow_call_duration`: counted as a failure.
+    Slow,
+    /// It failed with an error that does not count
+    /// (`call_filtered`'s predicate said so): counted as a success.
+    Ignored,
+}
+
+impl CallKind {
+    /// Its name in metrics: `successful`, `failed`, `slow` or `ignored`
+    /// (resilience4j's `kind` tag values, and `slow`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "successful",
+            Self::Failure => "failed",
+            Self::Slow => "slow",
+            Self::Ignored => "ignored",
+        }
+    }
 }
 
 /// A listener shared with the code that registered it, which keeps a handle
@@ -77,6 +123,12 @@ impl<L: Listener + ?Sized> Listener for alloc::sync::Arc<L> {
     }
     fn on_fallback_left(&self, breaker: &str) {
         (**self).on_fallback_left(breaker);
+    }
+    fn on_call_finished(&self, breaker: &str, kind: CallKind, took: Duration) {
+        (**self).on_call_finished(breaker, kind, took);
+    }
+    fn wants_call_finished(&self) -> bool {
+        (**self).wants_call_finished()
     }
     fn on_storage_error(&self, breaker: &str, error: &StorageError) {
         (**self).on_storage_error(breaker, error);

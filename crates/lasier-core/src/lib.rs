@@ -98,7 +98,7 @@ pub use engine::{BreakerCore, Engine, Recorded, Source, Ticket};
 #[cfg(feature = "alloc")]
 pub use error::{Error, StorageError, StorageErrorKind};
 #[cfg(feature = "alloc")]
-pub use events::Listener;
+pub use events::{CallKind, Listener};
 #[cfg(feature = "alloc")]
 pub use keys::CircuitKeys;
 #[cfg(feature = "alloc")]

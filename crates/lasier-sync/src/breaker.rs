@@ -110,12 +110,13 @@ impl CircuitBreaker {
         let result = f();
         // The predicate runs while the guard is armed: if it panics, the
         // call still ends (as a failure) and its permit is not lost.
-        let outcome = match &result {
-            Err(e) if is_failure(e) => Outcome::Failure,
-            _ => Outcome::Success,
+        let (outcome, ignored) = match &result {
+            Err(e) if is_failure(e) => (Outcome::Failure, false),
+            Err(_) => (Outcome::Success, true),
+            Ok(_) => (Outcome::Success, false),
         };
         let started = on_panic.disarm();
-        self.record(ticket, self.core.outcome_of(outcome, started));
+        self.record(ticket, self.core.outcome_of(outcome, ignored, started));
         result.map_err(Error::Inner)
     }
 

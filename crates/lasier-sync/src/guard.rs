@@ -54,7 +54,7 @@ impl<'a> Guard<'a> {
     #[inline]
     fn finish(self, outcome: Outcome) {
         let this = ManuallyDrop::new(self);
-        let outcome = this.breaker.core().outcome_of(outcome, this.started);
+        let outcome = this.breaker.core().outcome_of(outcome, false, this.started);
         this.breaker.record(this.ticket, outcome);
     }
 
@@ -73,7 +73,7 @@ impl Drop for Guard<'_> {
         } else {
             Outcome::Success
         };
-        let outcome = self.breaker.core().outcome_of(outcome, self.started);
+        let outcome = self.breaker.core().outcome_of(outcome, false, self.started);
         self.breaker.record(self.ticket, outcome);
     }
 }

@@ -791,3 +791,86 @@ fn slow_call_duration_must_not_be_zero() {
         .unwrap_err();
     assert_eq!(error.to_string(), "slow_call_duration must not be zero");
 }
+
+/// Gathers `on_call_finished`, if it asks for it.
+#[derive(Debug, Default)]
+struct Ends {
+    wants: bool,
+    seen: std::sync::Mutex<Vec<(lasier_core::CallKind, Duration)>>,
+}
+
+impl lasier_core::Listener for Ends {
+    fn on_call_finished(&self, breaker: &str, kind: lasier_core::CallKind, took: Duration) {
+        assert_eq!(breaker, "svc");
+        self.seen.lock().unwrap().push((kind, took));
+    }
+
+    fn wants_call_finished(&self) -> bool {
+        self.wants
+    }
+}
+
+#[test]
+fn a_listener_that_asks_hears_how_each_call_ended_and_how_long_it_took() {
+    use lasier_core::CallKind::{Failure, Ignored, Slow, Success};
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let ends = Arc::new(Ends {
+            wants: true,
+            ..Ends::default()
+        });
+        let b = builder(kind, &clock)
+            .max_failures(3)
+            .slow_call_duration(Duration::from_millis(100))
+            .listener(Arc::clone(&ends))
+            .build()
+            .unwrap();
+        let ms = Duration::from_millis;
+        let run = |took: u64, result: Result<(), &'static str>| {
+            b.call_filtered(
+                |e: &&str| *e == "counts",
+                || {
+                    clock.advance(ms(took));
+                    result
+                },
+            )
+        };
+        run(5, Ok(())).unwrap();
+        let _ = run(7, Err("counts"));
+        let _ = run(9, Err("ignored"));
+        run(150, Ok(())).unwrap();
+        let guard = b.enter().unwrap();
+        clock.advance(ms(3));
+        guard.success();
+        assert_eq!(
+            *ends.seen.lock().unwrap(),
+            [
+                (Success, ms(5)),
+                (Failure, ms(7)),
+                (Ignored, ms(9)),
+                (Slow, ms(150)),
+                (Success, ms(3))
+            ],
+            "{kind:?}"
+        );
+        // a rejected call never started: no end
+        let _ = run(1, Err("counts"));
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+        let _ = run(1, Ok(()));
+        assert_eq!(ends.seen.lock().unwrap().len(), 6, "{kind:?}");
+    }
+}
+
+#[test]
+fn a_listener_that_does_not_ask_hears_no_call_ends() {
+    let clock = ManualClock::new();
+    let ends = Arc::new(Ends::default());
+    let b = builder(KINDS[0], &clock)
+        .max_failures(3)
+        .listener(Arc::clone(&ends))
+        .build()
+        .unwrap();
+    ok(&b).unwrap();
+    let _ = fail(&b);
+    assert!(ends.seen.lock().unwrap().is_empty());
+}

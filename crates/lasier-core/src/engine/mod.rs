@@ -24,7 +24,7 @@ use lasier_rules::{Counts, Rule};
 use crate::clock::{now_ms, Clock};
 use crate::config::{Circuit, Config, StorageFailurePolicy};
 use crate::error::{Error, StorageError};
-use crate::events::Listener;
+use crate::events::{CallKind, Listener};
 use crate::local::{LocalBinding, LocalCircuit};
 use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
@@ -126,18 +126,38 @@ pub struct BreakerCore<S: ?Sized> {
     mirror: Option<Box<Mirror>>,
     /// Calls this breaker rejected.
     rejected: AtomicU64,
-    /// With `slow_call_duration`: the limit, and the slow calls counted.
-    /// Boxed: most breakers have none, and a registry holds many.
-    slow: Option<Box<SlowCalls>>,
+    /// With `slow_call_duration`, or a listener of calls' ends: how calls
+    /// are timed. Boxed: most breakers have none, and a registry holds many.
+    timed: Option<Box<Timed>>,
     /// When (ms on a registry's clock) a registry last handed it out.
     last_used: AtomicU64,
 }
 
-/// The slow-call limit of a breaker, and the calls it found slow.
+/// How a breaker times its calls: its slow-call limit and the calls it
+/// found slow, and whether listeners want each call's end.
 #[derive(Debug)]
-struct SlowCalls {
-    limit: Duration,
-    count: AtomicU64,
+struct Timed {
+    slow_limit: Option<Duration>,
+    slow: AtomicU64,
+    report: bool,
+}
+
+impl Timed {
+    /// `None` when nothing needs calls timed.
+    fn new(config: &Config) -> Option<Box<Self>> {
+        let report = config
+            .listeners()
+            .iter()
+            .any(|listener| listener.wants_call_finished());
+        let slow_limit = config.slow_call_limit();
+        (report || slow_limit.is_some()).then(|| {
+            Box::new(Self {
+                slow_limit,
+                slow: AtomicU64::new(0),
+                report,
+            })
+        })
+    }
 }
 
 /// A breaker's figures at one instant; from `metrics()`.
@@ -204,12 +224,7 @@ impl<S: ?Sized> BreakerCore<S> {
             }),
             mirror,
             rejected: AtomicU64::new(0),
-            slow: config.slow_call_limit().map(|limit| {
-                Box::new(SlowCalls {
-                    limit,
-                    count: AtomicU64::new(0),
-                })
-            }),
+            timed: Timed::new(config),
             last_used: AtomicU64::new(0),
         }
     }
@@ -345,28 +360,61 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
-    /// With `slow_call_duration` set: the time a call starts (just after its
-    /// admission), for [`outcome_of`](Self::outcome_of). `None` (and no
-    /// clock read) otherwise.
+    /// With `slow_call_duration` set, or a listener that wants calls'
+    /// ends: the time a call starts (just after its admission), for
+    /// [`outcome_of`](Self::outcome_of). `None` (and no clock read)
+    /// otherwise.
     #[inline]
     pub fn call_started(&self) -> Option<Duration> {
-        self.slow.as_ref().map(|_| self.clock.now())
+        self.timed.as_ref().map(|_| self.clock.now())
     }
 
     /// The outcome to record for a call started at `started` (from
-    /// [`call_started`](Self::call_started)) that ended with `outcome`: a
+    /// [`call_started`](Self::call_started)) that ended with `outcome`
+    /// (`ignored`: an error that does not count, recorded as a success): a
     /// success slower than `slow_call_duration` is a failure, and counted
-    /// as slow in [`Metrics::slow`].
+    /// as slow in [`Metrics::slow`]. Tells the listeners that asked.
     #[inline]
-    pub fn outcome_of(&self, outcome: Outcome, started: Option<Duration>) -> Outcome {
-        match (outcome, started, self.slow.as_deref()) {
-            (Outcome::Success, Some(started), Some(slow))
-                if self.clock.now().saturating_sub(started) > slow.limit =>
-            {
-                slow.count.fetch_add(1, Ordering::Relaxed);
-                Outcome::Failure
-            }
+    pub fn outcome_of(
+        &self,
+        outcome: Outcome,
+        ignored: bool,
+        started: Option<Duration>,
+    ) -> Outcome {
+        match (started, self.timed.as_deref()) {
+            (Some(started), Some(timed)) => self.timed_outcome(timed, outcome, ignored, started),
             _ => outcome,
+        }
+    }
+
+    fn timed_outcome(
+        &self,
+        timed: &Timed,
+        outcome: Outcome,
+        ignored: bool,
+        started: Duration,
+    ) -> Outcome {
+        let took = self.clock.now().saturating_sub(started);
+        let slow =
+            outcome == Outcome::Success && timed.slow_limit.is_some_and(|limit| took > limit);
+        if slow {
+            timed.slow.fetch_add(1, Ordering::Relaxed);
+        }
+        if timed.report {
+            let kind = match outcome {
+                _ if slow => CallKind::Slow,
+                Outcome::Failure => CallKind::Failure,
+                _ if ignored => CallKind::Ignored,
+                _ => CallKind::Success,
+            };
+            for listener in &self.listeners {
+                listener.on_call_finished(self.name(), kind, took);
+            }
+        }
+        if slow {
+            Outcome::Failure
+        } else {
+            outcome
         }
     }
 
@@ -482,9 +530,9 @@ impl<S: ?Sized> BreakerCore<S> {
             in_fallback: self.in_fallback(),
             dropped: self.mirror.as_deref().map_or(0, Mirror::dropped),
             slow: self
-                .slow
+                .timed
                 .as_deref()
-                .map_or(0, |slow| slow.count.load(Ordering::Relaxed)),
+                .map_or(0, |timed| timed.slow.load(Ordering::Relaxed)),
         }
     }
 
