@@ -526,15 +526,20 @@ impl CircuitBreaker {
     }
 
     /// The breaker's figures now: state, counts of the current window,
-    /// calls rejected, time until half-open, and whether it is in fallback.
-    ///
-    /// # Errors
-    ///
-    /// The storage's error, if it failed.
-    pub async fn metrics(&self) -> Result<Metrics, StorageError> {
-        let state = self.state().await?;
-        let counts = self.counts().await?;
-        Ok(self.core().metrics(state, counts))
+    /// calls rejected and slow, time until half-open, and whether it is in
+    /// fallback. It never fails: when the store does not answer, the state
+    /// and counts are the last this breaker read, and
+    /// [`store_error`](Metrics::store_error) says why (the error itself goes
+    /// to the listeners' `on_storage_error`). It then takes up to the
+    /// store's step timeout.
+    pub async fn metrics(&self) -> Metrics {
+        match self.state().await {
+            Ok(state) => {
+                let counts = self.counts().await;
+                self.core().metrics_read(Ok(state), Some(counts))
+            }
+            Err(error) => self.core().metrics_read(Err(error), None),
+        }
     }
 
     /// Closes the circuit and clears its counters by deleting this

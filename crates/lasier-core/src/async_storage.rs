@@ -85,6 +85,15 @@ pub trait AsyncStorage: fmt::Debug + Send + Sync {
         let _ = changed;
         None
     }
+
+    /// See [`Storage::ping`](crate::Storage::ping).
+    ///
+    /// # Errors
+    ///
+    /// The store's error, as any step would report it.
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.get(crate::storage::PING_KEY).await.map(drop)
+    }
 }
 
 /// [`FusedSteps`](crate::FusedSteps), async: the breaker's fused steps as a
@@ -347,6 +356,9 @@ macro_rules! forward_async_storage {
             }
             fn watch(&self, changed: Changed) -> Option<Watch> {
                 (**self).watch(changed)
+            }
+            async fn ping(&self) -> Result<(), StorageError> {
+                (**self).ping().await
             }
         }
     )*};

@@ -196,7 +196,22 @@ pub trait Storage: fmt::Debug + Send + Sync {
         let _ = changed;
         None
     }
+
+    /// A readiness check: whether the store answers now, within the
+    /// storage's own timeout (a health endpoint's question). The default
+    /// reads a key no breaker writes (`lasier:ping`); a store with a
+    /// cheaper check (Redis' `PING`) says so.
+    ///
+    /// # Errors
+    ///
+    /// The store's error, as any step would report it.
+    fn ping(&self) -> Result<(), StorageError> {
+        self.get(PING_KEY).map(drop)
+    }
 }
+
+/// The key [`Storage::ping`]'s default body reads: no breaker writes it.
+pub const PING_KEY: &str = "lasier:ping";
 
 /// What a store pushes to [`Storage::watch`]'s callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,6 +528,9 @@ macro_rules! forward_storage {
             }
             fn watch(&self, changed: Changed) -> Option<Watch> {
                 (**self).watch(changed)
+            }
+            fn ping(&self) -> Result<(), StorageError> {
+                (**self).ping()
             }
         }
     )*};

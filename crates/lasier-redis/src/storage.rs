@@ -155,6 +155,11 @@ mod blocking {
         fn watch(&self, changed: Changed) -> Option<Watch> {
             crate::watch::start(self.transport.watch_on()?, changed)
         }
+
+        /// `PING`, within the storage's step timeout.
+        fn ping(&self) -> Result<(), StorageError> {
+            self.query::<String>(&redis::cmd("PING")).map(drop)
+        }
     }
 
     /// One script round trip per step (two for a failure that trips).
@@ -433,6 +438,11 @@ mod nonblocking {
 
         fn watch(&self, changed: Changed) -> Option<Watch> {
             crate::watch::start(self.transport.watch_on()?, changed)
+        }
+
+        /// `PING`, within the storage's step timeout.
+        async fn ping(&self) -> Result<(), StorageError> {
+            self.query::<String>(&redis::cmd("PING")).await.map(drop)
         }
     }
 

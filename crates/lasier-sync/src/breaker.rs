@@ -296,15 +296,17 @@ impl CircuitBreaker {
     }
 
     /// The breaker's figures now: state, counts of the current window,
-    /// calls rejected, time until half-open, and whether it is in fallback.
-    ///
-    /// # Errors
-    ///
-    /// The storage's error, if it failed.
-    pub fn metrics(&self) -> Result<Metrics, StorageError> {
-        let state = self.state()?;
-        let counts = self.counts()?;
-        Ok(self.core().metrics(state, counts))
+    /// calls rejected and slow, time until half-open, and whether it is in
+    /// fallback. It never fails: when the store does not answer, the state
+    /// and counts are the last this breaker read, and
+    /// [`store_error`](Metrics::store_error) says why (the error itself goes
+    /// to the listeners' `on_storage_error`). It then takes up to the
+    /// store's step timeout.
+    pub fn metrics(&self) -> Metrics {
+        match self.state() {
+            Ok(state) => self.core.metrics_read(Ok(state), Some(self.counts())),
+            Err(error) => self.core.metrics_read(Err(error), None),
+        }
     }
 
     /// Closes the circuit and clears its counters by deleting this

@@ -243,7 +243,7 @@ fn metrics_give_state_counts_rejections_and_time_until_half_open() {
         .unwrap();
     let ran = AtomicUsize::new(0);
     let _ = run(&b, &ran, true);
-    let m = b.metrics().unwrap();
+    let m = b.metrics();
     assert_eq!(
         (m.state, m.counts.failures, m.rejected),
         (State::Closed, 1, 0)
@@ -254,11 +254,50 @@ fn metrics_give_state_counts_rejections_and_time_until_half_open() {
     for _ in 0..3 {
         let _ = run(&b, &ran, false);
     }
-    let m = b.metrics().unwrap();
+    let m = b.metrics();
     assert_eq!(
         (m.state, m.counts.failures, m.rejected),
         (State::Open, 0, 3)
     );
     assert_eq!(m.open_for, Some(6 * SEC));
     assert!(!m.in_fallback);
+}
+
+#[test]
+fn metrics_answer_from_what_was_last_read_while_the_store_is_down() {
+    let s = setup(StorageFailurePolicy::FailOpen);
+    let ran = AtomicUsize::new(0);
+    let _ = run(&s.breaker, &ran, true);
+    let read = s.breaker.metrics();
+    assert_eq!((read.state, read.counts.failures), (State::Closed, 1));
+    assert_eq!(read.store_error, None);
+
+    s.store.set_down(true);
+    let before = s.events.events().len();
+    let down = s.breaker.metrics();
+    assert_eq!(
+        (down.state, down.counts.failures),
+        (State::Closed, 1),
+        "the last read"
+    );
+    assert_eq!(down.store_error, Some(StorageErrorKind::Unavailable));
+    // the error itself went to the listeners, once (counts were not asked)
+    let heard = &s.events.events()[before..];
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert!(s.store.ping().is_err());
+
+    s.store.set_down(false);
+    assert!(s.store.ping().is_ok());
+    let back = s.breaker.metrics();
+    assert_eq!(back.store_error, None);
+}
+
+#[test]
+fn metrics_of_a_breaker_that_never_read_its_store_say_so() {
+    let s = setup(fallback());
+    s.store.set_down(true);
+    let m = s.breaker.metrics();
+    assert_eq!(m.state, State::Closed);
+    assert_eq!(m.counts, lasier_core::Counts::default());
+    assert_eq!(m.store_error, Some(StorageErrorKind::Unavailable));
 }

@@ -96,7 +96,7 @@ fn outcomes_waiting_behind_a_full_outbox_are_dropped_with_their_window() {
     clock.advance(2 * SEC);
     store.set_down(false);
     b.flush().unwrap();
-    let dropped = b.metrics().unwrap().dropped;
+    let dropped = b.metrics().dropped;
     assert_eq!((shared_counts(&store).failures, dropped), (0, 5));
 }
 

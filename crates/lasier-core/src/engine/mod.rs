@@ -23,7 +23,7 @@ use lasier_rules::{Counts, Rule};
 
 use crate::clock::{now_ms, Clock};
 use crate::config::{Circuit, Config, StorageFailurePolicy};
-use crate::error::{Error, StorageError};
+use crate::error::{Error, StorageError, StorageErrorKind};
 use crate::events::{CallKind, Listener};
 use crate::local::{LocalBinding, LocalCircuit};
 use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
@@ -129,8 +129,57 @@ pub struct BreakerCore<S: ?Sized> {
     /// With `slow_call_duration`, or a listener of calls' ends: how calls
     /// are timed. Boxed: most breakers have none, and a registry holds many.
     timed: Option<Box<Timed>>,
+    /// For a store engine: the state and counts it last read, for
+    /// `metrics()` while the store does not answer.
+    known: Option<Box<Known>>,
     /// When (ms on a registry's clock) a registry last handed it out.
     last_used: AtomicU64,
+}
+
+/// What a store engine last read of its circuit: the state (0: nothing
+/// yet, else `State` + 1) and the counts. The three are stored apart: a
+/// reader may see a state and counts of two reads a moment apart, which is
+/// all "last known" promises.
+#[derive(Debug, Default)]
+struct Known {
+    state: core::sync::atomic::AtomicU8,
+    failures: AtomicU64,
+    requests: AtomicU64,
+}
+
+const KNOWN_STATES: [State; 5] = [
+    State::Closed,
+    State::Open,
+    State::HalfOpen,
+    State::ForcedOpen,
+    State::Disabled,
+];
+
+impl Known {
+    fn state(&self) -> Option<State> {
+        let code = usize::from(self.state.load(Ordering::Relaxed));
+        code.checked_sub(1)
+            .and_then(|i| KNOWN_STATES.get(i).copied())
+    }
+
+    fn set_state(&self, state: State) {
+        if let Some(i) = KNOWN_STATES.iter().position(|known| *known == state) {
+            // (at most 5)
+            self.state.store(i as u8 + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        Counts::new(
+            self.failures.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+        )
+    }
+
+    fn set_counts(&self, counts: Counts) {
+        self.failures.store(counts.failures, Ordering::Relaxed);
+        self.requests.store(counts.requests, Ordering::Relaxed);
+    }
 }
 
 /// How a breaker times its calls: its slow-call limit and the calls it
@@ -182,6 +231,12 @@ pub struct Metrics {
     /// Calls that succeeded slower than `slow_call_duration`, and so
     /// counted as failures, since the breaker was built (in this process).
     pub slow: u64,
+    /// Why `state` and `counts` are not fresh: the store failed to answer
+    /// `metrics()` (the whole error went to the listeners'
+    /// `on_storage_error`), and they are the last this breaker read
+    /// (`Closed` and zero if it never read any). `None`: they are the
+    /// store's answer now.
+    pub store_error: Option<StorageErrorKind>,
 }
 
 impl<S: ?Sized> BreakerCore<S> {
@@ -196,6 +251,7 @@ impl<S: ?Sized> BreakerCore<S> {
         config: &Config,
     ) -> Self {
         let policy = config.storage_failure_policy();
+        let known = matches!(engine, Engine::Store(_)).then(Box::default);
         let fallback = (matches!(engine, Engine::Store(_))
             && matches!(policy, StorageFailurePolicy::LocalFallback { .. }))
         .then(|| Box::new(LocalCircuit::new()));
@@ -225,6 +281,7 @@ impl<S: ?Sized> BreakerCore<S> {
             mirror,
             rejected: AtomicU64::new(0),
             timed: Timed::new(config),
+            known,
             last_used: AtomicU64::new(0),
         }
     }
@@ -510,6 +567,55 @@ impl<S: ?Sized> BreakerCore<S> {
         self.rejected(retry_after)
     }
 
+    /// The breaker's figures from the store's answers for its state and
+    /// counts; where one failed, from what the breaker last read, with the
+    /// error's kind in [`Metrics::store_error`] (and the error itself told
+    /// to the listeners). `counts` is `None` when they were not asked for
+    /// (the state's read failed: the store is down, and asking again would
+    /// only double the wait). Never fails: a health endpoint needs an answer
+    /// most when the store is down.
+    pub fn metrics_read(
+        &self,
+        state: Result<State, StorageError>,
+        counts: Option<Result<Counts, StorageError>>,
+    ) -> Metrics {
+        let mut store_error = None;
+        let mut failed = |error: StorageError| {
+            self.emit(|l| l.on_storage_error(self.name(), &error));
+            store_error.get_or_insert(error.kind());
+        };
+        let known = self.known.as_deref();
+        let state = match state {
+            Ok(state) => {
+                if let Some(known) = known {
+                    known.set_state(state);
+                }
+                state
+            }
+            Err(error) => {
+                failed(error);
+                known.and_then(Known::state).unwrap_or(State::Closed)
+            }
+        };
+        let counts = match counts {
+            Some(Ok(counts)) => {
+                if let Some(known) = known {
+                    known.set_counts(counts);
+                }
+                counts
+            }
+            Some(Err(error)) => {
+                failed(error);
+                known.map(Known::counts).unwrap_or_default()
+            }
+            None => known.map(Known::counts).unwrap_or_default(),
+        };
+        Metrics {
+            store_error,
+            ..self.metrics(state, counts)
+        }
+    }
+
     /// The breaker's figures, given the state and counts (from the store for
     /// a store engine, from [`local_state`](Self::local_state) and
     /// [`local_counts`](Self::local_counts) otherwise).
@@ -533,6 +639,7 @@ impl<S: ?Sized> BreakerCore<S> {
                 .timed
                 .as_deref()
                 .map_or(0, |timed| timed.slow.load(Ordering::Relaxed)),
+            store_error: None,
         }
     }
 

@@ -150,4 +150,7 @@ impl lasier_sync::Listener for Recorder {
     fn on_fallback_left(&self, breaker: &str) {
         self.push(format!("{breaker}: fallback left"));
     }
+    fn on_storage_error(&self, breaker: &str, error: &StorageError) {
+        self.push(format!("{breaker}: storage error ({:?})", error.kind()));
+    }
 }
