@@ -41,7 +41,7 @@ pub use lasier_core::{
 
 pub use lasier_core::clock;
 pub use lasier_core::events;
-pub use lasier_core::{Listener, Manual, Metrics, StorageFailurePolicy};
+pub use lasier_core::{CallKind, Listener, Manual, Metrics, StorageFailurePolicy};
 
 /// Where circuits live: the storage traits and the in-memory default.
 pub mod storage {
@@ -50,6 +50,7 @@ pub mod storage {
     /// What a storage that runs the breaker's steps itself receives and
     /// answers.
     pub use lasier_core::{Admission, Outcome, Permit, Snapshot, SyncBatch, Transition};
+    pub use lasier_core::{Change, Changed, Watch};
     pub use lasier_core::{Circuit, FusedSteps, MemoryStorage, Steps, Storage, SyncItem};
 
     #[cfg(feature = "async")]

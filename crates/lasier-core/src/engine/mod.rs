@@ -33,6 +33,9 @@ mod open_cache;
 mod probe;
 
 pub use mirror::{Batch, Due};
+
+mod meters;
+use meters::Meters;
 use mirror::{Mirror, Verdict};
 use open_cache::OpenCache;
 use probe::Probe;
@@ -132,6 +135,9 @@ pub struct BreakerCore<S: ?Sized> {
     /// For a store engine: the state and counts it last read, for
     /// `metrics()` while the store does not answer.
     known: Option<Box<Known>>,
+    /// Its series in the `metrics` facade (feature `metrics`; nothing
+    /// otherwise).
+    meters: meters::Held,
     /// When (ms on a registry's clock) a registry last handed it out.
     last_used: AtomicU64,
 }
@@ -199,7 +205,7 @@ impl Timed {
             .iter()
             .any(|listener| listener.wants_call_finished());
         let slow_limit = config.slow_call_limit();
-        (report || slow_limit.is_some()).then(|| {
+        (report || slow_limit.is_some() || Meters::TIMES_CALLS).then(|| {
             Box::new(Self {
                 slow_limit,
                 slow: AtomicU64::new(0),
@@ -252,6 +258,11 @@ impl<S: ?Sized> BreakerCore<S> {
     ) -> Self {
         let policy = config.storage_failure_policy();
         let known = matches!(engine, Engine::Store(_)).then(Box::default);
+        let meters = meters::held(circuit.name());
+        if matches!(engine, Engine::Local(_)) {
+            // (a store's circuit is in whatever state the store says)
+            meters.state(State::Closed);
+        }
         let fallback = (matches!(engine, Engine::Store(_))
             && matches!(policy, StorageFailurePolicy::LocalFallback { .. }))
         .then(|| Box::new(LocalCircuit::new()));
@@ -282,6 +293,7 @@ impl<S: ?Sized> BreakerCore<S> {
             rejected: AtomicU64::new(0),
             timed: Timed::new(config),
             known,
+            meters,
             last_used: AtomicU64::new(0),
         }
     }
@@ -457,15 +469,18 @@ impl<S: ?Sized> BreakerCore<S> {
         if slow {
             timed.slow.fetch_add(1, Ordering::Relaxed);
         }
-        if timed.report {
+        if timed.report || Meters::TIMES_CALLS {
             let kind = match outcome {
                 _ if slow => CallKind::Slow,
                 Outcome::Failure => CallKind::Failure,
                 _ if ignored => CallKind::Ignored,
                 _ => CallKind::Success,
             };
-            for listener in &self.listeners {
-                listener.on_call_finished(self.name(), kind, took);
+            self.meters.call(kind, took);
+            if timed.report {
+                for listener in &self.listeners {
+                    listener.on_call_finished(self.name(), kind, took);
+                }
             }
         }
         if slow {
@@ -542,12 +557,14 @@ impl<S: ?Sized> BreakerCore<S> {
         if matches!(self.policy, StorageFailurePolicy::LocalFallback { .. })
             && self.probe.enter(now_ms(&*self.clock))
         {
+            self.meters.fallback(true);
             self.emit(|l| l.on_fallback_entered(self.name(), error));
         }
     }
 
     fn leave_fallback(&self) {
         if self.probe.leave() {
+            self.meters.fallback(false);
             self.emit(|l| l.on_fallback_left(self.name()));
         }
     }
@@ -563,6 +580,7 @@ impl<S: ?Sized> BreakerCore<S> {
     #[cold]
     fn reject(&self, retry_after: Option<Duration>) -> Error {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.meters.rejected();
         self.emit(|l| l.on_call_rejected(self.name(), retry_after));
         self.rejected(retry_after)
     }
@@ -620,6 +638,8 @@ impl<S: ?Sized> BreakerCore<S> {
     /// a store engine, from [`local_state`](Self::local_state) and
     /// [`local_counts`](Self::local_counts) otherwise).
     pub fn metrics(&self, state: State, counts: Counts) -> Metrics {
+        self.meters.state(state);
+        self.meters.counts(counts);
         let open_for = match (&self.engine, self.in_fallback()) {
             (Engine::Local(local), _) => local.circuit.open_for(&*local.clock),
             (Engine::Store(_), true) => self
@@ -1108,6 +1128,7 @@ impl<S: ?Sized> BreakerCore<S> {
     }
 
     fn changed(&self, transition: Transition) {
+        self.meters.state(transition.to);
         self.emit(|l| l.on_state_change(self.name(), transition.from, transition.to));
     }
 
