@@ -1,3 +1,18 @@
 //! One breaker per key: written once in `lasier-core`.
 
 lasier_core::__define_registry!("```\nuse lasier_async::{CircuitBreaker, MemoryStorage, Registry};\n\nlet storage = MemoryStorage::new();\nlet hosts = Registry::new(move |host| {\n    CircuitBreaker::builder(format!(\"db:{host}\"))\n        .max_failures(5)\n        .storage(storage.clone())\n});\nlet breaker = hosts.get(\"db-1.internal\")?;\n# let rt = tokio::runtime::Builder::new_current_thread().build()?;\nlet rows: Result<u32, lasier_async::Error<std::io::Error>> = rt.block_on(breaker.call(async { Ok(3) }));\n# assert_eq!(rows.unwrap(), 3);\n# Ok::<(), Box<dyn std::error::Error>>(())\n```");
+
+impl Registry {
+    /// Every breaker it holds, by key (sorted), with its metrics: what a
+    /// health endpoint shows. One store round trip or two per breaker on a
+    /// shared store (none in-process), one breaker after the other; never
+    /// fails (see [`CircuitBreaker::metrics`]).
+    pub async fn metrics(&self) -> Vec<(String, lasier_core::Metrics)> {
+        let mut all = Vec::new();
+        for (key, breaker) in self.breakers() {
+            let metrics = breaker.metrics().await;
+            all.push((key, metrics));
+        }
+        all
+    }
+}

@@ -212,3 +212,16 @@ async fn removing_a_key_forgets_its_in_process_circuit() {
         State::Closed
     );
 }
+
+#[tokio::test]
+async fn it_lists_its_breakers_with_their_metrics() {
+    let hosts = hosts(100, 2);
+    fail(&hosts.get("b").unwrap()).await;
+    fail(&hosts.get("b").unwrap()).await;
+    fail(&hosts.get("a").unwrap()).await;
+    let listed = hosts.metrics().await;
+    let keys: Vec<&str> = listed.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(listed[0].1.counts.failures, 1);
+    assert_eq!(listed[1].1.state, State::Open);
+}

@@ -436,6 +436,16 @@ macro_rules! __define_registry {
                 self.entries.is_empty()
             }
 
+            /// Every breaker it holds, with its key, sorted by key (for a
+            /// health endpoint: call `metrics()` on each, or the registry's
+            /// own `metrics()`). Visits every shard; does not count as a use,
+            /// so listing keeps no breaker from going idle.
+            pub fn breakers(&self) -> Vec<(String, CircuitBreaker)> {
+                let mut all = self.entries.entries();
+                all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                all
+            }
+
             /// The most breakers it holds: the capacity it was given (at least
             /// one), rounded down to a multiple of its shard count (by at most
             /// 0.2 %).

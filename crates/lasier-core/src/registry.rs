@@ -179,6 +179,12 @@ impl<V: Stamped> Entries<V> {
             .retain(|_, value| !self.is_idle(value, now) || keep(value));
     }
 
+    /// Every entry, key and value, shard by shard (entries inserted or
+    /// evicted meanwhile may or may not be seen). Stamps no entry as used.
+    pub fn entries(&self) -> Vec<(String, V)> {
+        self.entries.iter().collect()
+    }
+
     /// How many entries it holds: exact, counted shard by shard (an entry
     /// inserted into a shard already counted meanwhile is not). Idle
     /// entries count until they are dropped.

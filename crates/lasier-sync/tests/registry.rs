@@ -192,3 +192,21 @@ fn removing_a_key_forgets_its_in_process_circuit() {
     assert!(hosts.is_empty());
     assert_eq!(hosts.get("a").unwrap().state().unwrap(), State::Closed);
 }
+
+#[test]
+fn it_lists_its_breakers_with_their_metrics() {
+    let hosts = hosts(100, 2);
+    assert!(hosts.metrics().is_empty());
+    fail(&hosts.get("b").unwrap());
+    fail(&hosts.get("b").unwrap());
+    fail(&hosts.get("a").unwrap());
+    let listed = hosts.metrics();
+    let keys: Vec<&str> = listed.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(
+        (listed[0].1.state, listed[0].1.counts.failures),
+        (State::Closed, 1)
+    );
+    assert_eq!(listed[1].1.state, State::Open);
+    assert_eq!(hosts.breakers()[1].1.name(), "http:b");
+}
