@@ -76,13 +76,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod classify;
+mod keyed;
 mod layer;
 mod response;
 mod service;
 
 pub use classify::{Classifier, ErrorsAsFailures, ServerErrorsAsFailures};
+pub use keyed::{KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
 pub use layer::CircuitBreakerLayer;
 pub use response::{rejection_response, service_unavailable};
 pub use service::{CircuitBreakerService, ResponseFuture};
 
-pub use lasier_async::{CircuitBreaker, ConfigError, Error};
+pub use lasier_async::{CircuitBreaker, ConfigError, Error, Registry};

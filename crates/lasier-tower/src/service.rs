@@ -115,21 +115,43 @@ where
         // The ready service goes into the future; the clone left behind
         // is polled ready before the next call.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let breaker = self.breaker.clone();
-        let classifier = self.classifier.clone();
-        ResponseFuture {
-            inner: Box::pin(async move {
-                let guard = breaker.enter().await.map_err(Error::cast)?;
-                let outcome = inner.call(request).await;
-                if classifier.is_failure(outcome.as_ref()) {
-                    guard.failure().await;
-                } else {
-                    guard.success().await;
-                }
-                outcome.map_err(Error::Inner)
-            }),
-        }
+        let inner = std::mem::replace(&mut self.inner, clone);
+        guarded(
+            inner,
+            self.breaker.clone(),
+            self.classifier.clone(),
+            request,
+        )
+    }
+}
+
+/// The call of `request` on the ready `inner`, guarded by `breaker`, its
+/// outcome judged by `classifier`.
+pub(crate) fn guarded<S, C, Request>(
+    mut inner: S,
+    breaker: CircuitBreaker,
+    classifier: C,
+    request: Request,
+) -> ResponseFuture<S::Response, S::Error>
+where
+    S: Service<Request> + Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+    S::Future: Send + 'static,
+    C: Classifier<S::Response, S::Error> + Send + 'static,
+    Request: Send + 'static,
+{
+    ResponseFuture {
+        inner: Box::pin(async move {
+            let guard = breaker.enter().await.map_err(Error::cast)?;
+            let outcome = inner.call(request).await;
+            if classifier.is_failure(outcome.as_ref()) {
+                guard.failure().await;
+            } else {
+                guard.success().await;
+            }
+            outcome.map_err(Error::Inner)
+        }),
     }
 }
 
@@ -142,6 +164,15 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// call: nothing is recorded.
 pub struct ResponseFuture<T, E> {
     inner: BoxFuture<Result<T, Error<E>>>,
+}
+
+impl<T: Send + 'static, E: Send + 'static> ResponseFuture<T, E> {
+    /// A future that fails at once with `error`.
+    pub(crate) fn failed(error: Error<E>) -> Self {
+        Self {
+            inner: Box::pin(std::future::ready(Err(error))),
+        }
+    }
 }
 
 impl<T, E> Future for ResponseFuture<T, E> {

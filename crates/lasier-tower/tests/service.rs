@@ -185,3 +185,49 @@ async fn clones_of_the_service_share_one_circuit() {
     assert!(ready_call(&mut second, 7).await.unwrap_err().is_open());
     assert_eq!(backend.calls(), 1);
 }
+
+#[tokio::test]
+async fn a_keyed_layer_gives_each_key_its_own_circuit() {
+    use lasier_tower::{KeyedCircuitBreakerLayer, Registry};
+    let hosts = Registry::new(|host| {
+        let builder = CircuitBreaker::builder(format!("host:{host}"));
+        // host 2 has no rule: its breaker does not build
+        if host == "2" {
+            builder
+        } else {
+            builder.max_failures(2)
+        }
+    });
+    let layer = KeyedCircuitBreakerLayer::new(hosts, |n: &u32| (n / 1000).to_string());
+    let backend = Backend::default();
+    let mut service = layer.layer(backend.clone());
+    // host 0 fails twice and opens its own circuit
+    for _ in 0..2 {
+        assert!(matches!(
+            ready_call(&mut service, 0).await,
+            Err(Error::Inner(BackendError::Down))
+        ));
+    }
+    assert!(ready_call(&mut service, 0).await.unwrap_err().is_open());
+    assert_eq!(
+        backend.calls(),
+        2,
+        "a rejected call never reaches the backend"
+    );
+    // host 1 goes on
+    assert_eq!(ready_call(&mut service, 1_001).await.unwrap(), 1_001);
+    // host 2's recipe is invalid: a storage error that says why, no call
+    match ready_call(&mut service, 2_000).await {
+        Err(Error::Storage(e)) => {
+            assert!(
+                e.to_string().contains("no circuit breaker for key \"2\""),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(backend.calls(), 3);
+    let listed = layer.registry().metrics().await;
+    let states: Vec<(&str, State)> = listed.iter().map(|(k, m)| (k.as_str(), m.state)).collect();
+    assert_eq!(states, [("0", State::Open), ("1", State::Closed)]);
+}
