@@ -69,6 +69,12 @@ impl<K, C> KeyedCircuitBreakerLayer<K, C> {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+
+    /// For stacks that need `BoxError`: see
+    /// [`CircuitBreakerLayer::box_errors`](crate::CircuitBreakerLayer::box_errors).
+    pub fn box_errors(self) -> crate::BoxedErrors<Self> {
+        crate::BoxedErrors::new(self)
+    }
 }
 
 impl<K, C: Clone> Clone for KeyedCircuitBreakerLayer<K, C> {

@@ -65,6 +65,14 @@ impl<C> CircuitBreakerLayer<C> {
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
+
+    /// For stacks that need `BoxError` (`Timeout`, `Buffer`): its services
+    /// fail with a [`Rejected`](crate::Rejected) or a
+    /// [`StorageError`](lasier_async::StorageError) to downcast to, and
+    /// the inner service's errors as they are.
+    pub fn box_errors(self) -> crate::BoxedErrors<Self> {
+        crate::BoxedErrors::new(self)
+    }
 }
 
 impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {

@@ -75,12 +75,14 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod boxed;
 mod classify;
 mod keyed;
 mod layer;
 mod response;
 mod service;
 
+pub use boxed::{into_box_error, BoxedErrors, BoxedErrorsService, Rejected};
 pub use classify::{Classifier, ErrorsAsFailures, ServerErrorsAsFailures};
 pub use keyed::{KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
 pub use layer::CircuitBreakerLayer;

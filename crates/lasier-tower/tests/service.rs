@@ -231,3 +231,39 @@ async fn a_keyed_layer_gives_each_key_its_own_circuit() {
     let states: Vec<(&str, State)> = listed.iter().map(|(k, m)| (k.as_str(), m.state)).collect();
     assert_eq!(states, [("0", State::Open), ("1", State::Closed)]);
 }
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "backend: {self:?}")
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+#[tokio::test]
+async fn in_a_box_error_stack_rejections_and_inner_errors_downcast() {
+    use lasier_tower::Rejected;
+    use tower::ServiceBuilder;
+    let layer = CircuitBreakerLayer::new(breaker("boxed", 1)).box_errors();
+    let backend = Backend::default();
+    // tower's Timeout needs its inner service's errors Into<BoxError>
+    let mut service = ServiceBuilder::new()
+        .timeout(std::time::Duration::from_secs(5))
+        .layer(layer)
+        .service(backend.clone());
+    let error = ready_call(&mut service, 0).await.unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<BackendError>(),
+        Some(&BackendError::Down),
+        "the inner error as it was: {error}"
+    );
+    let error = ready_call(&mut service, 7).await.unwrap_err();
+    let rejected = error.downcast_ref::<Rejected>().expect("a Rejected");
+    assert_eq!(rejected.name(), "boxed");
+    assert!(rejected.retry_after().is_some());
+    assert_eq!(backend.calls(), 1);
+    assert_eq!(
+        ready_call(&mut service, 7).await.unwrap_err().to_string(),
+        rejected.to_string()
+    );
+}
