@@ -5,6 +5,7 @@
 mod support;
 
 use std::error::Error as _;
+use std::time::Duration;
 
 use lasier_core::{AsyncSteps, Config, Steps};
 use lasier_redis::{AsyncRedisStorage, RedisStorage};
@@ -113,4 +114,46 @@ async fn async_storages_authenticate_too() {
         .await
         .unwrap_err();
     check_refused(&error, "refused the credentials");
+}
+
+/// Sync mode's push with credentials: the watch subscribes with the
+/// password of the URL; an ACL user denied the channel (Redis 7 gives new
+/// users none) gets no push, and everything else still works: steps run,
+/// and the breaker learns of changes at its syncs.
+#[test]
+fn the_push_authenticates_and_an_acl_without_the_channel_only_loses_it() {
+    let Some(server) = protected() else { return };
+    let user = unique("no-channels");
+    server.cmd::<()>(&["ACL", "SETUSER", &user, "on", ">user-pw", "~*", "+@all"]);
+    let name = unique("auth-push");
+    let breaker = |credentials: &str, interval: Option<Duration>| {
+        let builder = lasier_sync::CircuitBreaker::builder(name.as_str())
+            .storage(RedisStorage::open(url(&server, credentials)).unwrap())
+            .max_failures(1);
+        match interval {
+            Some(interval) => builder.sync_interval(interval),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+    let with_password = format!(":{PASSWORD}@");
+    let watched = breaker(&with_password, Some(Duration::from_secs(30)));
+    let denied = breaker(
+        &format!("{user}:user-pw@"),
+        Some(Duration::from_millis(300)),
+    );
+    watched.call(|| Ok::<(), ()>(())).unwrap();
+    denied.call(|| Ok::<(), ()>(())).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let _ = breaker(&with_password, None).call(|| Err::<(), ()>(()));
+    support::eventually("the opening pushed to the breaker with a password", || {
+        watched.call(|| Ok::<(), ()>(())).is_err()
+    });
+    // no push for the user denied the channel: seen at a sync (300 ms)
+    support::eventually("the opening seen at a sync without the push", || {
+        denied.call(|| Ok::<(), ()>(())).is_err()
+    });
+    assert!(!denied.in_fallback());
 }

@@ -156,3 +156,36 @@ async fn async_storages_speak_tls_too() {
     assert_eq!(storage.state(&c).await.unwrap(), State::Open);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sync mode's push over TLS: the storage's watch subscribes with the same
+/// certificates as its pool, and an opening made through another storage
+/// reaches the breaker long before its 30 s interval.
+#[test]
+fn the_push_of_sync_mode_speaks_tls_too() {
+    let Some(dir) = certificates() else { return };
+    let Some(server) = tls_server(&dir) else {
+        return;
+    };
+    let url = server.url();
+    let name = unique("tls-push");
+    let storage = || RedisStorage::with_options(client(&url, &dir), Options::default());
+    let watched = lasier_sync::CircuitBreaker::builder(name.as_str())
+        .storage(storage())
+        .max_failures(1)
+        .sync_interval(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    watched.call(|| Ok::<(), ()>(())).unwrap();
+    let other = lasier_sync::CircuitBreaker::builder(name.as_str())
+        .storage(storage())
+        .max_failures(1)
+        .build()
+        .unwrap();
+    // once the watch listens (its first sync), trip the circuit elsewhere
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = other.call(|| Err::<(), _>("boom"));
+    support::eventually("the opening pushed over TLS", || {
+        watched.call(|| Ok::<(), ()>(())).is_err()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
