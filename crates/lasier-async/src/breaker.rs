@@ -414,12 +414,20 @@ impl CircuitBreaker {
 
     /// A guard dropped without a verdict: `period` as its admission returned
     /// it, `panicking` if the thread is unwinding.
-    pub(crate) fn abandon(&self, ticket: Ticket, period: u32, panicking: bool) {
+    pub(crate) fn abandon(
+        &self,
+        ticket: Ticket,
+        period: u32,
+        panicking: bool,
+        started: Option<std::time::Duration>,
+    ) {
         let core = self.core();
-        // As in the sync facade, a panic under the guard is a failure; the
-        // store engine cannot await its record here.
+        // As in the sync facade, a panic under the guard is a failure (and
+        // a call that ended, for listeners); the store engine cannot await
+        // its record here. A cancellation ends no call: nothing is told.
         if panicking {
-            match core.try_record(ticket, Outcome::Failure) {
+            let outcome = core.outcome_of(Outcome::Failure, false, started);
+            match core.try_record(ticket, outcome) {
                 Recorded::Done => return,
                 // (the next call or the background sync pushes it)
                 Recorded::SyncNow => {

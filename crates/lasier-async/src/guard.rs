@@ -113,7 +113,11 @@ impl<'a> Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        self.breaker
-            .abandon(self.ticket, self.period, std::thread::panicking());
+        self.breaker.abandon(
+            self.ticket,
+            self.period,
+            std::thread::panicking(),
+            self.started,
+        );
     }
 }

@@ -6,11 +6,20 @@ impl Registry {
     /// Every breaker it holds, by key (sorted), with its metrics: what a
     /// health endpoint shows. One store round trip or two per breaker on a
     /// shared store (none in-process), one breaker after the other; never
-    /// fails (see [`CircuitBreaker::metrics`]).
+    /// fails (see [`CircuitBreaker::metrics`]). Once a storage is found
+    /// down (it timed out or was unavailable), the other breakers on it
+    /// answer from what they last knew, without waiting for it again.
     pub async fn metrics(&self) -> Vec<(String, lasier_core::Metrics)> {
+        let mut down = lasier_core::facade::DownStores::default();
         let mut all = Vec::new();
         for (key, breaker) in self.breakers() {
-            let metrics = breaker.metrics().await;
+            let core = breaker.core();
+            let group = core.store().map(|store| store.sync_group());
+            let metrics = match down.kind(group) {
+                Some(kind) => core.metrics_known(kind),
+                None => breaker.metrics().await,
+            };
+            down.note(group, &metrics);
             all.push((key, metrics));
         }
         all

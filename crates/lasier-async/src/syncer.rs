@@ -39,22 +39,22 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
             let mut watch = None;
             let mut asked = false;
             while let Some((live, tick)) = GROUPS.pass(&group, |parts| parts.core.sync_period()) {
-                if !asked {
+                if let (false, Some(store)) = (asked, live.first().and_then(|p| p.core.store())) {
                     asked = true;
-                    watch = live
-                        .first()
-                        .and_then(|parts| parts.core.store())
-                        .and_then(|store| store.watch(wake_on_change(&group, &woken)));
+                    watch = store.watch(wake_on_change(&group, &woken));
                 }
-                let mut due = due_now(&live, tick, |parts| &parts.core);
-                due.extend(group.pushed_now(&live, |parts| &parts.core));
+                // (pushed first: a breaker both pushed and due syncs once)
+                let mut due = group.pushed_now(&live, |parts| &parts.core);
+                due.extend(due_now(&live, tick, |parts| &parts.core));
                 for chunk in due.chunks(PIPELINE) {
                     crate::breaker::sync_many_held(chunk).await;
                 }
                 drop(live);
-                // (a push ends the wait early)
+                // (a push ends the wait early; one whose breaker was syncing
+                // already is taken up after the gap)
+                let wait = if group.has_pushed() { PASS_GAP } else { tick };
                 let waited = tokio::time::Instant::now();
-                let _ = tokio::time::timeout(tick, woken.notified()).await;
+                let _ = tokio::time::timeout(wait, woken.notified()).await;
                 if let Some(rest) = PASS_GAP.checked_sub(waited.elapsed()) {
                     tokio::time::sleep(rest).await;
                 }

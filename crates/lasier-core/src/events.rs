@@ -65,10 +65,10 @@ pub trait Listener: Send + Sync {
     /// A call the breaker admitted ended: how it counted, and how long it
     /// ran from its admission, on the breaker's clock. Sent only if
     /// [`wants_call_finished`](Self::wants_call_finished) says so: timing
-    /// every call costs two clock reads, which a breaker skips when no
-    /// listener asks (and no `slow_call_duration` is set). A call whose
-    /// future was dropped (async) or whose trial outlived its lease still
-    /// ends here, as the facade saw it end.
+    /// every call costs two clock reads, which a breaker skips unless a
+    /// listener asks, `slow_call_duration` is set or the feature `metrics`
+    /// is on. A panic under the call is a failure; an async call whose
+    /// future was dropped ended without an outcome, and is not told.
     fn on_call_finished(&self, breaker: &str, kind: CallKind, took: Duration) {
         let _ = (breaker, kind, took);
     }

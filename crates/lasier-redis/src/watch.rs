@@ -40,6 +40,9 @@ const POLL: Duration = Duration::from_millis(200);
 /// The longest wait between two attempts to subscribe again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The wait after the server refused the channel (`NOPERM`).
+const DENIED_BACKOFF: Duration = Duration::from_secs(60);
+
 /// Where a storage's watch subscribes: its server, or a cluster's seed
 /// nodes (tried in turn).
 pub(crate) struct WatchOn {
@@ -86,8 +89,12 @@ fn run(on: &WatchOn, changed: &(dyn Fn(Change<'_>) + Send + Sync), stop: &Atomic
     let mut node = 0;
     let mut backoff = POLL;
     while !stop.load(Ordering::Acquire) {
-        if listen(on, &on.nodes[node], changed, stop, &mut backoff).is_ok() {
-            return;
+        match listen(on, &on.nodes[node], changed, stop, &mut backoff) {
+            Ok(()) => return,
+            // An ACL that denies the channel: no retry will do better soon
+            // (the breakers sync on their interval meanwhile).
+            Err(e) if e.code() == Some("NOPERM") => backoff = backoff.max(DENIED_BACKOFF),
+            Err(_) => {}
         }
         node = (node + 1) % on.nodes.len();
         let mut waited = Duration::ZERO;
@@ -95,7 +102,9 @@ fn run(on: &WatchOn, changed: &(dyn Fn(Change<'_>) + Send + Sync), stop: &Atomic
             std::thread::sleep(POLL);
             waited += POLL;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if backoff < DENIED_BACKOFF {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
 }
 

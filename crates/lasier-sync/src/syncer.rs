@@ -36,22 +36,23 @@ pub(crate) fn register(core: &Arc<Core>) {
                 let mut watch = None;
                 let mut asked = false;
                 while let Some((live, tick)) = GROUPS.pass(&group, Core::sync_period) {
-                    if !asked {
+                    if let (false, Some(store)) = (asked, live.first().and_then(|c| c.store())) {
                         asked = true;
-                        watch = live
-                            .first()
-                            .and_then(|core| core.store())
-                            .and_then(|store| store.watch(wake_on_change(&group)));
+                        watch = store.watch(wake_on_change(&group));
                     }
-                    let mut due = due_now(&live, tick, |core| core);
-                    due.extend(group.pushed_now(&live, |core| core));
+                    // (pushed first: a breaker both pushed and due syncs
+                    // once)
+                    let mut due = group.pushed_now(&live, |core| core);
+                    due.extend(due_now(&live, tick, |core| core));
                     for chunk in due.chunks(PIPELINE) {
                         sync_many_held(chunk);
                     }
                     drop(live);
-                    // (a push unparks it early)
+                    // (a push unparks it early; one whose breaker was
+                    // syncing already is taken up after the gap)
+                    let wait = if group.has_pushed() { PASS_GAP } else { tick };
                     let parked = std::time::Instant::now();
-                    std::thread::park_timeout(tick);
+                    std::thread::park_timeout(wait);
                     if let Some(rest) = PASS_GAP.checked_sub(parked.elapsed()) {
                         std::thread::sleep(rest);
                     }

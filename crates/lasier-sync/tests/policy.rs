@@ -301,3 +301,34 @@ fn metrics_of_a_breaker_that_never_read_its_store_say_so() {
     assert_eq!(m.counts, lasier_core::Counts::default());
     assert_eq!(m.store_error, Some(StorageErrorKind::Unavailable));
 }
+
+#[test]
+fn a_registry_asks_a_store_found_down_once_per_listing() {
+    let clock = ManualClock::new();
+    let store = Arc::new(Faulty::new(MemoryStorage::with_clock(clock.clone())));
+    let hosts = lasier_sync::Registry::new({
+        let store = Arc::clone(&store);
+        move |host| {
+            CircuitBreaker::builder(format!("http:{host}"))
+                .storage(Arc::clone(&store))
+                .max_failures(2)
+                .on_storage_failure(StorageFailurePolicy::FailOpen)
+        }
+    });
+    for host in ["a", "b", "c"] {
+        hosts.get(host).unwrap().call(|| Ok::<(), ()>(())).unwrap();
+    }
+    assert!(hosts.metrics().iter().all(|(_, m)| m.store_error.is_none()));
+    store.set_down(true);
+    let before = store.calls();
+    let listed = hosts.metrics();
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .all(|(_, m)| m.store_error == Some(StorageErrorKind::Unavailable)));
+    assert_eq!(
+        store.calls() - before,
+        1,
+        "the store asked once, not per breaker"
+    );
+}

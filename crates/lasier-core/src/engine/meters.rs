@@ -12,7 +12,9 @@
 //!
 //! The handles are registered once, when the breaker is built, with the
 //! recorder installed then: install yours (an exporter) before building
-//! breakers. Without the feature every method here is empty.
+//! breakers. A breaker on a store sets its state gauge once it sees a
+//! transition or `metrics()` reads the state; an in-process one starts at
+//! `closed`. Without the feature every method here is empty.
 
 use core::time::Duration;
 

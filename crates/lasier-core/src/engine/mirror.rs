@@ -110,6 +110,9 @@ pub struct Batch {
     len: usize,
     /// When the sync started (ms).
     asked_at: u64,
+    /// The mirror's count of pushes when the sync started: a push counted
+    /// after it means its answer may predate a change.
+    pushes: u64,
 }
 
 impl Batch {
@@ -151,6 +154,11 @@ pub(crate) struct Mirror {
     /// Outcomes given up because their window ended before a sync could
     /// push them.
     dropped: AtomicU64,
+    /// Pushes of a change by the store, counted.
+    pushes: AtomicU64,
+    /// The phase (code) the last push took the mirror out of, for a
+    /// `FailOpen` breaker whose sync then fails.
+    before_push: AtomicU8,
 }
 
 impl Mirror {
@@ -172,6 +180,8 @@ impl Mirror {
             writer_key: crate::keys::writer_key(name, writer),
             in_flight: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+            before_push: AtomicU8::new(STALE),
         }
     }
 
@@ -369,6 +379,7 @@ impl Mirror {
             parts: [(0, Counts::default()); OUTBOX],
             len: 0,
             asked_at: now,
+            pushes: self.pushes.load(Ordering::Acquire),
         };
         let mut since = [0_u64; OUTBOX];
         let sent = self.outbox_len.load(Ordering::Acquire).min(OUTBOX);
@@ -420,7 +431,17 @@ impl Mirror {
     /// [`hold`](Self::hold)), or, unanswered, keeps the outbox for the next
     /// sync. Ends the sync.
     pub(crate) fn end(&self, batch: Batch, answered: Option<Counts>) {
+        self.end_held(&batch, answered);
+        self.in_flight.store(false, Ordering::Release);
+    }
+
+    /// [`end`](Self::end) but for the sync's claim, which the caller still
+    /// holds (and gives back with [`release`](Self::release) once it has
+    /// applied the answer: a push meanwhile waits for it).
+    pub(crate) fn end_held(&self, batch: &Batch, answered: Option<Counts>) {
         if let Some(counts) = answered {
+            // (what a push left is settled by an answer)
+            self.before_push.store(STALE, Ordering::Relaxed);
             self.fleet_failures
                 .store(counts.failures, Ordering::Relaxed);
             self.fleet_requests
@@ -428,7 +449,27 @@ impl Mirror {
             self.synced_at.store(batch.asked_at, Ordering::Relaxed);
             self.outbox_len.store(0, Ordering::Release);
         }
-        self.in_flight.store(false, Ordering::Release);
+    }
+
+    /// Whether a push arrived while `batch` was in flight: its answer may
+    /// predate a change.
+    pub(crate) fn pushed_since(&self, batch: &Batch) -> bool {
+        self.pushes.load(Ordering::Acquire) != batch.pushes
+    }
+
+    /// After a push, a failed sync under `FailOpen`: back to the phase the
+    /// push left (availability first: the mirror keeps admitting for its
+    /// two intervals, as after any failed sync), if nothing refreshed it
+    /// since.
+    pub(crate) fn undo_push(&self) {
+        let before = self.before_push.swap(STALE, Ordering::Relaxed);
+        if before != STALE {
+            let _ = self
+                .phase
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                    (p & !USED == STALE).then_some(before | (p & USED))
+                });
+        }
     }
 
     /// For a change the store pushed: the mirror admits nothing more until
@@ -437,12 +478,22 @@ impl Mirror {
     /// change (`Busy`: ask again next pass); or it was stale already with
     /// nothing in flight (`Idle`: the next call syncs first, as it would).
     pub(crate) fn pushed(&self) -> Due {
+        self.pushes.fetch_add(1, Ordering::AcqRel);
         let claimed = self.claim();
         if claimed && self.phase.load(Ordering::Relaxed) & !USED == STALE {
             self.release();
             return Due::Idle;
         }
-        self.stale();
+        let before = self
+            .phase
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(STALE | (p & USED))
+            })
+            .unwrap_or(STALE)
+            & !USED;
+        if before != STALE {
+            self.before_push.store(before, Ordering::Relaxed);
+        }
         if claimed {
             Due::Sync
         } else {
@@ -694,5 +745,44 @@ mod tests {
         assert_eq!(mirror.due(100, 0), Due::Sync);
         // while that sync is in flight, another pass finds it busy
         assert_eq!(mirror.due(300, 0), Due::Busy);
+    }
+
+    #[test]
+    fn a_push_then_a_failed_sync_is_undone_only_until_an_answer_settles_it() {
+        let m = Mirror::new("x", INTERVAL, 0);
+        assert!(m.claim());
+        synced(&m, 0, State::Closed, Counts::default());
+        assert_eq!(m.verdict(), Verdict::Admit);
+        // a push: nothing admitted from the mirror until its sync answers
+        assert_eq!(m.pushed(), Due::Sync);
+        assert_eq!(m.verdict(), Verdict::AskStore);
+        // its sync fails (FailOpen): back to what the push left
+        let batch = m.begin(1, WINDOW);
+        m.end(batch, None);
+        m.undo_push();
+        assert_eq!(m.verdict(), Verdict::Admit);
+        // a push whose sync answered is settled: a later undo does nothing
+        assert_eq!(m.pushed(), Due::Sync);
+        synced(&m, 2, State::Open, Counts::default());
+        m.stale();
+        m.undo_push();
+        assert_eq!(m.verdict(), Verdict::AskStore);
+    }
+
+    #[test]
+    fn a_push_during_a_sync_leaves_its_answer_untrusted() {
+        let m = Mirror::new("x", INTERVAL, 0);
+        assert!(m.claim());
+        let batch = m.begin(0, WINDOW);
+        assert_eq!(m.pushed(), Due::Busy);
+        m.end_held(&batch, Some(Counts::default()));
+        m.hold(State::Closed);
+        assert!(m.pushed_since(&batch));
+        m.release();
+        // a mirror that was stale and has nothing in flight needs no sync
+        assert_eq!(m.phase.load(Ordering::Relaxed) & !USED, CLOSED);
+        m.stale();
+        assert_eq!(m.pushed(), Due::Idle);
+        assert!(m.claim(), "the claim was given back");
     }
 }

@@ -239,9 +239,10 @@ pub struct Metrics {
     pub slow: u64,
     /// Why `state` and `counts` are not fresh: the store failed to answer
     /// `metrics()` (the whole error went to the listeners'
-    /// `on_storage_error`), and they are the last this breaker read
-    /// (`Closed` and zero if it never read any). `None`: they are the
-    /// store's answer now.
+    /// `on_storage_error`), and they are the last this breaker knew: from a
+    /// `metrics()` read, a state change it saw, or (sync mode) a sync
+    /// (`Closed` and zero if none). `None`: they are the store's answer
+    /// now.
     pub store_error: Option<StorageErrorKind>,
 }
 
@@ -630,6 +631,20 @@ impl<S: ?Sized> BreakerCore<S> {
         };
         Metrics {
             store_error,
+            ..self.metrics(state, counts)
+        }
+    }
+
+    /// The breaker's figures from what it last knew, as
+    /// [`metrics_read`](Self::metrics_read) gives them when its store fails
+    /// with `kind`: for a caller that knows the store is down (it just
+    /// failed for a breaker of the same storage), without asking it again.
+    pub fn metrics_known(&self, kind: StorageErrorKind) -> Metrics {
+        let known = self.known.as_deref();
+        let state = known.and_then(Known::state).unwrap_or(State::Closed);
+        let counts = known.map(Known::counts).unwrap_or_default();
+        Metrics {
+            store_error: Some(kind),
             ..self.metrics(state, counts)
         }
     }
@@ -1045,14 +1060,28 @@ impl<S: ?Sized> BreakerCore<S> {
         };
         match answer {
             Ok(snapshot) => {
-                mirror.end(batch, Some(snapshot.counts));
+                // The claim is given back last: a push meanwhile waits for
+                // the answer to be applied (else it could find the mirror
+                // stale, take it for one no call trusts, and be dropped).
+                mirror.end_held(&batch, Some(snapshot.counts));
                 mirror.hold(snapshot.state);
+                if let Some(known) = self.known.as_deref() {
+                    known.set_state(snapshot.state);
+                    known.set_counts(snapshot.counts);
+                }
                 if snapshot.state == State::Closed && self.rule.should_open(mirror.estimate()) {
                     // Failures counted here while this sync was in flight
                     // reach the rule: admit nothing more from the mirror;
                     // the next call syncs them first.
                     mirror.stale();
                 }
+                if mirror.pushed_since(&batch) {
+                    // The store changed while this sync was in flight: its
+                    // answer may predate the change. Admit nothing from it
+                    // until the sync the push asked for answers.
+                    mirror.stale();
+                }
+                mirror.release();
                 self.leave_fallback();
                 match snapshot.state {
                     State::Open => {
@@ -1089,8 +1118,9 @@ impl<S: ?Sized> BreakerCore<S> {
                     StorageFailurePolicy::FailClosed => mirror.stale(),
                     // Calls are admitted from the mirror (and counted)
                     // until it is two intervals old, then let through
-                    // unchecked while the store fails.
-                    _ => {}
+                    // unchecked while the store fails; a push that made
+                    // it stale is undone for that.
+                    _ => mirror.undo_push(),
                 }
                 Err(error)
             }
@@ -1129,6 +1159,9 @@ impl<S: ?Sized> BreakerCore<S> {
 
     fn changed(&self, transition: Transition) {
         self.meters.state(transition.to);
+        if let Some(known) = self.known.as_deref() {
+            known.set_state(transition.to);
+        }
         self.emit(|l| l.on_state_change(self.name(), transition.from, transition.to));
     }
 
