@@ -8,8 +8,7 @@
 
 use std::sync::Arc;
 
-use lasier_core::facade::{due_now, SyncGroup, SyncGroups, PASS_GAP};
-use lasier_core::{Change, Changed};
+use lasier_core::facade::{due_now, SyncGroups, PASS_GAP};
 
 use crate::breaker::Parts;
 
@@ -41,7 +40,8 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
             while let Some((live, tick)) = GROUPS.pass(&group, |parts| parts.core.sync_period()) {
                 if let (false, Some(store)) = (asked, live.first().and_then(|p| p.core.store())) {
                     asked = true;
-                    watch = store.watch(wake_on_change(&group, &woken));
+                    let woken = Arc::clone(&woken);
+                    watch = store.watch(group.on_change(move || woken.notify_one()));
                 }
                 // (pushed first: a breaker both pushed and due syncs once)
                 let mut due = group.pushed_now(&live, |parts| &parts.core);
@@ -63,17 +63,4 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
         });
     }
     true
-}
-
-/// The callback of the store's pushes to `group`: notes the change and
-/// wakes the group's task.
-fn wake_on_change(group: &Arc<SyncGroup<Parts>>, woken: &Arc<tokio::sync::Notify>) -> Changed {
-    let group = Arc::downgrade(group);
-    let woken = Arc::clone(woken);
-    Arc::new(move |change: Change<'_>| {
-        if let Some(group) = group.upgrade() {
-            group.push(change);
-        }
-        woken.notify_one();
-    })
 }

@@ -563,6 +563,27 @@ impl<T> SyncGroup<T> {
         }
     }
 
+    /// The callback to hand the store's watch ([`Storage::watch`]): notes
+    /// each change for the next pass, then calls `wake` (which wakes the
+    /// group's thread or task). It holds the group weakly.
+    ///
+    /// [`Storage::watch`]: crate::Storage::watch
+    pub fn on_change(
+        self: &Arc<Self>,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> crate::storage::Changed
+    where
+        T: Send + Sync + 'static,
+    {
+        let group = Arc::downgrade(self);
+        Arc::new(move |change: crate::storage::Change<'_>| {
+            if let Some(group) = group.upgrade() {
+                group.push(change);
+            }
+            wake();
+        })
+    }
+
     /// Whether pushes wait for the next pass (names whose syncs were in
     /// flight at the last one): the group's thread then comes back after
     /// [`PASS_GAP`], not a whole tick.

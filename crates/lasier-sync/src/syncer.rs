@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use lasier_core::facade::{due_now, SyncGroup, SyncGroups, PASS_GAP};
-use lasier_core::{BreakerCore, Change, Changed, Storage};
+use lasier_core::facade::{due_now, SyncGroups, PASS_GAP};
+use lasier_core::{BreakerCore, Storage};
 
 use crate::breaker::sync_many_held;
 
@@ -38,7 +38,8 @@ pub(crate) fn register(core: &Arc<Core>) {
                 while let Some((live, tick)) = GROUPS.pass(&group, Core::sync_period) {
                     if let (false, Some(store)) = (asked, live.first().and_then(|c| c.store())) {
                         asked = true;
-                        watch = store.watch(wake_on_change(&group));
+                        let thread = std::thread::current();
+                        watch = store.watch(group.on_change(move || thread.unpark()));
                     }
                     // (pushed first: a breaker both pushed and due syncs
                     // once)
@@ -63,17 +64,4 @@ pub(crate) fn register(core: &Arc<Core>) {
     if spawned.is_err() {
         GROUPS.abandon(&group);
     }
-}
-
-/// The callback of the store's pushes to `group`: notes the change and
-/// wakes the group's thread (the one calling this).
-fn wake_on_change(group: &Arc<SyncGroup<Core>>) -> Changed {
-    let group = Arc::downgrade(group);
-    let thread = std::thread::current();
-    Arc::new(move |change: Change<'_>| {
-        if let Some(group) = group.upgrade() {
-            group.push(change);
-        }
-        thread.unpark();
-    })
 }

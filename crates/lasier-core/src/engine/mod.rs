@@ -613,7 +613,7 @@ impl<S: ?Sized> BreakerCore<S> {
             }
             Err(error) => {
                 failed(error);
-                known.and_then(Known::state).unwrap_or(State::Closed)
+                self.last_state()
             }
         };
         let counts = match counts {
@@ -625,9 +625,9 @@ impl<S: ?Sized> BreakerCore<S> {
             }
             Some(Err(error)) => {
                 failed(error);
-                known.map(Known::counts).unwrap_or_default()
+                self.last_counts()
             }
-            None => known.map(Known::counts).unwrap_or_default(),
+            None => self.last_counts(),
         };
         Metrics {
             store_error,
@@ -640,13 +640,23 @@ impl<S: ?Sized> BreakerCore<S> {
     /// with `kind`: for a caller that knows the store is down (it just
     /// failed for a breaker of the same storage), without asking it again.
     pub fn metrics_known(&self, kind: StorageErrorKind) -> Metrics {
-        let known = self.known.as_deref();
-        let state = known.and_then(Known::state).unwrap_or(State::Closed);
-        let counts = known.map(Known::counts).unwrap_or_default();
         Metrics {
             store_error: Some(kind),
-            ..self.metrics(state, counts)
+            ..self.metrics(self.last_state(), self.last_counts())
         }
+    }
+
+    /// The state this breaker last knew (`Closed` if none).
+    fn last_state(&self) -> State {
+        self.known
+            .as_deref()
+            .and_then(Known::state)
+            .unwrap_or(State::Closed)
+    }
+
+    /// The counts this breaker last knew (zero if none).
+    fn last_counts(&self) -> Counts {
+        self.known.as_deref().map(Known::counts).unwrap_or_default()
     }
 
     /// The breaker's figures, given the state and counts (from the store for
