@@ -773,3 +773,38 @@ async fn a_listener_that_asks_hears_how_each_call_ended_and_how_long_it_took() {
         );
     }
 }
+
+/// A burst of failures across the end of a fixed window: a fixed window
+/// splits it and each half stays under the rule; a sliding window counts
+/// it whole.
+#[tokio::test]
+async fn a_sliding_window_catches_a_burst_that_straddles_a_fixed_window() {
+    for kind in KINDS {
+        for sliding in [false, true] {
+            let clock = ManualClock::new();
+            let mut builder = builder(kind, &clock).max_failures(4);
+            if sliding {
+                builder = builder.sliding_window(6);
+            }
+            let b = builder.build().unwrap();
+            fail(&b).await.unwrap_err();
+            clock.advance(58 * SEC);
+            fail(&b).await.unwrap_err();
+            fail(&b).await.unwrap_err();
+            assert_eq!(b.counts().await.unwrap().failures, 3, "{kind:?}");
+            clock.advance(3 * SEC);
+            assert_eq!(
+                b.counts().await.unwrap().failures,
+                if sliding { 2 } else { 0 }
+            );
+            fail(&b).await.unwrap_err();
+            fail(&b).await.unwrap_err();
+            let expected = if sliding { State::Open } else { State::Closed };
+            assert_eq!(
+                b.state().await.unwrap(),
+                expected,
+                "{kind:?}, sliding {sliding}"
+            );
+        }
+    }
+}

@@ -144,6 +144,55 @@ pub struct Config {
     max_staleness: Duration,
     sync_interval: Option<Duration>,
     slow_call_duration: Option<Duration>,
+    /// `sliding_window`'s buckets, as given (checked by `validate`).
+    sliding_buckets: Option<u32>,
+}
+
+/// How a circuit counts outcomes for its rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Window {
+    /// The Python original's window: the counters live for
+    /// `failure_timeout` from their first increment, then start again from
+    /// zero. Byte-compatible with Python `lasier` in a shared store.
+    #[default]
+    Fixed,
+    /// `failure_timeout` cut into `buckets` buckets: an outcome counts
+    /// from the moment it is recorded until its bucket ends, between
+    /// `failure_timeout` less one bucket and `failure_timeout` later.
+    /// A burst of failures that straddles the end of a fixed window is
+    /// counted whole. See [`Config::sliding_window`].
+    Sliding {
+        /// How many buckets the window is cut into (2 to
+        /// [`MAX_BUCKETS`]).
+        buckets: u16,
+    },
+}
+
+/// The most buckets a sliding window may have: a step reads each of them.
+pub const MAX_BUCKETS: u16 = 1000;
+
+impl Window {
+    /// How long one bucket of a sliding window is current, for a window of
+    /// `failure_timeout_ms` (rounded up, so that the buckets cover the
+    /// whole window); `None` for other windows.
+    pub fn bucket_ms(&self, failure_timeout_ms: u64) -> Option<u64> {
+        match *self {
+            Window::Fixed => None,
+            Window::Sliding { buckets } => {
+                Some(failure_timeout_ms.div_ceil(u64::from(buckets.max(1))))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Fixed => f.write_str("fixed"),
+            Window::Sliding { buckets } => write!(f, "sliding({buckets})"),
+        }
+    }
 }
 
 impl fmt::Debug for Config {
@@ -162,6 +211,7 @@ impl fmt::Debug for Config {
             .field("max_staleness", &self.max_staleness)
             .field("sync_interval", &self.sync_interval)
             .field("slow_call_duration", &self.slow_call_duration)
+            .field("sliding_buckets", &self.sliding_buckets)
             .finish()
     }
 }
@@ -183,7 +233,23 @@ impl Config {
             max_staleness: DEFAULT_MAX_STALENESS,
             sync_interval: None,
             slow_call_duration: None,
+            sliding_buckets: None,
         }
+    }
+
+    /// Counts outcomes in a sliding window: `failure_timeout` cut into
+    /// `buckets` buckets (Polly uses 10; one per second is resilience4j's
+    /// time-based window). Each bucket is current for `failure_timeout /
+    /// buckets` from the first outcome counted in it, and counts for
+    /// `failure_timeout` from then on; the rule sees the sum of the live
+    /// buckets. From 2 to [`MAX_BUCKETS`], each at least a millisecond.
+    ///
+    /// In a shared store the buckets live under `lasier:window:<name>`
+    /// keys, which Python `lasier` does not read: a Python service and a
+    /// Rust one share a circuit only with the default fixed window.
+    pub fn sliding_window(&mut self, buckets: u32) -> &mut Self {
+        self.sliding_buckets = Some(buckets);
+        self
     }
 
     /// A call that succeeds but takes longer than `duration` (from its
@@ -369,6 +435,20 @@ impl Config {
                 });
             }
         }
+        let window = match self.sliding_buckets {
+            None => Window::Fixed,
+            Some(buckets) => match u16::try_from(buckets) {
+                Ok(b) if (2..=MAX_BUCKETS).contains(&b) && u64::from(b) <= failure_timeout_ms => {
+                    Window::Sliding { buckets: b }
+                }
+                _ => {
+                    return Err(ConfigError::Invalid(alloc::format!(
+                        "sliding_window takes from 2 to {MAX_BUCKETS} buckets of at least 1 ms \
+                         each (failure_timeout is {failure_timeout_ms} ms), got {buckets}"
+                    )))
+                }
+            },
+        };
         let half_open_max_calls = u16::try_from(self.half_open_max_calls)
             .map_err(|_| ConfigError::TooManyHalfOpenCalls(self.half_open_max_calls))?;
         let half_open_successes = match self.half_open_successes {
@@ -405,6 +485,7 @@ impl Config {
                 trial_lease_ms,
             },
             counts_requests: rule.counts_requests(),
+            window,
         };
         Ok((circuit, rule))
     }
@@ -436,6 +517,7 @@ pub struct Circuit {
     keys: CircuitKeys,
     timing: Timing,
     counts_requests: bool,
+    window: Window,
 }
 
 impl fmt::Debug for Circuit {
@@ -445,6 +527,7 @@ impl fmt::Debug for Circuit {
             .field("keys", self.keys())
             .field("timing", &self.timing)
             .field("counts_requests", &self.counts_requests)
+            .field("window", &self.window)
             .finish()
     }
 }
@@ -476,6 +559,16 @@ impl Circuit {
     /// Whether the rule counts requests (so the request counter is kept).
     pub fn counts_requests(&self) -> bool {
         self.counts_requests
+    }
+
+    /// The window outcomes are counted in.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// The length of a bucket of its sliding window, if it has one.
+    pub fn bucket_ms(&self) -> Option<u64> {
+        self.window.bucket_ms(self.timing.failure_timeout_ms)
     }
 }
 

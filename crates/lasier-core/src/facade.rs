@@ -105,6 +105,18 @@ macro_rules! __define_builder {
                 self
             }
 
+            /// Counts outcomes in a sliding window: `failure_timeout` cut
+            /// into `buckets` buckets (2 to 1000; Polly uses 10), so that a
+            /// burst of failures across the end of a fixed window is counted
+            /// whole. An outcome counts for `failure_timeout` less at most
+            /// one bucket. `build()` refuses a count out of range. In a
+            /// shared store the buckets are keys Python `lasier` does not
+            /// read.
+            pub fn sliding_window(mut self, buckets: u32) -> Self {
+                self.config.sliding_window(buckets);
+                self
+            }
+
             /// How long the circuit stays open (default 60 s).
             pub fn circuit_timeout(mut self, timeout: Duration) -> Self {
                 self.config.circuit_timeout(timeout);
@@ -255,7 +267,7 @@ macro_rules! __define_builder {
                     // What a `MemoryStorage` of its own would hand it, without
                     // the storage's maps around the one circuit.
                     None => Engine::Local(LocalBinding {
-                        circuit: Arc::new(LocalCircuit::new()),
+                        circuit: Arc::new(LocalCircuit::for_circuit(&circuit)),
                         clock: self
                             .clock
                             .clone()

@@ -13,6 +13,9 @@
 //! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
 //! | `lasier:mode:<name>`             | set by hand: `1` forced open, `2` disabled | lasier-rs |
 //! | `lasier:sync:<name>:<writer>`    | sync mode: the last part of a breaker's batches the store counted, with the window as TTL (one per breaker) | lasier-rs |
+//! | `lasier:window_seq:<name>`       | sliding window: the number of its newest bucket (a counter that jumps by the bucket count when the window is emptied) | lasier-rs |
+//! | `lasier:window_now:<name>`       | sliding window: the current bucket's number, with one bucket's length as TTL | lasier-rs |
+//! | `lasier:window_f:<n>:<name>`, `lasier:window_r:<n>:<name>` | sliding window: failures and requests of bucket `n`, with the window as TTL | lasier-rs |
 //!
 //! Every key contains the name unchanged, so a name with a Redis Cluster hash
 //! tag (`{payments}`) keeps all of a breaker's keys in one slot.
@@ -28,6 +31,34 @@ const TRIALS: &str = "lasier:half_open:";
 const LEASE: &str = "lasier:half_open_lease:";
 const TRIALS_PASSED: &str = "lasier:half_open_ok:";
 const MODE: &str = "lasier:mode:";
+
+/// The keys of a sliding window (`sliding_window(n)`), made on each use:
+/// the fixed window's counters are the Python original's keys, these are
+/// ours, and Python `lasier` reads none of them.
+pub mod window {
+    use alloc::string::String;
+
+    /// The number of the newest bucket: `lasier:window_seq:<name>`.
+    pub fn seq(name: &str) -> String {
+        alloc::format!("lasier:window_seq:{name}")
+    }
+
+    /// The current bucket's number, while it is current:
+    /// `lasier:window_now:<name>`.
+    pub fn now(name: &str) -> String {
+        alloc::format!("lasier:window_now:{name}")
+    }
+
+    /// The failures of bucket `n`: `lasier:window_f:<n>:<name>`.
+    pub fn failures(name: &str, n: i64) -> String {
+        alloc::format!("lasier:window_f:{n}:{name}")
+    }
+
+    /// The requests of bucket `n`: `lasier:window_r:<n>:<name>`.
+    pub fn requests(name: &str, n: i64) -> String {
+        alloc::format!("lasier:window_r:{n}:{name}")
+    }
+}
 
 /// The key where a store keeps the last part it counted from one breaker
 /// in sync mode: `lasier:sync:<name>:<writer>`, `writer` in hex.

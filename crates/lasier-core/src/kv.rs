@@ -57,6 +57,99 @@ macro_rules! fused_steps {
             u64::try_from(value).map_err(|_| StorageError::corrupt(key, alloc::format!("negative counter {value}")))
         }
 
+        /// A sliding window's bucket number read at `key`: positive, or
+        /// corrupt.
+        fn bucket_number(key: &str, value: i64) -> Result<i64, StorageError> {
+            if value < 1 {
+                return Err(StorageError::corrupt(key, alloc::format!("bucket number {value}, expected 1 or more")));
+            }
+            Ok(value)
+        }
+
+        /// The number of the sliding window's current bucket, starting the
+        /// next one if none is current (see [`crate::keys::window`]).
+        $($kw)? fn current_bucket<S: $Trait + ?Sized>(s: &S, c: &Circuit, bucket: core::time::Duration) -> Result<i64, StorageError> {
+            let now_key = crate::keys::window::now(c.name());
+            if let Some(n) = s.get(&now_key) $($aw)* ? {
+                return bucket_number(&now_key, n);
+            }
+            let seq_key = crate::keys::window::seq(c.name());
+            let next = s.incr(&seq_key, 1) $($aw)* ?;
+            // (the numbers outlive the buckets, so none is used twice
+            // while a bucket of that number lives)
+            s.expire(&seq_key, c.timing().failure_timeout() + bucket) $($aw)* ?;
+            if s.add(&now_key, next, Some(bucket)) $($aw)* ? {
+                return Ok(next);
+            }
+            // Another caller started one first: count in theirs.
+            match s.get(&now_key) $($aw)* ? {
+                Some(n) => bucket_number(&now_key, n),
+                None => Ok(next),
+            }
+        }
+
+        /// Adds `delta` to the bucket counter at `key`, which lives for the
+        /// window from its first count.
+        $($kw)? fn add_to_bucket<S: $Trait + ?Sized>(s: &S, c: &Circuit, key: &str, delta: i64) -> Result<(), StorageError> {
+            let window = c.timing().failure_timeout();
+            // (`add` first: an `incr` alone would make it without a TTL)
+            s.add(key, 0, Some(window)) $($aw)* ?;
+            if s.incr(key, delta) $($aw)* ? == delta {
+                // made anew by the `incr` if it expired right after the `add`
+                s.expire(key, window) $($aw)* ?;
+            }
+            Ok(())
+        }
+
+        /// The counts of the sliding window's live buckets: the newest
+        /// (`last`, or read) and those before it, while they live.
+        $($kw)? fn bucket_counts<S: $Trait + ?Sized>(s: &S, c: &Circuit, last: Option<i64>) -> Result<Counts, StorageError> {
+            let last = match last {
+                Some(last) => last,
+                None => {
+                    let seq_key = crate::keys::window::seq(c.name());
+                    match s.get(&seq_key) $($aw)* ? {
+                        Some(n) => bucket_number(&seq_key, n)?,
+                        None => return Ok(Counts::default()),
+                    }
+                }
+            };
+            let buckets = match c.window() {
+                crate::Window::Sliding { buckets } => i64::from(buckets),
+                _ => 1,
+            };
+            let mut counts = Counts::default();
+            for n in (last - buckets + 1).max(1)..=last {
+                let key = crate::keys::window::failures(c.name(), n);
+                counts.failures += count(&key, s.get(&key) $($aw)* ?.unwrap_or(0))?;
+                if c.counts_requests() {
+                    let key = crate::keys::window::requests(c.name(), n);
+                    counts.requests += count(&key, s.get(&key) $($aw)* ?.unwrap_or(0))?;
+                }
+            }
+            Ok(counts)
+        }
+
+        /// Empties the window: the fixed window's counters, or the sliding
+        /// window's buckets (whose numbers jump by the bucket count, so that
+        /// a count in flight for an old bucket lands where nothing reads).
+        $($kw)? fn clear_window<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+            let keys = c.keys();
+            s.delete(keys.failures()) $($aw)* ?;
+            s.delete(keys.requests()) $($aw)* ?;
+            if let (crate::Window::Sliding { buckets }, Some(bucket)) = (c.window(), c.bucket_ms()) {
+                let seq_key = crate::keys::window::seq(c.name());
+                if s.incr(&seq_key, i64::from(buckets)) $($aw)* .is_err() {
+                    // (garbage there: start the numbers again)
+                    s.delete(&seq_key) $($aw)* ?;
+                }
+                let bucket = core::time::Duration::from_millis(bucket);
+                s.expire(&seq_key, c.timing().failure_timeout() + bucket) $($aw)* ?;
+                s.delete(&crate::keys::window::now(c.name())) $($aw)* ?;
+            }
+            Ok(())
+        }
+
         /// The default body of `admit`.
         pub $($kw)? fn admit<S: $Trait + ?Sized>(
             s: &S,
@@ -210,9 +303,10 @@ macro_rules! fused_steps {
                     if passed < i64::from(c.timing().half_open_successes) {
                         return Ok(None);
                     }
-                    for key in [keys.trials(), keys.trial_lease(), keys.trials_passed(), keys.failures(), keys.requests()] {
+                    for key in [keys.trials(), keys.trial_lease(), keys.trials_passed()] {
                         s.delete(key) $($aw)* ?;
                     }
+                    clear_window(s, c) $($aw)* ?;
                     Ok(Some(Transition { from: State::HalfOpen, to: State::Closed }))
                 }
             }
@@ -279,6 +373,9 @@ macro_rules! fused_steps {
                 return Ok(Snapshot::new(State::HalfOpen, nothing));
             }
             let state = if disabled { State::Disabled } else { State::Closed };
+            if let Some(bucket) = c.bucket_ms() {
+                return count_in_buckets(s, c, batch, rule, report, state, bucket) $($aw)*;
+            }
             let added_requests = if c.counts_requests() { batch.requests } else { 0 };
             let added_requests = i64::try_from(added_requests).unwrap_or(i64::MAX);
             let added_failures = i64::try_from(batch.failures).unwrap_or(i64::MAX);
@@ -345,6 +442,43 @@ macro_rules! fused_steps {
             Ok(Snapshot::new(state, counts))
         }
 
+        /// `count_batch` on a sliding window: counts in the current
+        /// bucket, and reads the live ones after a failure (or to report).
+        $($kw)? fn count_in_buckets<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            batch: Counts,
+            rule: &dyn Rule,
+            report: bool,
+            state: State,
+            bucket_ms: u64,
+        ) -> Result<Snapshot, StorageError> {
+            let added_requests = if c.counts_requests() { batch.requests } else { 0 };
+            let added_requests = i64::try_from(added_requests).unwrap_or(i64::MAX);
+            let added_failures = i64::try_from(batch.failures).unwrap_or(i64::MAX);
+            if added_requests == 0 && added_failures == 0 {
+                let counts = if report { bucket_counts(s, c, None) $($aw)* ? } else { Counts::default() };
+                return Ok(Snapshot::new(state, counts));
+            }
+            let n = current_bucket(s, c, core::time::Duration::from_millis(bucket_ms)) $($aw)* ?;
+            if added_requests > 0 {
+                add_to_bucket(s, c, &crate::keys::window::requests(c.name(), n), added_requests) $($aw)* ?;
+            }
+            if added_failures > 0 {
+                add_to_bucket(s, c, &crate::keys::window::failures(c.name(), n), added_failures) $($aw)* ?;
+            } else if !report {
+                return Ok(Snapshot::new(state, Counts::default()));
+            }
+            let counts = bucket_counts(s, c, Some(n)) $($aw)* ?;
+            if added_failures > 0 && state == State::Closed && rule.should_open(counts) {
+                open_circuit(s, c) $($aw)* ?;
+                return Ok(Snapshot::new(State::Open, Counts::default())
+                    .with_open_for(Some(c.timing().circuit_timeout()))
+                    .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
+            }
+            Ok(Snapshot::new(state, counts))
+        }
+
         /// The default body of `release`.
         pub $($kw)? fn release<S: $Trait + ?Sized>(
             s: &S,
@@ -396,8 +530,7 @@ macro_rules! fused_steps {
                 s.delete(keys.trial_lease()) $($aw)* ?;
                 s.delete(keys.trials_passed()) $($aw)* ?;
             }
-            s.delete(keys.failures()) $($aw)* ?;
-            s.delete(keys.requests()) $($aw)* ?;
+            clear_window(s, c) $($aw)* ?;
             Ok(())
         }
 
@@ -419,6 +552,9 @@ macro_rules! fused_steps {
 
         /// The default body of `counts`.
         pub $($kw)? fn counts<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<Counts, StorageError> {
+            if c.bucket_ms().is_some() {
+                return bucket_counts(s, c, None) $($aw)*;
+            }
             let keys = c.keys();
             let failures = s.get(keys.failures()) $($aw)* ?.unwrap_or(0);
             let requests = if c.counts_requests() { s.get(keys.requests()) $($aw)* ?.unwrap_or(0) } else { 0 };
@@ -446,6 +582,38 @@ macro_rules! fused_steps {
                     s.delete(key) $($aw)* ?;
                 }
             }
+            if let crate::Window::Sliding { buckets } = c.window() {
+                // The numbers first: garbage there starts the numbering anew
+                // (a new range: what the buckets held is forgotten).
+                let seq_key = crate::keys::window::seq(c.name());
+                let now_key = crate::keys::window::now(c.name());
+                let mut last = None;
+                for key in [&seq_key, &now_key] {
+                    match s.get(key) $($aw)* {
+                        Ok(None) => {}
+                        Ok(Some(n)) if (1..i64::MAX / 2).contains(&n) => {
+                            if *key == seq_key {
+                                last = Some(n);
+                            }
+                        }
+                        Ok(Some(_)) => s.delete(key) $($aw)* ?,
+                        Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => s.delete(key) $($aw)* ?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if let Some(last) = last {
+                    for n in (last - i64::from(buckets) + 1).max(1)..=last {
+                        for key in [crate::keys::window::failures(c.name(), n), crate::keys::window::requests(c.name(), n)] {
+                            match s.get(&key) $($aw)* {
+                                Ok(Some(v)) if v < 0 || v == i64::MAX => s.delete(&key) $($aw)* ?,
+                                Ok(_) => {}
+                                Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => s.delete(&key) $($aw)* ?,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                }
+            }
             Ok(())
         }
 
@@ -463,9 +631,10 @@ macro_rules! fused_steps {
                     // The original's flag too, without a TTL: a Python
                     // service sharing the circuit sees it open as well.
                     s.set(keys.open(), 1, None) $($aw)* ?;
-                    for key in [keys.trials(), keys.trial_lease(), keys.trials_passed(), keys.failures(), keys.requests()] {
+                    for key in [keys.trials(), keys.trial_lease(), keys.trials_passed()] {
                         s.delete(key) $($aw)* ?;
                     }
+                    clear_window(s, c) $($aw)* ?;
                     State::ForcedOpen
                 }
                 Manual::Close => {
@@ -487,6 +656,21 @@ macro_rules! fused_steps {
         pub $($kw)? fn reset<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
             for key in c.keys().all() {
                 s.delete(key) $($aw)* ?;
+            }
+            if let crate::Window::Sliding { buckets } = c.window() {
+                let seq_key = crate::keys::window::seq(c.name());
+                // The buckets of the last two ranges of numbers (an emptied
+                // window's and the one after); older ones end by their TTL.
+                if let Ok(Some(last)) = s.get(&seq_key) $($aw)* {
+                    let buckets = i64::from(buckets);
+                    for n in (last - 2 * buckets + 1).max(1)..=last {
+                        s.delete(&crate::keys::window::failures(c.name(), n)) $($aw)* ?;
+                        s.delete(&crate::keys::window::requests(c.name(), n)) $($aw)* ?;
+                    }
+                }
+                // The numbering goes on (the key ends by its TTL): a bucket
+                // of an earlier range that still lives is never read again.
+                clear_window(s, c) $($aw)* ?;
             }
             Ok(())
         }

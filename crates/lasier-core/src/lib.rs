@@ -89,7 +89,7 @@ pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, Ru
 pub use state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
 #[cfg(feature = "alloc")]
-pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy};
+pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy, Window, MAX_BUCKETS};
 #[cfg(feature = "alloc")]
 pub use engine::Metrics;
 #[cfg(feature = "alloc")]

@@ -115,7 +115,7 @@ impl MemoryStorage {
             let clock = &*self.maps.clock;
             circuits.retain(|_, c| Arc::strong_count(c) > 1 || !c.is_pristine(clock));
         }
-        let c = Arc::new(LocalCircuit::new());
+        let c = Arc::new(LocalCircuit::for_circuit(circuit));
         circuits.insert(circuit.keys().failures().to_owned(), Arc::clone(&c));
         c
     }

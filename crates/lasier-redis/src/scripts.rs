@@ -8,11 +8,12 @@
 //! `src/scripts/*.lua`, each with a header that says its keys, arguments and
 //! reply.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use lasier_core::state::{Admission, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
-use lasier_core::{Circuit, Counts, Rule, StorageError, StorageErrorKind, SyncItem};
+use lasier_core::{Circuit, Counts, Rule, StorageError, StorageErrorKind, SyncItem, Window};
 use redis::{Script, ScriptInvocation};
 
 macro_rules! lua {
@@ -100,6 +101,35 @@ fn marker_after_opening_ms(circuit: &Circuit) -> u64 {
 
 /// The half-open marker's TTL from the start of a lease: the lease, then
 /// the retention.
+/// The sliding window's number keys (newest, current) and its bucket count
+/// and bucket length, for the scripts; for a fixed window the failure
+/// counter twice (declared, never touched) and zeros.
+fn window_keys(circuit: &Circuit) -> ([Cow<'_, str>; 2], u64, u64) {
+    match (circuit.window(), circuit.bucket_ms()) {
+        (Window::Sliding { buckets }, Some(bucket_ms)) => (
+            [
+                Cow::Owned(lasier_core::keys::window::seq(circuit.name())),
+                Cow::Owned(lasier_core::keys::window::now(circuit.name())),
+            ],
+            u64::from(buckets),
+            bucket_ms,
+        ),
+        _ => {
+            let failures = Cow::Borrowed(circuit.keys().failures());
+            ([failures.clone(), failures], 0, 0)
+        }
+    }
+}
+
+/// How long a sliding window's bucket numbers live after a change: the
+/// window and one bucket.
+fn numbers_ttl_ms(circuit: &Circuit, bucket_ms: u64) -> u64 {
+    circuit
+        .timing()
+        .failure_timeout_ms
+        .saturating_add(bucket_ms)
+}
+
 fn marker_after_lease_ms(circuit: &Circuit) -> u64 {
     ttl_ms(circuit.timing().marker_ttl_after_lease())
 }
@@ -220,18 +250,21 @@ fn record_call<'a>(
     batch: Counts,
     report: bool,
     sync: Option<&SyncBatch<'a>>,
-) -> (Vec<&'a str>, Vec<u64>) {
+) -> (Vec<Cow<'a, str>>, Vec<u64>) {
     let keys = circuit.keys();
+    let ([newest, current], buckets, bucket_ms) = window_keys(circuit);
     let timing = circuit.timing();
     let counts_requests = circuit.counts_requests();
     let requests = |n: u64| if counts_requests { n } else { 0 };
     let capped = |n: u64| n.min(i64::MAX as u64);
     let mut key_list = vec![
-        keys.open(),
-        keys.trials(),
-        keys.failures(),
-        keys.requests(),
-        keys.mode(),
+        Cow::Borrowed(keys.open()),
+        Cow::Borrowed(keys.trials()),
+        Cow::Borrowed(keys.failures()),
+        Cow::Borrowed(keys.requests()),
+        Cow::Borrowed(keys.mode()),
+        newest,
+        current,
     ];
     let mut args = vec![
         capped(batch.failures),
@@ -240,9 +273,11 @@ fn record_call<'a>(
         timing.failure_timeout_ms,
         capped(requests(batch.requests)),
         u64::from(flag(report)),
+        buckets,
+        bucket_ms,
     ];
     if let Some(sync) = sync {
-        key_list.push(sync.writer_key());
+        key_list.push(Cow::Borrowed(sync.writer_key()));
         args.push(sync.parts().len() as u64);
         for (number, counts) in sync.parts() {
             args.extend([
@@ -261,6 +296,7 @@ pub(crate) fn trial(
     episode: u32,
 ) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
+    let ([newest, current], buckets, bucket_ms) = window_keys(circuit);
     let timing = circuit.timing();
     let mut invocation = scripts().trial.prepare_invoke();
     invocation
@@ -270,6 +306,8 @@ pub(crate) fn trial(
         .key(keys.failures())
         .key(keys.requests())
         .key(keys.trial_lease())
+        .key(&*newest)
+        .key(&*current)
         .arg(flag(outcome == Outcome::Failure))
         .arg(timing.half_open_successes)
         .arg(timing.circuit_timeout_ms)
@@ -277,7 +315,9 @@ pub(crate) fn trial(
         .arg(episode)
         .arg(marker_after_lease_ms(circuit))
         .arg(crate::watch::CHANNEL)
-        .arg(&**circuit.name());
+        .arg(&**circuit.name())
+        .arg(buckets)
+        .arg(numbers_ttl_ms(circuit, bucket_ms));
     invocation
 }
 
@@ -294,6 +334,7 @@ pub(crate) fn release(circuit: &Circuit, episode: u32) -> ScriptInvocation<'stat
 /// (the trip after a rule said open).
 pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
+    let ([newest, current], buckets, bucket_ms) = window_keys(circuit);
     let mut invocation = scripts().open.prepare_invoke();
     invocation
         .key(keys.open())
@@ -303,11 +344,15 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .key(keys.requests())
         .key(keys.mode())
         .key(keys.trial_lease())
+        .key(&*newest)
+        .key(&*current)
         .arg(circuit.timing().circuit_timeout_ms)
         .arg(marker_after_opening_ms(circuit))
         .arg(flag(only_if_closed))
         .arg(crate::watch::CHANNEL)
-        .arg(&**circuit.name());
+        .arg(&**circuit.name())
+        .arg(buckets)
+        .arg(numbers_ttl_ms(circuit, bucket_ms));
     invocation
 }
 
@@ -324,11 +369,14 @@ pub(crate) fn state(circuit: &Circuit) -> ScriptInvocation<'static> {
 
 pub(crate) fn counts(circuit: &Circuit) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
+    let ([newest, _], buckets, _) = window_keys(circuit);
     let mut invocation = scripts().counts.prepare_invoke();
     invocation
         .key(keys.failures())
         .key(keys.requests())
-        .arg(flag(circuit.counts_requests()));
+        .key(&*newest)
+        .arg(flag(circuit.counts_requests()))
+        .arg(buckets);
     invocation
 }
 

@@ -228,7 +228,12 @@ mod blocking {
         }
 
         fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-            self.query::<()>(&commands::reset(circuit))?;
+            if circuit.window() == lasier_core::Window::Fixed {
+                self.query::<()>(&commands::reset(circuit))?;
+            } else {
+                // (a sliding window's buckets: a few commands, rarely)
+                lasier_core::kv::blocking::reset(self, circuit)?;
+            }
             self.publish(circuit);
             Ok(())
         }
@@ -528,7 +533,12 @@ mod nonblocking {
         }
 
         async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
-            self.query::<()>(&commands::reset(circuit)).await?;
+            if circuit.window() == lasier_core::Window::Fixed {
+                self.query::<()>(&commands::reset(circuit)).await?;
+            } else {
+                // (a sliding window's buckets: a few commands, rarely)
+                lasier_core::kv::nonblocking::reset(self, circuit).await?;
+            }
             self.publish(circuit).await;
             Ok(())
         }

@@ -874,3 +874,62 @@ fn a_listener_that_does_not_ask_hears_no_call_ends() {
     let _ = fail(&b);
     assert!(ends.seen.lock().unwrap().is_empty());
 }
+
+/// A burst of failures across the end of a fixed window: a fixed window
+/// splits it and each half stays under the rule; a sliding window counts
+/// it whole.
+#[test]
+fn a_sliding_window_catches_a_burst_that_straddles_a_fixed_window() {
+    for kind in KINDS {
+        for sliding in [false, true] {
+            let clock = ManualClock::new();
+            let mut builder = builder(kind, &clock).max_failures(4);
+            if sliding {
+                // six buckets of 10 s
+                builder = builder.sliding_window(6);
+            }
+            let b = builder.build().unwrap();
+            fail(&b).unwrap_err();
+            clock.advance(58 * SEC);
+            fail(&b).unwrap_err();
+            fail(&b).unwrap_err();
+            assert_eq!(
+                b.counts().unwrap().failures,
+                3,
+                "{kind:?}, sliding {sliding}"
+            );
+            clock.advance(3 * SEC);
+            // The first failure is over either way.
+            assert_eq!(b.counts().unwrap().failures, if sliding { 2 } else { 0 });
+            fail(&b).unwrap_err();
+            fail(&b).unwrap_err();
+            let expected = if sliding { State::Open } else { State::Closed };
+            assert_eq!(b.state().unwrap(), expected, "{kind:?}, sliding {sliding}");
+        }
+    }
+}
+
+#[test]
+fn a_sliding_window_out_of_range_is_refused_at_build() {
+    for buckets in [0, 1, 1001, 70_000] {
+        let err = CircuitBreaker::builder("svc")
+            .max_failures(1)
+            .sliding_window(buckets)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("sliding_window"), "{err}");
+    }
+    // buckets shorter than a millisecond
+    let err = CircuitBreaker::builder("svc")
+        .max_failures(1)
+        .failure_timeout(Duration::from_millis(5))
+        .sliding_window(10)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 1 ms"), "{err}");
+    CircuitBreaker::builder("svc")
+        .max_failures(1)
+        .sliding_window(1000)
+        .build()
+        .unwrap();
+}

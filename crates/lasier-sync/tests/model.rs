@@ -83,16 +83,50 @@ struct Model {
     /// (end, failures, requests)
     window: Option<(u64, u64, u64)>,
     episodes: u64,
+    /// A sliding window's bucket length, if it has one.
+    bucket: Option<u64>,
+    /// Its buckets: (start, failures, requests), oldest first.
+    buckets: Vec<(u64, u64, u64)>,
 }
 
 impl Model {
+    /// Every transition into open or closed starts an empty window.
+    fn clear(&mut self) {
+        self.window = None;
+        self.buckets.clear();
+    }
+
+    /// Counts an outcome in the sliding window: in the current bucket
+    /// (one started less than a bucket ago), else in a new one.
+    fn count_in_buckets(&mut self, bucket: u64, failures: u64, requests: u64) -> Counts {
+        let now = self.now;
+        match self.buckets.last_mut() {
+            Some(b) if now < b.0 + bucket => {
+                b.1 += failures;
+                b.2 += requests;
+            }
+            _ => self.buckets.push((now, failures, requests)),
+        }
+        self.bucket_counts()
+    }
+
+    /// The live buckets' sum: each counts for the window from its start.
+    fn bucket_counts(&self) -> Counts {
+        self.buckets
+            .iter()
+            .filter(|b| self.now < b.0 + FAILURE_TIMEOUT)
+            .fold(Counts::default(), |c, b| {
+                Counts::new(c.failures + b.1, c.requests + b.2)
+            })
+    }
+
     fn admit(&mut self) -> Option<MPermit> {
         match self.phase {
             MPhase::Closed => Some(MPermit::Normal),
             MPhase::Open { until } if self.now < until => None,
             MPhase::Open { .. } if self.max_trials == 0 => {
                 self.phase = MPhase::Closed;
-                self.window = None;
+                self.clear();
                 Some(MPermit::Normal)
             }
             MPhase::Open { .. } => {
@@ -146,6 +180,17 @@ impl Model {
                     return;
                 }
                 let now = self.now;
+                if let Some(bucket) = self.bucket {
+                    let requests = u64::from(self.rule.counts_requests());
+                    let counts = self.count_in_buckets(bucket, u64::from(failed), requests);
+                    if failed && self.rule.should_open(counts.failures, counts.requests) {
+                        self.phase = MPhase::Open {
+                            until: now + CIRCUIT_TIMEOUT,
+                        };
+                        self.clear();
+                    }
+                    return;
+                }
                 let window = match self.window {
                     Some(w) if now < w.0 => w,
                     _ => (now + FAILURE_TIMEOUT, 0, 0),
@@ -162,7 +207,7 @@ impl Model {
                     self.phase = MPhase::Open {
                         until: now + CIRCUIT_TIMEOUT,
                     };
-                    self.window = None;
+                    self.clear();
                 }
             }
             MPermit::Trial(e) => {
@@ -182,10 +227,10 @@ impl Model {
                     self.phase = MPhase::Open {
                         until: self.now + CIRCUIT_TIMEOUT,
                     };
-                    self.window = None;
+                    self.clear();
                 } else if passed + 1 >= self.successes {
                     self.phase = MPhase::Closed;
-                    self.window = None;
+                    self.clear();
                 } else {
                     self.phase = MPhase::HalfOpen {
                         episode,
@@ -208,6 +253,9 @@ impl Model {
     }
 
     fn counts(&self) -> Counts {
+        if self.bucket.is_some() {
+            return self.bucket_counts();
+        }
         match self.window {
             Some((end, f, r)) if self.now < end => Counts::new(f, r),
             _ => Counts::default(),
@@ -263,6 +311,8 @@ proptest! {
         // (0: the default, all of them; else 1..=max_trials)
         successes_pick in 0..4_u32,
         lease in prop_oneof![Just(None), Just(Some(300_u64)), Just(Some(1_500_u64))],
+        // (a fixed window, or a sliding one of 2, 4 or 10 buckets)
+        buckets in prop_oneof![Just(None), Just(Some(2_u64)), Just(Some(4)), Just(Some(10))],
         ops in prop::collection::vec(op(), 1..120),
     ) {
         let clock = ManualClock::new();
@@ -285,12 +335,16 @@ proptest! {
             Some(ms) => builder.trial_lease(Duration::from_millis(ms)),
             None => builder,
         };
+        let builder = match buckets {
+            Some(n) => builder.sliding_window(u32::try_from(n).unwrap()),
+            None => builder,
+        };
         let builder = match rule {
             RuleSpec::Max(n) => builder.max_failures(n),
             RuleSpec::Percentage(p, m) => builder.percentage_failures(p, m),
         };
         let breaker = builder.build().unwrap();
-        let mut model = Model { rule, max_trials, successes, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0 };
+        let mut model = Model { rule, max_trials, successes, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0, bucket: buckets.map(|n| FAILURE_TIMEOUT.div_ceil(n)), buckets: Vec::new() };
         let mut held: Vec<(Guard<'_>, MPermit)> = Vec::new();
 
         for (step, op) in ops.into_iter().enumerate() {
@@ -340,7 +394,7 @@ proptest! {
                 Op::Reset => {
                     breaker.reset().unwrap();
                     model.phase = MPhase::Closed;
-                    model.window = None;
+                    model.clear();
                 }
             }
             prop_assert_eq!(breaker.state().unwrap(), model.state(), "step {}", step);

@@ -66,6 +66,11 @@ fn a_success_on_a_closed_circuit_does_not_allocate() {
             .slow_call_duration(std::time::Duration::from_secs(1))
             .build()
             .unwrap(),
+        CircuitBreaker::builder("sliding")
+            .percentage_failures(50, 10)
+            .sliding_window(10)
+            .build()
+            .unwrap(),
     ] {
         success(&breaker); // warm up
         let n = allocations_during(|| {

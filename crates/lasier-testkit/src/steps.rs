@@ -33,6 +33,8 @@ pub(crate) struct Breaker {
     pub(crate) half_open: u32,
     /// `half_open_successes`, if set.
     pub(crate) successes: Option<u32>,
+    /// `sliding_window` buckets, if set.
+    pub(crate) buckets: Option<u32>,
 }
 
 const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
@@ -43,6 +45,15 @@ const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
         circuit_ticks: None,
         half_open: 1,
         successes: None,
+        buckets: None,
+    }
+}
+
+/// A breaker with a sliding window of `buckets` over `failure_ticks`.
+const fn sliding(rule: RuleSpec, failure_ticks: u32, buckets: u32) -> Breaker {
+    Breaker {
+        buckets: Some(buckets),
+        ..windowed(rule, failure_ticks)
     }
 }
 
@@ -291,6 +302,50 @@ pub(crate) static SCENARIOS: &[Scenario] = &[
         steps: &[
             Call(0, Fail), StateOf(0), Advance(5), StateOf(0), Call(0, Pass), Call(0, Fail),
             StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_sliding_window_counts_a_burst_across_bucket_boundaries",
+        what: "MaxFailuresRule(4), failure_timeout 6 ticks in 3 buckets: failures counted in two buckets add up, each bucket stops counting one window after its first count, and the fourth failure in the live buckets opens",
+        breakers: &[sliding(RuleSpec::Max(4), 6, 3)],
+        steps: &[
+            Call(0, Fail), Advance(3), Call(0, Fail), CountsOf(0), Advance(2), Call(0, Fail),
+            CountsOf(0), StateOf(0), Advance(8), CountsOf(0), Call(0, Fail), CountsOf(0),
+            Advance(5), CountsOf(0), Call(0, Fail), Call(0, Fail), StateOf(0), Call(0, Fail),
+            StateOf(0), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_sliding_window_with_percentage_failures",
+        what: "PercentageFailuresRule(50 %, more than 2 requests), failure_timeout 4 ticks in 2 buckets: requests and failures of two buckets add up, and the rule opens on their sum",
+        breakers: &[sliding(RuleSpec::Percentage(50, 2), 4, 2)],
+        steps: &[
+            Call(0, Pass), Call(0, Fail), Call(0, Pass), CountsOf(0), Advance(5), CountsOf(0),
+            Call(0, Pass), CountsOf(0), Call(0, Fail), StateOf(0), CountsOf(0), Advance(6),
+            CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_sliding_window_starts_empty_after_opening_and_closing",
+        what: "MaxFailuresRule(2), failure_timeout 6 ticks in 3 buckets, circuit_timeout 2 ticks, 1 half-open call: the opening and the trial's closing each empty the buckets",
+        breakers: &[Breaker {
+            circuit_ticks: Some(2),
+            ..sliding(RuleSpec::Max(2), 6, 3)
+        }],
+        steps: &[
+            Call(0, Fail), Call(0, Fail), StateOf(0), CountsOf(0), Advance(5), Admit(0, 0),
+            Record(0, Pass), StateOf(0), CountsOf(0), Call(0, Fail), CountsOf(0), StateOf(0),
+            Open(0), CountsOf(0), Reset(0), CountsOf(0), Call(0, Fail), CountsOf(0),
+            StateOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_sliding_window_sync",
+        what: "PercentageFailuresRule(50 %, more than 4 requests), failure_timeout 4 ticks in 2 buckets: batches of sync mode land in the current bucket, and the rule opens on the live buckets' sum",
+        breakers: &[sliding(RuleSpec::Percentage(50, 4), 4, 2)],
+        steps: &[
+            Sync(0, 1, 3), Advance(5), Sync(0, 0, 1), CountsOf(0), Sync(0, 2, 2), StateOf(0),
+            Advance(6), Reset(0), Sync(0, 2, 3), CountsOf(0), StateOf(0),
         ],
     },
     Scenario {
@@ -555,6 +610,9 @@ fn build(b: &Breaker, names: &Names, tick: Duration) -> Result<(Circuit, Arc<dyn
         .half_open_max_calls(b.half_open);
     if let Some(successes) = b.successes {
         config.half_open_successes(successes);
+    }
+    if let Some(buckets) = b.buckets {
+        config.sliding_window(buckets);
     }
     let built = config.validate().map_err(|e| {
         Broken(format!(

@@ -266,7 +266,7 @@ impl<S: ?Sized> BreakerCore<S> {
         }
         let fallback = (matches!(engine, Engine::Store(_))
             && matches!(policy, StorageFailurePolicy::LocalFallback { .. }))
-        .then(|| Box::new(LocalCircuit::new()));
+        .then(|| Box::new(LocalCircuit::for_circuit(&circuit)));
         let mirror = match (&engine, config.sync_period()) {
             (Engine::Store(_), Some(interval)) => Some(Box::new(Mirror::new(
                 circuit.name(),

@@ -5,6 +5,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use lasier_rules::{Counts, Rule};
 
+#[cfg(feature = "alloc")]
+use super::sliding::Sliding;
 #[cfg(feature = "std")]
 use super::window::Stripes;
 use super::window::{generation, GEN_SHIFT, LOW_48};
@@ -12,6 +14,8 @@ use super::word::{
     decode, encode, is_closed_word, starts_lease, transition, CLOSED_WORD, DISABLED_WORD,
 };
 use crate::clock::{now_ms, Clock};
+#[cfg(feature = "alloc")]
+use crate::config::Window;
 use crate::state::{self, Admission, Manual, Outcome, Permit, Phase, State, Timing, Transition};
 
 /// How many times an admission looks again while another caller starts a
@@ -49,6 +53,10 @@ pub struct LocalCircuit {
     /// the first compare-and-swap of `requests` that another thread won.
     #[cfg(feature = "std")]
     pub(super) stripes: std::sync::OnceLock<Stripes>,
+    /// The buckets of a sliding window (`sliding_window(n)`); without
+    /// them, the fixed window above counts.
+    #[cfg(feature = "alloc")]
+    pub(super) sliding: Option<alloc::boxed::Box<Sliding>>,
 }
 
 impl LocalCircuit {
@@ -64,7 +72,25 @@ impl LocalCircuit {
             requests: AtomicU64::new(0),
             #[cfg(feature = "std")]
             stripes: std::sync::OnceLock::new(),
+            #[cfg(feature = "alloc")]
+            sliding: None,
         }
+    }
+
+    /// A closed circuit with empty counters, counting in `circuit`'s window.
+    #[cfg(feature = "alloc")]
+    pub fn for_circuit(circuit: &crate::Circuit) -> Self {
+        let mut c = Self::new();
+        if let (Window::Sliding { buckets }, Some(bucket_ms)) =
+            (circuit.window(), circuit.bucket_ms())
+        {
+            c.sliding = Some(alloc::boxed::Box::new(Sliding::new(
+                buckets,
+                bucket_ms,
+                circuit.timing().failure_timeout_ms,
+            )));
+        }
+        c
     }
 
     /// Whether the circuit is closed: then [`admit`](Self::admit) would
@@ -245,6 +271,13 @@ impl LocalCircuit {
     #[inline(never)]
     pub fn record_success(&self, clock: &dyn Clock, timing: &Timing) {
         let now = now_ms(clock);
+        #[cfg(feature = "alloc")]
+        if let Some(sliding) = &self.sliding {
+            if self.counts_now() {
+                sliding.add(now, 0, 1);
+            }
+            return;
+        }
         let window = self.window.load(Ordering::Acquire);
         let end = window & LOW_48;
         let phase = self.phase.load(Ordering::Acquire);
@@ -293,6 +326,22 @@ impl LocalCircuit {
             return None;
         }
         let now = now_ms(clock);
+        #[cfg(feature = "alloc")]
+        if let Some(sliding) = &self.sliding {
+            let failures = u64::from(outcome == Outcome::Failure);
+            sliding.add(now, failures, u64::from(counts_requests));
+            if failures == 0 || !is_closed_word(phase) {
+                return None;
+            }
+            let mut counts = sliding.counts(now);
+            if !counts_requests {
+                counts.requests = 0;
+            }
+            if !rule.should_open(counts) {
+                return None;
+            }
+            return self.trip(phase, clock, timing);
+        }
         let stripe = self.request_counter();
         if outcome == Outcome::Success {
             // Counted only if the rule counts requests (see `record`).
@@ -459,8 +508,19 @@ impl LocalCircuit {
         }
     }
 
+    /// Whether outcomes count now: while closed or disabled.
+    #[cfg(feature = "alloc")]
+    fn counts_now(&self) -> bool {
+        let phase = self.phase.load(Ordering::Acquire);
+        is_closed_word(phase) || phase == DISABLED_WORD
+    }
+
     /// The counts of the current window (zero once it has expired).
     pub fn counts(&self, clock: &dyn Clock) -> Counts {
+        #[cfg(feature = "alloc")]
+        if let Some(sliding) = &self.sliding {
+            return sliding.counts(now_ms(clock));
+        }
         let window = self.window.load(Ordering::Acquire);
         let end = window & LOW_48;
         if end == 0 || now_ms(clock) >= end {
@@ -629,7 +689,9 @@ mod tests {
             c.record_success(&clock, &T);
         }
         assert!(c.stripes.get().is_none(), "one thread never needs them");
-        assert!(core::mem::size_of::<LocalCircuit>() <= 64);
+        // A few words (nine: the sliding window's pointer is the ninth), not
+        // a few cache lines: a registry may hold thousands.
+        assert!(core::mem::size_of::<LocalCircuit>() <= 72);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {

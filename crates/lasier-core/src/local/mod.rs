@@ -26,6 +26,8 @@
 //! machine over both).
 
 mod circuit;
+#[cfg(feature = "alloc")]
+mod sliding;
 mod window;
 mod word;
 

@@ -106,6 +106,10 @@ impl LocalCircuit {
 
     /// Ends the current window: the next count starts a new one at 0.
     pub(super) fn new_window(&self) {
+        #[cfg(feature = "alloc")]
+        if let Some(sliding) = &self.sliding {
+            sliding.clear();
+        }
         if let Ok(previous) = self
             .window
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {

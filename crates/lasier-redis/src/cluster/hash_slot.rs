@@ -57,9 +57,24 @@ pub(crate) fn validate(circuit: &Circuit) -> Result<(), ConfigError> {
         keys.trials_passed(),
         keys.mode(),
     ];
+    // A sliding window's keys are made from the name too (its buckets on
+    // each use, numbered: two numbers stand for all of them).
+    let window: Vec<String> = if circuit.bucket_ms().is_some() {
+        let name = &**name;
+        vec![
+            lasier_core::keys::window::seq(name),
+            lasier_core::keys::window::now(name),
+            lasier_core::keys::window::failures(name, 1),
+            lasier_core::keys::window::requests(name, 2),
+        ]
+    } else {
+        Vec::new()
+    };
     let strays: Vec<(&str, Slot)> = derived
         .iter()
-        .map(|key| (*key, Slot::for_key(key)))
+        .copied()
+        .chain(window.iter().map(String::as_str))
+        .map(|key| (key, Slot::for_key(key)))
         .filter(|(_, slot)| *slot != home)
         .collect();
     if !strays.is_empty() {

@@ -1,7 +1,14 @@
 -- counts: the counters of the current window.
--- KEYS: failures, requests
--- ARGV: counts_requests (0/1)
+-- KEYS: failures, requests, the sliding window's newest bucket number (the
+--       failures key again for a fixed window)
+-- ARGV: counts_requests (0/1), the sliding window's buckets (0: fixed)
 -- Reply: {failures, requests}, 0 for a missing counter.
+local buckets = tonumber(ARGV[2] or '0')
+if buckets > 0 then
+  local failures, requests, err = bucket_counts(KEYS[3], nil, buckets, ARGV[1] == '1')
+  if err then return err end
+  return {failures, requests}
+end
 local failures, err = count(KEYS[1])
 if err then return err end
 local requests = false

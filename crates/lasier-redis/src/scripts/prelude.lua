@@ -99,3 +99,90 @@ local function fresh_marker(previous)
   end
   return episode * EPISODE
 end
+
+-- A sliding window (`sliding_window(n)`): numbered buckets, each current
+-- for one bucket length from its first count and counted for the window
+-- from then on (see `lasier_core::keys::window`). The number keys are
+-- declared; a bucket's keys are made from the circuit's name, which the
+-- number key ends with, so they share its hash tag.
+local SEQ_PREFIX = 'lasier:window_seq:'
+
+local function bucket_key(kind, n, seq_key)
+  return 'lasier:window_' .. kind .. ':' .. string.format('%d', n) .. ':'
+    .. string.sub(seq_key, #SEQ_PREFIX + 1)
+end
+
+local function bucket_number(key, n)
+  if n < 1 then
+    return nil, corrupt(key, 'bucket number ' .. tostring(n) .. ', expected 1 or more')
+  end
+  return n
+end
+
+-- The number of the current bucket, starting the next one if none is.
+local function current_bucket(seq_key, now_key, bucket_ms, window_ms)
+  local n, err = int(now_key)
+  if err then return nil, err end
+  if n then
+    return bucket_number(now_key, n)
+  end
+  n, err = incr(seq_key, 1)
+  if err then return nil, err end
+  n, err = bucket_number(seq_key, n)
+  if err then return nil, err end
+  -- (the numbers outlive the buckets, so none is used twice while a
+  -- bucket of that number lives)
+  redis.call('PEXPIRE', seq_key, window_ms + bucket_ms)
+  redis.call('SET', now_key, n, 'PX', bucket_ms)
+  return n
+end
+
+-- Adds `delta` to a bucket's counter, which lives for the window from its
+-- first count.
+local function add_to_bucket(key, delta, window_ms)
+  local v, err = incr(key, delta)
+  if err then return err end
+  if v == delta or redis.call('PTTL', key) == -1 then
+    redis.call('PEXPIRE', key, window_ms)
+  end
+end
+
+-- The counts of the live buckets: `last` (or the newest, read) and those
+-- before it.
+local function bucket_counts(seq_key, last, buckets, counts_requests)
+  local err
+  if not last then
+    last, err = int(seq_key)
+    if err then return nil, nil, err end
+    if not last then return 0, 0 end
+    last, err = bucket_number(seq_key, last)
+    if err then return nil, nil, err end
+  end
+  local failures, requests = 0, 0
+  for n = math.max(1, last - buckets + 1), last do
+    local f
+    f, err = count(bucket_key('f', n, seq_key))
+    if err then return nil, nil, err end
+    failures = failures + (f or 0)
+    if counts_requests then
+      local r
+      r, err = count(bucket_key('r', n, seq_key))
+      if err then return nil, nil, err end
+      requests = requests + (r or 0)
+    end
+  end
+  return failures, requests
+end
+
+-- Empties a sliding window: the numbers jump by the bucket count, so that
+-- a count in flight for an old bucket lands where nothing reads.
+local function clear_buckets(seq_key, now_key, buckets, seq_ttl_ms)
+  if buckets == 0 then return end
+  local v = redis.pcall('INCRBY', seq_key, buckets)
+  if type(v) == 'table' then
+    -- (garbage there: the numbering starts again)
+    redis.call('DEL', seq_key)
+  end
+  redis.call('PEXPIRE', seq_key, seq_ttl_ms)
+  redis.call('DEL', now_key)
+end

@@ -1,13 +1,17 @@
 -- record: counts outcomes of calls admitted on a closed circuit: one
 -- call's (the record step), or a batch of a process's since its last sync
 -- (the sync step of a breaker in sync mode).
--- KEYS: open flag, trial permits, failures, requests, mode, and for a sync
---       the writer key (the last part counted from this breaker)
+-- KEYS: open flag, trial permits, failures, requests, mode, the sliding
+--       window's number keys (newest, current; the failures key twice for a
+--       fixed window), and for a sync the writer key (the last part counted
+--       from this breaker)
 -- ARGV: failures to add, counts_requests (0/1), half_open_max_calls,
---       failure_timeout_ms, requests to add, report (0/1), then for a sync
---       the number of parts and each part's number, failures, requests: a
---       part is counted only if its number is above the writer key's, so a
---       batch sent again after a lost answer counts nothing twice.
+--       failure_timeout_ms, requests to add, report (0/1), the sliding
+--       window's buckets (0: a fixed window) and bucket length in ms, then
+--       for a sync the number of parts and each part's number, failures,
+--       requests: a part is counted only if its number is above the writer
+--       key's, so a batch sent again after a lost answer counts nothing
+--       twice.
 -- Reply {counted, failures, requests, state, open_ms}:
 -- counted 0: nothing was counted because the circuit is forced open
 --   (state 1), open (state 2, open_ms the time it has left, -1 if none) or
@@ -17,6 +21,39 @@
 --   counted for metrics, never trips;
 -- failures and requests: the window's counts after the batch (with
 --   report 0, failures is 0 when none were added).
+-- count_batch on a sliding window: counts in the current bucket, and
+-- reads the live ones after a failure (or to report).
+local function count_in_buckets(added_failures, added_requests, counted, buckets)
+  local counts_requests = ARGV[2] == '1'
+  if not counts_requests then added_requests = 0 end
+  local window = tonumber(ARGV[4])
+  local failures, requests, err
+  if added_failures == 0 and added_requests == 0 then
+    if ARGV[6] == '1' then
+      failures, requests, err = bucket_counts(KEYS[6], nil, buckets, counts_requests)
+      if err then return err end
+      return {counted, failures, requests, 0, -1}
+    end
+    return {counted, 0, 0, 0, -1}
+  end
+  local n
+  n, err = current_bucket(KEYS[6], KEYS[7], tonumber(ARGV[8]), window)
+  if err then return err end
+  if added_requests > 0 then
+    err = add_to_bucket(bucket_key('r', n, KEYS[6]), added_requests, window)
+    if err then return err end
+  end
+  if added_failures > 0 then
+    err = add_to_bucket(bucket_key('f', n, KEYS[6]), added_failures, window)
+    if err then return err end
+  elseif ARGV[6] ~= '1' then
+    return {counted, 0, 0, 0, -1}
+  end
+  failures, requests, err = bucket_counts(KEYS[6], n, buckets, counts_requests)
+  if err then return err end
+  return {counted, failures, requests, 0, -1}
+end
+
 local function count_batch(added_failures, added_requests)
   local manual, err = mode(KEYS[5])
   if err then return err end
@@ -37,6 +74,12 @@ local function count_batch(added_failures, added_requests)
     if trials then
       return {0, 0, 0, 3, -1}
     end
+  end
+  local counted = 1
+  if disabled then counted = 2 end
+  local buckets = tonumber(ARGV[7])
+  if buckets > 0 then
+    return count_in_buckets(added_failures, added_requests, counted, buckets)
   end
   -- Everything is checked before the first write.
   local failures
@@ -66,8 +109,6 @@ local function count_batch(added_failures, added_requests)
       end
     end
   end
-  local counted = 1
-  if disabled then counted = 2 end
   if added_failures == 0 then
     if ARGV[6] == '1' then
       return {counted, failures or 0, requests, 0, -1}
@@ -102,24 +143,24 @@ end
 
 local added_failures = tonumber(ARGV[1])
 local added_requests = tonumber(ARGV[5])
-local parts = tonumber(ARGV[7] or '0')
+local parts = tonumber(ARGV[9] or '0')
 local done, last = 0, 0
 if parts > 0 then
   -- (garbage at the writer key, which only this breaker writes, reads as
   -- nothing counted yet)
-  done = count(KEYS[6]) or 0
+  done = count(KEYS[8]) or 0
   last = done
   for i = 0, parts - 1 do
-    local number = tonumber(ARGV[8 + 3 * i])
+    local number = tonumber(ARGV[10 + 3 * i])
     if number > done then
-      added_failures = added_failures + tonumber(ARGV[9 + 3 * i])
-      added_requests = added_requests + tonumber(ARGV[10 + 3 * i])
+      added_failures = added_failures + tonumber(ARGV[11 + 3 * i])
+      added_requests = added_requests + tonumber(ARGV[12 + 3 * i])
     end
     if number > last then last = number end
   end
 end
 local reply = count_batch(added_failures, added_requests)
 if parts > 0 and last > done and type(reply) == 'table' and not reply.err then
-  redis.call('SET', KEYS[6], last, 'PX', ARGV[4])
+  redis.call('SET', KEYS[8], last, 'PX', ARGV[4])
 end
 return reply

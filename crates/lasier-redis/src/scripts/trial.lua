@@ -1,10 +1,12 @@
 -- trial: the outcome of a half-open trial.
 -- KEYS: open flag, half-open marker, trials passed, failures, requests,
---       trial lease
+--       trial lease, the sliding window's number keys (newest, current; the
+--       failures key twice for a fixed window)
 -- ARGV: failed (0/1), half_open_successes, circuit_timeout_ms,
 --       marker_ms_after_opening, the trial's episode, marker_ms_after_lease,
 --       the channel of changes and the circuit's name (published when the
---       trials reopen or close the circuit)
+--       trials reopen or close the circuit), the sliding window's buckets
+--       (0: fixed) and its numbers' TTL
 -- Reply: 0 nothing changed (the trial outlived its lease or its half-open
 -- period, or more trials must pass); 1 reopened; 2 closed.
 local open, err = is_open(KEYS[1])
@@ -25,6 +27,7 @@ if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], 1, 'PX', ARGV[3])
   redis.call('SET', KEYS[2], fresh, 'PX', ARGV[4])
   redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+  clear_buckets(KEYS[7], KEYS[8], tonumber(ARGV[9]), ARGV[10])
   -- (pcall: a user whose ACL denies the channel still reopens it)
   redis.pcall('PUBLISH', ARGV[7], ARGV[8])
   return 1
@@ -38,5 +41,6 @@ if passed < tonumber(ARGV[2]) then
   return 0
 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+clear_buckets(KEYS[7], KEYS[8], tonumber(ARGV[9]), ARGV[10])
 redis.pcall('PUBLISH', ARGV[7], ARGV[8])
 return 2
