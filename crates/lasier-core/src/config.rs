@@ -13,7 +13,7 @@ use lasier_rules::{MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
 
 use crate::events::Listener;
 use crate::keys::CircuitKeys;
-use crate::state::Timing;
+use crate::state::{BackoffTiming, Timing, MAX_OPEN_BACKOFF};
 
 /// The default `failure_timeout` and `circuit_timeout`: one minute, as in the
 /// Python original.
@@ -56,6 +56,129 @@ impl Default for StorageFailurePolicy {
         Self::LocalFallback {
             probe_interval: DEFAULT_PROBE_INTERVAL,
         }
+    }
+}
+
+/// Open-time backoff: each consecutive opening of a circuit lasts longer
+/// than the one before, up to a maximum, optionally with jitter (compare
+/// resilience4j's `IntervalFunction`, Polly's `BreakDurationGenerator`,
+/// Envoy's `base_ejection_time` x ejections). Set it with the builders'
+/// `.open_backoff(..)`; without it, every opening lasts `circuit_timeout`.
+///
+/// The first opening lasts `circuit_timeout`; each next one the time before
+/// times the multiplier, at most [`max`](Self::max) (default: ten times
+/// `circuit_timeout`, at most [`MAX_OPEN_BACKOFF`]); then moved by up to
+/// [`jitter`](Self::jitter) of itself either way, at random (default 0).
+/// Openings are consecutive while the circuit does not stay closed for a
+/// whole window (`failure_timeout`) in between: a trip within the window
+/// after trials closed the circuit goes on with the sequence. On a shared
+/// store the count is fleet-wide: it lives in the store
+/// (`lasier:openings:<name>`), so whichever process opens the circuit, the
+/// fleet's sequence goes on.
+///
+/// Jitter spreads the deadlines of circuits opened at the same time in
+/// different processes, or of different circuits; a shared circuit opens
+/// once for the whole fleet anyway, so there it only moves that one
+/// deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use lasier_core::OpenBackoff;
+///
+/// // 1 s, 2 s, 4 s, 8 s, 16 s, 30 s, 30 s, ... each within 10 % either way
+/// let backoff = OpenBackoff::exponential(2.0)
+///     .max(Duration::from_secs(30))
+///     .jitter(0.1);
+/// # let _ = backoff;
+/// ```
+///
+/// Checked by `build()`: a multiplier from 1 to 100 (finite), a maximum
+/// from `circuit_timeout` to [`MAX_OPEN_BACKOFF`], a jitter from 0 to
+/// below 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenBackoff {
+    multiplier: f64,
+    max: Option<Duration>,
+    jitter: f64,
+}
+
+impl OpenBackoff {
+    /// Each opening lasts `multiplier` times the one before (from 1.0, the
+    /// same time each opening, to 100.0; kept to thousandths).
+    pub const fn exponential(multiplier: f64) -> Self {
+        Self {
+            multiplier,
+            max: None,
+            jitter: 0.0,
+        }
+    }
+
+    /// The longest an opening lasts, jitter included (default: ten times
+    /// `circuit_timeout`, at most [`MAX_OPEN_BACKOFF`]). From
+    /// `circuit_timeout` to [`MAX_OPEN_BACKOFF`].
+    #[must_use]
+    pub const fn max(mut self, max: Duration) -> Self {
+        self.max = Some(max);
+        self
+    }
+
+    /// How far each open time is moved at random, either way, as a
+    /// fraction of it: from 0 (the default: none) to below 1 (kept to
+    /// thousandths).
+    #[must_use]
+    pub const fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction;
+        self
+    }
+
+    /// The integers the state machine uses, for a circuit timeout of
+    /// `circuit_timeout_ms`; or what is wrong, said so that it can be
+    /// fixed.
+    fn timing(&self, circuit_timeout_ms: u64) -> Result<BackoffTiming, ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let m = self.multiplier;
+        if !m.is_finite() || !(1.0..=100.0).contains(&m) {
+            return invalid(alloc::format!(
+                "open_backoff multiplier must be from 1.0 to 100.0, got {m}:                  use OpenBackoff::exponential(2.0) to double each opening"
+            ));
+        }
+        let j = self.jitter;
+        if !j.is_finite() || !(0.0..1.0).contains(&j) {
+            return invalid(alloc::format!(
+                "open_backoff jitter must be a fraction from 0.0 to below 1.0, got {j}:                  .jitter(0.1) moves each open time by up to 10 % either way"
+            ));
+        }
+        let longest = crate::clock::ceil_millis(MAX_OPEN_BACKOFF);
+        if circuit_timeout_ms > longest {
+            return invalid(alloc::format!(
+                "open_backoff needs a circuit_timeout of at most {} hours, got {circuit_timeout_ms} ms",
+                longest / 3_600_000
+            ));
+        }
+        let max_ms = match self.max {
+            None => circuit_timeout_ms.saturating_mul(10).min(longest),
+            Some(max) if max > MAX_OPEN_BACKOFF => {
+                return invalid(alloc::format!(
+                    "open_backoff max must be at most {} hours, got {max:?}",
+                    longest / 3_600_000
+                ))
+            }
+            Some(max) => crate::clock::ceil_millis(max),
+        };
+        if max_ms < circuit_timeout_ms {
+            return invalid(alloc::format!(
+                "open_backoff max ({max_ms} ms) must not be shorter than circuit_timeout                  ({circuit_timeout_ms} ms), the first open time: raise .max(..) or lower                  circuit_timeout"
+            ));
+        }
+        // (within the ranges checked above: no truncation)
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let (multiplier_permille, jitter_permille) =
+            ((m * 1000.0).round() as u32, (j * 1000.0) as u16);
+        Ok(BackoffTiming {
+            multiplier_permille,
+            max_ms,
+            jitter_permille: jitter_permille.min(999),
+        })
     }
 }
 
@@ -144,6 +267,7 @@ pub struct Config {
     max_staleness: Duration,
     sync_interval: Option<Duration>,
     slow_call_duration: Option<Duration>,
+    open_backoff: Option<OpenBackoff>,
 }
 
 impl fmt::Debug for Config {
@@ -162,6 +286,7 @@ impl fmt::Debug for Config {
             .field("max_staleness", &self.max_staleness)
             .field("sync_interval", &self.sync_interval)
             .field("slow_call_duration", &self.slow_call_duration)
+            .field("open_backoff", &self.open_backoff)
             .finish()
     }
 }
@@ -183,7 +308,16 @@ impl Config {
             max_staleness: DEFAULT_MAX_STALENESS,
             sync_interval: None,
             slow_call_duration: None,
+            open_backoff: None,
         }
+    }
+
+    /// Open-time backoff: each consecutive opening lasts longer (see
+    /// [`OpenBackoff`]). Off by default: every opening lasts
+    /// `circuit_timeout`, and no store keeps a count of openings.
+    pub fn open_backoff(&mut self, backoff: OpenBackoff) -> &mut Self {
+        self.open_backoff = Some(backoff);
+        self
     }
 
     /// A call that succeeds but takes longer than `duration` (from its
@@ -369,6 +503,10 @@ impl Config {
                 });
             }
         }
+        let backoff = match &self.open_backoff {
+            Some(backoff) => Some(backoff.timing(circuit_timeout_ms)?),
+            None => None,
+        };
         let half_open_max_calls = u16::try_from(self.half_open_max_calls)
             .map_err(|_| ConfigError::TooManyHalfOpenCalls(self.half_open_max_calls))?;
         let half_open_successes = match self.half_open_successes {
@@ -403,6 +541,7 @@ impl Config {
                 half_open_max_calls,
                 half_open_successes,
                 trial_lease_ms,
+                backoff,
             },
             counts_requests: rule.counts_requests(),
         };
@@ -605,5 +744,77 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(circuit.timing().failure_timeout_ms, 2);
+    }
+
+    #[test]
+    fn open_backoff_becomes_integers() {
+        let (circuit, _) = valid()
+            .circuit_timeout(Duration::from_secs(2))
+            .open_backoff(OpenBackoff::exponential(1.5).jitter(0.25))
+            .validate()
+            .unwrap();
+        assert_eq!(
+            circuit.timing().backoff,
+            Some(BackoffTiming {
+                multiplier_permille: 1_500,
+                max_ms: 20_000,
+                jitter_permille: 250,
+            })
+        );
+        let (circuit, _) = valid()
+            .circuit_timeout(Duration::from_secs(2))
+            .open_backoff(OpenBackoff::exponential(2.0).max(Duration::from_secs(2)))
+            .validate()
+            .unwrap();
+        assert_eq!(circuit.timing().backoff.unwrap().max_ms, 2_000);
+        // the default maximum stays within the bound
+        let (circuit, _) = valid()
+            .circuit_timeout(Duration::from_secs(3 * 3600))
+            .open_backoff(OpenBackoff::exponential(2.0))
+            .validate()
+            .unwrap();
+        assert_eq!(circuit.timing().backoff.unwrap().max_ms, 24 * 3_600_000);
+        let (circuit, _) = valid().validate().unwrap();
+        assert_eq!(circuit.timing().backoff, None);
+    }
+
+    #[test]
+    fn invalid_open_backoff_says_how_to_fix_it() {
+        let error = |backoff: OpenBackoff| {
+            let e = valid()
+                .circuit_timeout(Duration::from_secs(10))
+                .open_backoff(backoff)
+                .validate()
+                .unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid(_)), "{e:?}");
+            alloc::string::ToString::to_string(&e)
+        };
+        for m in [0.5, 0.999, 100.5, f64::NAN, f64::INFINITY, -2.0] {
+            assert!(error(OpenBackoff::exponential(m)).contains("multiplier"));
+        }
+        for j in [-0.1, 1.0, 2.0, f64::NAN] {
+            assert!(error(OpenBackoff::exponential(2.0).jitter(j)).contains("jitter"));
+        }
+        let short = error(OpenBackoff::exponential(2.0).max(Duration::from_secs(9)));
+        assert!(short.contains("shorter than circuit_timeout"), "{short}");
+        let long = error(OpenBackoff::exponential(2.0).max(Duration::from_secs(86_401)));
+        assert!(long.contains("at most 24 hours"), "{long}");
+        assert!(valid()
+            .circuit_timeout(Duration::from_secs(86_401))
+            .open_backoff(OpenBackoff::exponential(2.0))
+            .validate()
+            .is_err());
+        // the bounds themselves are accepted
+        for backoff in [
+            OpenBackoff::exponential(1.0),
+            OpenBackoff::exponential(100.0).jitter(0.999).max(MAX_OPEN_BACKOFF),
+            OpenBackoff::exponential(2.0).max(Duration::from_secs(10)),
+        ] {
+            valid()
+                .circuit_timeout(Duration::from_secs(10))
+                .open_backoff(backoff)
+                .validate()
+                .unwrap();
+        }
     }
 }

@@ -12,7 +12,11 @@
 //! | `lasier:half_open_lease:<name>`  | the current lease on trial permits: its episode x 65536 + slots used, with the lease as TTL | lasier-rs |
 //! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
 //! | `lasier:mode:<name>`             | set by hand: `1` forced open, `2` disabled | lasier-rs |
+//! | `lasier:openings:<name>`         | open-time backoff only: consecutive openings, with a TTL (through the half-open period, then one closed window) | lasier-rs |
 //! | `lasier:sync:<name>:<writer>`    | sync mode: the last part of a breaker's batches the store counted, with the window as TTL (one per breaker) | lasier-rs |
+//!
+//! Python `lasier` neither reads nor writes the `lasier:` keys: a circuit
+//! it opens does not advance the count of openings.
 //!
 //! Every key contains the name unchanged, so a name with a Redis Cluster hash
 //! tag (`{payments}`) keeps all of a breaker's keys in one slot.
@@ -28,6 +32,7 @@ const TRIALS: &str = "lasier:half_open:";
 const LEASE: &str = "lasier:half_open_lease:";
 const TRIALS_PASSED: &str = "lasier:half_open_ok:";
 const MODE: &str = "lasier:mode:";
+const OPENINGS: &str = "lasier:openings:";
 
 /// The key where a store keeps the last part it counted from one breaker
 /// in sync mode: `lasier:sync:<name>:<writer>`, `writer` in hex.
@@ -37,15 +42,16 @@ pub(crate) fn writer_key(name: &str, writer: u64) -> String {
 
 /// The keys of one circuit, built once when the breaker is built.
 ///
-/// The seven keys sit back to back in one buffer: one allocation per
-/// breaker instead of seven, since every breaker has them (an in-process
+/// The eight keys sit back to back in one buffer: one allocation per
+/// breaker instead of eight, since every breaker has them (an in-process
 /// one too) and a registry may hold thousands of breakers.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CircuitKeys {
-    /// failures, requests, open, trials, lease, trials passed, mode.
+    /// failures, requests, open, trials, lease, trials passed, mode,
+    /// openings.
     buf: Box<str>,
     /// Where each key ends in `buf`; each starts where the previous ends.
-    ends: [usize; 7],
+    ends: [usize; 8],
 }
 
 impl CircuitKeys {
@@ -61,9 +67,10 @@ impl CircuitKeys {
             LEASE.len() + name.len(),
             TRIALS_PASSED.len() + name.len(),
             MODE.len() + name.len(),
+            OPENINGS.len() + name.len(),
         ];
         let mut buf = String::with_capacity(lens.iter().sum());
-        let mut ends = [0; 7];
+        let mut ends = [0; 8];
         let mut push = |i: usize, parts: &[&str]| {
             for part in parts {
                 buf.push_str(part);
@@ -80,6 +87,7 @@ impl CircuitKeys {
         push(4, &[LEASE, name]);
         push(5, &[TRIALS_PASSED, name]);
         push(6, &[MODE, name]);
+        push(7, &[OPENINGS, name]);
         Self {
             buf: buf.into_boxed_str(),
             ends,
@@ -146,8 +154,15 @@ impl CircuitKeys {
         self.key(6)
     }
 
+    /// The count of consecutive openings, for open-time backoff:
+    /// `lasier:openings:<name>`. Written only when a backoff is configured;
+    /// see [`Openings`](crate::state::Openings) for its lifetime.
+    pub fn openings(&self) -> &str {
+        self.key(7)
+    }
+
     /// All keys of the circuit, for a scoped reset.
-    pub fn all(&self) -> [&str; 7] {
+    pub fn all(&self) -> [&str; 8] {
         [
             self.failures(),
             self.requests(),
@@ -156,6 +171,7 @@ impl CircuitKeys {
             self.trial_lease(),
             self.trials_passed(),
             self.mode(),
+            self.openings(),
         ]
     }
 }
@@ -170,6 +186,7 @@ impl fmt::Debug for CircuitKeys {
             .field("trial_lease", &self.trial_lease())
             .field("trials_passed", &self.trials_passed())
             .field("mode", &self.mode())
+            .field("openings", &self.openings())
             .finish()
     }
 }
@@ -193,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn every_key_is_what_the_seven_strings_were() {
+    fn every_key_is_what_the_eight_strings_were() {
         for (name, request_key) in [
             ("payments", None),
             ("{payments}", Some("{payments}:reqs")),
@@ -211,6 +228,7 @@ mod tests {
                 format!("lasier:half_open_lease:{name}"),
                 format!("lasier:half_open_ok:{name}"),
                 format!("lasier:mode:{name}"),
+                format!("lasier:openings:{name}"),
             ];
             assert_eq!(keys.all(), expected.each_ref().map(String::as_str));
             assert_eq!(keys.failures(), expected[0]);
@@ -220,6 +238,7 @@ mod tests {
             assert_eq!(keys.trial_lease(), expected[4]);
             assert_eq!(keys.trials_passed(), expected[5]);
             assert_eq!(keys.mode(), expected[6]);
+            assert_eq!(keys.openings(), expected[7]);
         }
     }
 }

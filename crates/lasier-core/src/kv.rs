@@ -213,6 +213,11 @@ macro_rules! fused_steps {
                     for key in [keys.trials(), keys.trial_lease(), keys.trials_passed(), keys.failures(), keys.requests()] {
                         s.delete(key) $($aw)* ?;
                     }
+                    if c.timing().backoff.is_some() {
+                        // Closed for a whole window, the next opening is
+                        // the first again.
+                        s.expire(keys.openings(), c.timing().failure_timeout()) $($aw)* ?;
+                    }
                     Ok(Some(Transition { from: State::HalfOpen, to: State::Closed }))
                 }
             }
@@ -337,9 +342,9 @@ macro_rules! fused_steps {
             }
             let counts = Counts::new(failures, requests);
             if !disabled && rule.should_open(counts) {
-                open_circuit(s, c) $($aw)* ?;
+                let open_time = open_for(s, c) $($aw)* ?;
                 return Ok(Snapshot::new(State::Open, nothing)
-                    .with_open_for(Some(c.timing().circuit_timeout()))
+                    .with_open_for(Some(open_time))
                     .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
             }
             Ok(Snapshot::new(state, counts))
@@ -382,9 +387,41 @@ macro_rules! fused_steps {
 
         /// The default body of `open_circuit`.
         pub $($kw)? fn open_circuit<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+            open_for(s, c) $($aw)* .map(drop)
+        }
+
+        /// How long the next opening lasts: the circuit timeout, or with a
+        /// backoff the next time of the sequence, the count of openings
+        /// (`lasier:openings:<name>`) moved on. Only a backoff costs the
+        /// extra commands.
+        $($kw)? fn open_time<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<core::time::Duration, StorageError> {
+            let timing = c.timing();
+            if timing.backoff.is_none() {
+                return Ok(timing.circuit_timeout());
+            }
+            let key = c.keys().openings();
+            // (garbage there starts the sequence again: the opening
+            // matters more)
+            let openings = match s.incr(key, 1) $($aw)* {
+                Ok(n) if n >= 1 => n,
+                Ok(_) | Err(_) => {
+                    s.set(key, 1, None) $($aw)* ?;
+                    1
+                }
+            };
+            let openings = u32::try_from(openings).unwrap_or(u32::MAX);
+            let open_ms = timing.open_time_ms(openings, u64::from(marker::fresh_id()));
+            let ttl = timing.openings_ttl_after_opening_ms(open_ms);
+            s.expire(key, core::time::Duration::from_millis(ttl)) $($aw)* ?;
+            Ok(core::time::Duration::from_millis(open_ms))
+        }
+
+        /// Opens the circuit; returns how long for.
+        $($kw)? fn open_for<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<core::time::Duration, StorageError> {
             let keys = c.keys();
             let timing = c.timing();
-            s.set(keys.open(), 1, Some(timing.circuit_timeout())) $($aw)* ?;
+            let open_time = open_time(s, c) $($aw)* ?;
+            s.set(keys.open(), 1, Some(open_time)) $($aw)* ?;
             if timing.half_open_max_calls > 0 {
                 // Marks the half-open period that follows the open one; it
                 // lasts until the trials decide (or a day idle).
@@ -392,13 +429,14 @@ macro_rules! fused_steps {
                 // matters more)
                 let previous = s.get(keys.trials()) $($aw)* .ok().flatten();
                 let episode = marker::fresh_episode(previous.and_then(|p| marker::episode(keys.trials(), p).ok()));
-                s.set(keys.trials(), marker::value(episode, 0), Some(timing.marker_ttl_after_opening())) $($aw)* ?;
+                let marker_ttl = timing.marker_ttl_after_open_time(crate::clock::ceil_millis(open_time));
+                s.set(keys.trials(), marker::value(episode, 0), Some(marker_ttl)) $($aw)* ?;
                 s.delete(keys.trial_lease()) $($aw)* ?;
                 s.delete(keys.trials_passed()) $($aw)* ?;
             }
             s.delete(keys.failures()) $($aw)* ?;
             s.delete(keys.requests()) $($aw)* ?;
-            Ok(())
+            Ok(open_time)
         }
 
         /// The default body of `state`.
