@@ -807,7 +807,9 @@ mod tests {
         // the bounds themselves are accepted
         for backoff in [
             OpenBackoff::exponential(1.0),
-            OpenBackoff::exponential(100.0).jitter(0.999).max(MAX_OPEN_BACKOFF),
+            OpenBackoff::exponential(100.0)
+                .jitter(0.999)
+                .max(MAX_OPEN_BACKOFF),
             OpenBackoff::exponential(2.0).max(Duration::from_secs(10)),
         ] {
             valid()

@@ -192,6 +192,20 @@ impl Timing {
         time.clamp(1, max)
     }
 
+    /// The shortest time any opening can last (the first one, jitter
+    /// taken off): what a process that saw an opening but not its time
+    /// may assume without outliving the store's deadline.
+    pub fn shortest_open_time_ms(&self) -> u64 {
+        match self.backoff {
+            None => self.circuit_timeout_ms,
+            Some(backoff) => {
+                let base = self.circuit_timeout_ms.min(backoff.max_ms);
+                let spread = base.saturating_mul(u64::from(backoff.jitter_permille)) / 1000;
+                (base - spread).max(1)
+            }
+        }
+    }
+
     /// How long a store keeps the count of consecutive openings from an
     /// opening of `open_ms`: through the half-open period that follows
     /// (the open time, then [`HALF_OPEN_RETENTION`]), or, without a
@@ -656,7 +670,10 @@ mod tests {
 
     #[test]
     fn only_a_closed_circuit_trips() {
-        assert_eq!(trip(Phase::Open { until: 3 }, 1, T.circuit_timeout_ms), None);
+        assert_eq!(
+            trip(Phase::Open { until: 3 }, 1, T.circuit_timeout_ms),
+            None
+        );
         let half = Phase::HalfOpen {
             episode: 1,
             taken: 1,
@@ -724,10 +741,20 @@ mod tests {
             passed: 0,
             lease_until: 10_000,
         };
-        assert_eq!(trial_outcome(half, 8, Outcome::Failure, 0, T.circuit_timeout_ms, &T), half);
+        assert_eq!(
+            trial_outcome(half, 8, Outcome::Failure, 0, T.circuit_timeout_ms, &T),
+            half
+        );
         assert_eq!(release_trial(half, 8), half);
         assert_eq!(
-            trial_outcome(Phase::Closed, 7, Outcome::Failure, 0, T.circuit_timeout_ms, &T),
+            trial_outcome(
+                Phase::Closed,
+                7,
+                Outcome::Failure,
+                0,
+                T.circuit_timeout_ms,
+                &T
+            ),
             Phase::Closed
         );
     }
@@ -786,7 +813,10 @@ mod tests {
         let (p, a) = admit(p, 100 + T.trial_lease_ms, &T);
         assert_eq!(a, Admission::Rejected { retry_after: None });
         // the hung trials of the first lease decide nothing now
-        assert_eq!(trial_outcome(p, first, Outcome::Failure, 20_200, T.circuit_timeout_ms, &T), p);
+        assert_eq!(
+            trial_outcome(p, first, Outcome::Failure, 20_200, T.circuit_timeout_ms, &T),
+            p
+        );
         assert_eq!(release_trial(p, first), p);
         assert_eq!(p.state_at(20_200, &T), State::HalfOpen);
     }
@@ -807,7 +837,14 @@ mod tests {
             Admission::Rejected { retry_after: None }
         );
         assert_eq!(
-            trial_outcome(p, episode, Outcome::Success, 10_200, T.circuit_timeout_ms, &T),
+            trial_outcome(
+                p,
+                episode,
+                Outcome::Success,
+                10_200,
+                T.circuit_timeout_ms,
+                &T
+            ),
             Phase::Closed
         );
     }
@@ -818,7 +855,14 @@ mod tests {
         // trial's failure is still this period's, and reopens
         let (p, episode) = first_trial(100);
         assert_eq!(
-            trial_outcome(p, episode, Outcome::Failure, 50_000, T.circuit_timeout_ms, &T),
+            trial_outcome(
+                p,
+                episode,
+                Outcome::Failure,
+                50_000,
+                T.circuit_timeout_ms,
+                &T
+            ),
             Phase::Open { until: 60_000 }
         );
     }
@@ -928,6 +972,8 @@ mod tests {
         }
         assert_eq!(seen, [true, true], "jitter moves both ways");
         // the extremes of the seed give the extremes of the range
+        assert_eq!(t.shortest_open_time_ms(), 750);
+        assert_eq!(T.shortest_open_time_ms(), T.circuit_timeout_ms);
         assert_eq!(t.open_time_ms(1, 0), 750);
         assert_eq!(t.open_time_ms(1, 500), 1_250);
     }
@@ -948,7 +994,16 @@ mod tests {
         // a trip within it goes on with the sequence
         assert_eq!(closed.open(69_999, &t, 0).1, 4_000);
         // a whole closed window starts again
-        assert_eq!(closed.open(70_000, &t, 0), (Openings { count: 1, until: 70_000 + 1_000 + 24 * 3_600_000 }, 1_000));
+        assert_eq!(
+            closed.open(70_000, &t, 0),
+            (
+                Openings {
+                    count: 1,
+                    until: 70_000 + 1_000 + 24 * 3_600_000
+                },
+                1_000
+            )
+        );
         // without a half-open state the circuit closes when the flag
         // expires, and the count lasts one window after that
         let t = Timing {

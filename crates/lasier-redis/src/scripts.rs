@@ -104,6 +104,25 @@ fn marker_after_lease_ms(circuit: &Circuit) -> u64 {
     ttl_ms(circuit.timing().marker_ttl_after_lease())
 }
 
+/// The backoff's arguments of the scripts that open: multiplier
+/// (thousandths; 0: no backoff, and the count of openings is left alone),
+/// max_ms, jitter (thousandths), and how long the count of openings
+/// outlives an opening's open time.
+fn backoff_args(circuit: &Circuit) -> [u64; 4] {
+    let timing = circuit.timing();
+    match timing.backoff {
+        None => [0; 4],
+        Some(backoff) => [
+            u64::from(backoff.multiplier_permille),
+            backoff.max_ms,
+            u64::from(backoff.jitter_permille),
+            ttl_ms(Duration::from_millis(
+                timing.openings_ttl_after_opening_ms(0),
+            )),
+        ],
+    }
+}
+
 pub(crate) fn admit(circuit: &Circuit) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
     let timing = circuit.timing();
@@ -270,6 +289,7 @@ pub(crate) fn trial(
         .key(keys.failures())
         .key(keys.requests())
         .key(keys.trial_lease())
+        .key(keys.openings())
         .arg(flag(outcome == Outcome::Failure))
         .arg(timing.half_open_successes)
         .arg(timing.circuit_timeout_ms)
@@ -277,7 +297,9 @@ pub(crate) fn trial(
         .arg(episode)
         .arg(marker_after_lease_ms(circuit))
         .arg(crate::watch::CHANNEL)
-        .arg(&**circuit.name());
+        .arg(&**circuit.name())
+        .arg(&backoff_args(circuit)[..])
+        .arg(ttl_ms(timing.failure_timeout()));
     invocation
 }
 
@@ -303,11 +325,13 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .key(keys.requests())
         .key(keys.mode())
         .key(keys.trial_lease())
+        .key(keys.openings())
         .arg(circuit.timing().circuit_timeout_ms)
         .arg(marker_after_opening_ms(circuit))
         .arg(flag(only_if_closed))
         .arg(crate::watch::CHANNEL)
-        .arg(&**circuit.name());
+        .arg(&**circuit.name())
+        .arg(&backoff_args(circuit)[..]);
     invocation
 }
 
@@ -437,11 +461,15 @@ pub(crate) fn trips(counted: &Counted, failures: u64, rule: &dyn Rule) -> bool {
 }
 
 /// The snapshot of a sync whose batch was `counted` (and, if it tripped,
-/// whether the opening script `opened` it).
+/// the opening script's reply: the open time if it `opened` it).
 pub(crate) fn synced(circuit: &Circuit, counted: Counted, opened: Option<i64>) -> Snapshot {
     match (counted, opened) {
         (_, Some(opened)) => Snapshot::new(State::Open, Counts::default())
-            .with_open_for(Some(circuit.timing().circuit_timeout()))
+            .with_open_for(Some(
+                open_time(opened).unwrap_or_else(|| {
+                    Duration::from_millis(circuit.timing().shortest_open_time_ms())
+                }),
+            ))
             .with_transition(tripped(opened)),
         (Counted::Closed { counts, disabled }, None) => Snapshot::new(
             if disabled {
@@ -457,10 +485,21 @@ pub(crate) fn synced(circuit: &Circuit, counted: Counted, opened: Option<i64>) -
     }
 }
 
-/// The transition of a trip that `opened` (or found the circuit no longer
-/// closed).
+/// The open time the opening script replied, if it opened the circuit.
+/// (Another caller opened it first, when it replied 0: the time left is
+/// then unknown here, and the shortest open time is the snapshot's guess,
+/// never past the store's deadline.)
+pub(crate) fn open_time(opened: i64) -> Option<Duration> {
+    u64::try_from(opened)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+/// The transition of a trip that `opened` (the open script replied an
+/// open time; 0 if it found the circuit no longer closed).
 pub(crate) fn tripped(opened: i64) -> Option<Transition> {
-    (opened == 1).then_some(Transition {
+    (opened > 0).then_some(Transition {
         from: State::Closed,
         to: State::Open,
     })
@@ -566,6 +605,16 @@ mod tests {
         );
         let (admission, _) = admitted(&[0, -1, 0, 0]).unwrap();
         assert_eq!(admission, Admission::Rejected { retry_after: None });
+    }
+
+    #[test]
+    fn the_open_script_replies_its_open_time_or_0() {
+        assert_eq!(open_time(2_000), Some(Duration::from_millis(2_000)));
+        assert_eq!(open_time(0), None);
+        assert_eq!(open_time(-1), None);
+        assert!(tripped(1).is_some());
+        assert!(tripped(86_400_000).is_some());
+        assert!(tripped(0).is_none());
     }
 
     #[test]

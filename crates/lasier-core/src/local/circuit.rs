@@ -99,8 +99,8 @@ impl LocalCircuit {
         }
         // Jitter from the clock and this circuit's address: cheap, and
         // different for circuits opening at the same instant.
-        let seed = (now ^ (core::ptr::from_ref(self) as usize as u64))
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed =
+            (now ^ (core::ptr::from_ref(self) as usize as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let (after, open_ms) = self.openings().open(now, timing, seed ^ (seed >> 29));
         (open_ms, Some(after))
     }
@@ -971,11 +971,7 @@ mod tests {
         clock.advance(Duration::from_millis(BACKOFF.failure_timeout_ms - 1));
         assert_eq!(trip_now(&c, &clock), Duration::from_secs(4));
         // an explicit opening counts too
-        assert_eq!(
-            c.open(&clock, &BACKOFF).map(|t| t.to),
-            None,
-            "open already"
-        );
+        assert_eq!(c.open(&clock, &BACKOFF).map(|t| t.to), None, "open already");
         assert_eq!(c.open_for(&clock), Some(Duration::from_secs(5)));
     }
 
@@ -1005,7 +1001,10 @@ mod tests {
         let c = LocalCircuit::new();
         let rule = MaxFailuresRule::new(1).unwrap();
         let trip = |c: &LocalCircuit| {
-            assert!(matches!(c.admit(&clock, &timing).0, Admission::Admitted(Permit::Normal)));
+            assert!(matches!(
+                c.admit(&clock, &timing).0,
+                Admission::Admitted(Permit::Normal)
+            ));
             c.record(Permit::Normal, Outcome::Failure, &rule, &clock, &timing);
             c.open_for(&clock).unwrap().as_millis()
         };

@@ -56,6 +56,7 @@ pub(crate) fn validate(circuit: &Circuit) -> Result<(), ConfigError> {
         keys.trial_lease(),
         keys.trials_passed(),
         keys.mode(),
+        keys.openings(),
     ];
     let strays: Vec<(&str, Slot)> = derived
         .iter()

@@ -99,3 +99,58 @@ local function fresh_marker(previous)
   end
   return episode * EPISODE
 end
+
+-- Open-time backoff. The arguments of a script that opens carry it:
+-- multiplier (thousandths; 0: no backoff), max_ms, jitter (thousandths),
+-- and how long the count of openings outlives an opening's open time.
+
+-- 0, or when the open time needs jitter, a seed from the server's clock
+-- (microseconds). Read before the script's first write, as scripts
+-- replicated verbatim (before Redis 5) require.
+local function jitter_seed(jitter)
+  if jitter == 0 then
+    return 0
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- How long the n-th consecutive opening lasts, in ms: `Timing::open_time_ms`
+-- of lasier-core, the same integers in the same order (each below 2^53, so
+-- exact in Lua's doubles).
+local function open_time(n, base, multiplier, max, jitter, seed)
+  local time = math.min(base, max)
+  local i = 1
+  while i < n do
+    local next = math.min(math.floor(time * multiplier / 1000), max)
+    -- (at the maximum, or too small a multiplier to move a short time)
+    if next <= time then
+      break
+    end
+    time = next
+    i = i + 1
+  end
+  local spread = math.floor(time * jitter / 1000)
+  if spread > 0 then
+    time = time - spread + seed % (2 * spread + 1)
+  end
+  return math.max(1, math.min(time, max))
+end
+
+-- An opening: with a backoff (`multiplier` not 0), counts it at `key` and
+-- returns the open time of the sequence, the count kept for that time
+-- plus `after`; without one, `base`, and nothing is written.
+-- (garbage at `key` starts the sequence again: the opening matters more)
+local function opening(key, base, multiplier, max, jitter, after, seed)
+  if multiplier == 0 then
+    return base
+  end
+  local n = redis.pcall('INCR', key)
+  if type(n) ~= 'number' or n < 1 then
+    redis.call('SET', key, 1)
+    n = 1
+  end
+  local time = open_time(n, base, multiplier, max, jitter, seed)
+  redis.call('PEXPIRE', key, time + after)
+  return time
+end
