@@ -465,11 +465,9 @@ pub(crate) fn trips(counted: &Counted, failures: u64, rule: &dyn Rule) -> bool {
 pub(crate) fn synced(circuit: &Circuit, counted: Counted, opened: Option<i64>) -> Snapshot {
     match (counted, opened) {
         (_, Some(opened)) => Snapshot::new(State::Open, Counts::default())
-            .with_open_for(Some(
-                open_time(opened).unwrap_or_else(|| {
-                    Duration::from_millis(circuit.timing().shortest_open_time_ms())
-                }),
-            ))
+            .with_open_for(Some(open_time(opened).unwrap_or_else(|| {
+                Duration::from_millis(circuit.timing().shortest_open_time_ms())
+            })))
             .with_transition(tripped(opened)),
         (Counted::Closed { counts, disabled }, None) => Snapshot::new(
             if disabled {

@@ -33,6 +33,8 @@ pub(crate) struct Breaker {
     pub(crate) half_open: u32,
     /// `half_open_successes`, if set.
     pub(crate) successes: Option<u32>,
+    /// Open-time backoff, if set: (multiplier, max in ticks), no jitter.
+    pub(crate) backoff: Option<(u32, u32)>,
 }
 
 const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
@@ -43,6 +45,7 @@ const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
         circuit_ticks: None,
         half_open: 1,
         successes: None,
+        backoff: None,
     }
 }
 
@@ -50,6 +53,17 @@ const fn windowed(rule: RuleSpec, failure_ticks: u32) -> Breaker {
     Breaker {
         failure_ticks: Some(failure_ticks),
         ..breaker("svc", rule)
+    }
+}
+
+/// MaxFailuresRule(1), circuit_timeout 2 ticks, a window of
+/// `failure_ticks`, `half_open` trial calls, and an open-time backoff
+/// doubling up to `max_ticks`.
+const fn backing_off(failure_ticks: u32, half_open: u32, max_ticks: u32) -> Breaker {
+    Breaker {
+        failure_ticks: Some(failure_ticks),
+        backoff: Some((2, max_ticks)),
+        ..opening(RuleSpec::Max(1), 2, half_open)
     }
 }
 
@@ -85,10 +99,15 @@ pub(crate) enum Action {
     /// its keys, is written again without a TTL and with two leases
     /// started, as a writer that died mid-step (or a hand) would leave it.
     MarkerWithoutTtl(usize),
+    /// `state` of breaker `.0`, which must be `.1` on both sides: a
+    /// scenario's fixed point, so that the storage and the reference
+    /// cannot agree on a wrong answer.
+    StateIs(usize, State),
 }
 
 use Action::{
-    Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateOf, Sync,
+    Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateIs,
+    StateOf, Sync,
 };
 use Outcome::{Failure as Fail, Success as Pass};
 
@@ -294,6 +313,41 @@ pub(crate) static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        check: "steps_backoff_doubles_up_to_its_maximum_and_starts_again_after_a_closed_window",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, failure_timeout 4 ticks, 1 half-open call, open-time backoff x2 up to 6 ticks: the trip opens for 2 ticks, a failed trial reopens for 4, the next for 6 (not 8); trials close it, and after a whole closed window the next trip opens for 2 ticks again",
+        breakers: &[backing_off(4, 1, 6)],
+        steps: &[
+            Call(0, Fail), StateIs(0, State::Open), Advance(5), StateIs(0, State::HalfOpen),
+            Admit(0, 0), Record(0, Fail), Advance(7), StateIs(0, State::Open), Advance(2),
+            StateIs(0, State::HalfOpen), Admit(0, 1), Record(1, Fail), Advance(11),
+            StateIs(0, State::Open), Advance(2), StateIs(0, State::HalfOpen), Admit(0, 2),
+            Record(2, Pass), StateIs(0, State::Closed), Advance(9), Call(0, Fail), Advance(3),
+            StateIs(0, State::Open), Advance(2), StateIs(0, State::HalfOpen),
+        ],
+    },
+    Scenario {
+        check: "steps_backoff_goes_on_after_a_closing_followed_by_a_trip_within_the_window",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, failure_timeout 8 ticks, 1 half-open call, open-time backoff x2 up to 8 ticks: open 2 ticks, a failed trial reopens for 4, a trial closes it, and a trip one tick later opens for 8: the sequence goes on",
+        breakers: &[backing_off(8, 1, 8)],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Record(0, Fail), Advance(9), Admit(0, 1),
+            Record(1, Pass), StateIs(0, State::Closed), Advance(2), Call(0, Fail),
+            StateIs(0, State::Open), Advance(15), StateIs(0, State::Open), Advance(2),
+            StateIs(0, State::HalfOpen),
+        ],
+    },
+    Scenario {
+        check: "steps_backoff_without_half_open_state",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, failure_timeout 3 ticks, 0 half-open calls, open-time backoff x2 up to 8 ticks: the circuit closes when the flag expires; a trip within the window after that opens for 4 ticks, one after a whole closed window for 2",
+        breakers: &[backing_off(3, 0, 8)],
+        steps: &[
+            Call(0, Fail), Advance(5), StateIs(0, State::Closed), Call(0, Fail), Advance(7),
+            StateIs(0, State::Open), Advance(2), StateIs(0, State::Closed), Advance(6),
+            Call(0, Fail), Advance(3), StateIs(0, State::Open), Advance(2),
+            StateIs(0, State::Closed),
+        ],
+    },
+    Scenario {
         check: "circuits_do_not_share_state",
         what: "two breakers on one storage: counting, opening and resetting one leaves the other as it was",
         breakers: &[breaker("svc-a", RuleSpec::Max(2)), breaker("svc-b", RuleSpec::Max(2))],
@@ -420,6 +474,7 @@ fn describe(step: Action, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) 
         Release(s) => format!("release permit #{s} on {:?}", slot(s)),
         Open(b) => format!("open_circuit on {:?}", on(b)),
         StateOf(b) => format!("state of {:?}", on(b)),
+        StateIs(b, state) => format!("state of {:?} (it must be {state})", on(b)),
         CountsOf(b) => format!("counts of {:?}", on(b)),
         Reset(b) => format!("reset of {:?}", on(b)),
         Sync(b, f, r) => format!("sync of {:?}: {f} failures, {r} requests", on(b)),
@@ -501,7 +556,7 @@ impl Side<'_> {
                 }
                 None => Seen::NoPermit,
             },
-            StateOf(b) => match breaker(b) {
+            StateOf(b) | StateIs(b, _) => match breaker(b) {
                 Some((c, _)) => Seen::State(s.state(c).await?),
                 None => Seen::NoPermit,
             },
@@ -555,6 +610,11 @@ fn build(b: &Breaker, names: &Names, tick: Duration) -> Result<(Circuit, Arc<dyn
         .half_open_max_calls(b.half_open);
     if let Some(successes) = b.successes {
         config.half_open_successes(successes);
+    }
+    if let Some((multiplier, max_ticks)) = b.backoff {
+        config.open_backoff(
+            lasier_core::OpenBackoff::exponential(f64::from(multiplier)).max(tick * max_ticks),
+        );
     }
     let built = config.validate().map_err(|e| {
         Broken(format!(
@@ -615,6 +675,21 @@ pub(crate) async fn compare(
                 i + 1
             ))
         })?;
+        if let StateIs(_, state) = step {
+            if expected != Seen::State(state) {
+                return Err(Broken(format!(
+                    "step {}: {what}: the reference answered `{expected}`; please report this",
+                    i + 1
+                )));
+            }
+            if got != Seen::State(state) {
+                return Err(Broken(format!(
+                    "{}\nstep {}: {what}: the storage answered `{got}`",
+                    header(scenario, &transcript),
+                    i + 1
+                )));
+            }
+        }
         if got != expected {
             return Err(Broken(format!(
                 "{}\nstep {}: {what}: the storage answered `{got}`, the default bodies over the \
