@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use lasier_core::clock::ManualClock;
-use lasier_sync::{CircuitBreaker, Counts, Guard, MemoryStorage, State};
+use lasier_sync::{CircuitBreaker, Counts, Guard, MemoryStorage, OpenBackoff, State};
 use proptest::prelude::*;
 
 const FAILURE_TIMEOUT: u64 = 2_000;
@@ -83,9 +83,35 @@ struct Model {
     /// (end, failures, requests)
     window: Option<(u64, u64, u64)>,
     episodes: u64,
+    /// Open-time backoff, if drawn: (multiplier, max ms), no jitter.
+    backoff: Option<(u64, u64)>,
+    /// Consecutive openings, and when that count lapses.
+    openings: (u64, u64),
 }
 
 impl Model {
+    /// An opening now: counts it and returns how long it lasts. Written
+    /// from the docs: the first opening lasts the circuit timeout, each
+    /// consecutive one `multiplier` times the one before, at most `max`;
+    /// the count lives through the half-open period (a day past the open
+    /// time here), or without one for a window after the open time, and
+    /// for a window after trials close the circuit.
+    fn open_time(&mut self) -> u64 {
+        let Some((multiplier, max)) = self.backoff else {
+            return CIRCUIT_TIMEOUT;
+        };
+        let (count, until) = self.openings;
+        let n = if self.now < until { count + 1 } else { 1 };
+        let time = (1..n).fold(CIRCUIT_TIMEOUT, |time, _| (time * multiplier).min(max));
+        let after = if self.max_trials > 0 {
+            24 * 3_600_000
+        } else {
+            FAILURE_TIMEOUT
+        };
+        self.openings = (n, self.now + time + after);
+        time
+    }
+
     fn admit(&mut self) -> Option<MPermit> {
         match self.phase {
             MPhase::Closed => Some(MPermit::Normal),
@@ -160,7 +186,7 @@ impl Model {
                 self.window = Some((end, failures, requests));
                 if failed && self.rule.should_open(failures, requests) {
                     self.phase = MPhase::Open {
-                        until: now + CIRCUIT_TIMEOUT,
+                        until: now + self.open_time(),
                     };
                     self.window = None;
                 }
@@ -180,12 +206,16 @@ impl Model {
                 }
                 if failed {
                     self.phase = MPhase::Open {
-                        until: self.now + CIRCUIT_TIMEOUT,
+                        until: self.now + self.open_time(),
                     };
                     self.window = None;
                 } else if passed + 1 >= self.successes {
                     self.phase = MPhase::Closed;
                     self.window = None;
+                    if self.now >= self.openings.1 {
+                        self.openings.0 = 0;
+                    }
+                    self.openings.1 = self.now + FAILURE_TIMEOUT;
                 } else {
                     self.phase = MPhase::HalfOpen {
                         episode,
@@ -263,6 +293,13 @@ proptest! {
         // (0: the default, all of them; else 1..=max_trials)
         successes_pick in 0..4_u32,
         lease in prop_oneof![Just(None), Just(Some(300_u64)), Just(Some(1_500_u64))],
+        // (multiplier, max ms): none, or doubling / tripling to a cap
+        backoff in prop_oneof![
+            2 => Just(None),
+            1 => Just(Some((2_u64, 3_000_u64))),
+            1 => Just(Some((3, 10_000))),
+            1 => Just(Some((1, 1_000))),
+        ],
         ops in prop::collection::vec(op(), 1..120),
     ) {
         let clock = ManualClock::new();
@@ -285,12 +322,18 @@ proptest! {
             Some(ms) => builder.trial_lease(Duration::from_millis(ms)),
             None => builder,
         };
+        let builder = match backoff {
+            Some((m, max)) => builder.open_backoff(
+                OpenBackoff::exponential(m as f64).max(Duration::from_millis(max)),
+            ),
+            None => builder,
+        };
         let builder = match rule {
             RuleSpec::Max(n) => builder.max_failures(n),
             RuleSpec::Percentage(p, m) => builder.percentage_failures(p, m),
         };
         let breaker = builder.build().unwrap();
-        let mut model = Model { rule, max_trials, successes, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0 };
+        let mut model = Model { rule, max_trials, successes, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0, backoff, openings: (0, 0) };
         let mut held: Vec<(Guard<'_>, MPermit)> = Vec::new();
 
         for (step, op) in ops.into_iter().enumerate() {
@@ -302,7 +345,13 @@ proptest! {
                         || if v == Verdict::Ok { Ok(()) } else { Err(v) },
                     );
                     match (expected, &result) {
-                        (None, Err(e)) => prop_assert!(e.is_open(), "step {step}: {e:?}"),
+                        (None, Err(e)) => {
+                            prop_assert!(e.is_open(), "step {step}: {e:?}");
+                            if let MPhase::Open { until } = model.phase {
+                                // the open time, to the millisecond
+                                prop_assert_eq!(e.retry_after(), Some(Duration::from_millis(until - model.now)), "step {}", step);
+                            }
+                        }
                         (Some(permit), _) => {
                             prop_assert!(result.as_ref().err().is_none_or(|e| !e.is_open()), "step {step}: rejected, model admitted");
                             model.record(permit, v);
@@ -341,6 +390,7 @@ proptest! {
                     breaker.reset().unwrap();
                     model.phase = MPhase::Closed;
                     model.window = None;
+                    model.openings = (0, 0);
                 }
             }
             prop_assert_eq!(breaker.state().unwrap(), model.state(), "step {}", step);
