@@ -109,7 +109,11 @@ async fn open_backoff_lengthens_each_reopening_and_starts_again_after_a_closed_w
                 clock.advance(time - Duration::from_millis(1));
                 assert_eq!(b.state().await.unwrap(), State::Open, "{kind:?} {time:?}");
                 clock.advance(Duration::from_millis(1));
-                assert_eq!(b.state().await.unwrap(), State::HalfOpen, "{kind:?} {time:?}");
+                assert_eq!(
+                    b.state().await.unwrap(),
+                    State::HalfOpen,
+                    "{kind:?} {time:?}"
+                );
             }
         };
         let _ = fail(&b).await;

@@ -25,10 +25,7 @@ fn breaker(url: &str, name: &str) -> CircuitBreaker {
 }
 
 fn pttl(url: &str, key: &str) -> i64 {
-    let mut connection = redis::Client::open(url)
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
     redis::cmd("PTTL").arg(key).query(&mut connection).unwrap()
 }
 
@@ -51,7 +48,10 @@ fn backoff_child() {
     // This process's trial fails: the circuit reopens, for the second time
     // of the sequence.
     let trial: Result<(), _> = breaker.call(|| Err::<(), _>("down"));
-    assert!(matches!(trial, Err(lasier_sync::Error::Inner("down"))), "{trial:?}");
+    assert!(
+        matches!(trial, Err(lasier_sync::Error::Inner("down"))),
+        "{trial:?}"
+    );
     let left = pttl(&url, &format!("circuit_{name}"));
     let openings: i64 = {
         let mut connection = redis::Client::open(url.as_str())
