@@ -176,7 +176,8 @@ impl OpenBackoff {
             ((m * 1000.0).round() as u32, (j * 1000.0) as u16);
         Ok(BackoffTiming {
             multiplier_permille,
-            max_ms,
+            // (at most a day: it fits)
+            max_ms: u32::try_from(max_ms).unwrap_or(u32::MAX),
             jitter_permille: jitter_permille.min(999),
         })
     }

@@ -100,8 +100,9 @@ pub struct BackoffTiming {
     /// same time each opening; at most 100 000).
     pub multiplier_permille: u32,
     /// The longest open time, in ms, jitter included (at least the circuit
-    /// timeout, at most [`MAX_OPEN_BACKOFF`]).
-    pub max_ms: u64,
+    /// timeout, at most [`MAX_OPEN_BACKOFF`]; 32 bits, which hold it, keep
+    /// each breaker's timing small).
+    pub max_ms: u32,
     /// How far an open time may be moved either way at random, in
     /// thousandths of it (0 to 999).
     pub jitter_permille: u16,
@@ -172,7 +173,7 @@ impl Timing {
         let Some(backoff) = self.backoff else {
             return base;
         };
-        let max = backoff.max_ms.max(1);
+        let max = u64::from(backoff.max_ms).max(1);
         let multiplier = u64::from(backoff.multiplier_permille);
         let mut time = base.min(max);
         for _ in 1..openings {
@@ -199,7 +200,7 @@ impl Timing {
         match self.backoff {
             None => self.circuit_timeout_ms,
             Some(backoff) => {
-                let base = self.circuit_timeout_ms.min(backoff.max_ms);
+                let base = self.circuit_timeout_ms.min(u64::from(backoff.max_ms));
                 let spread = base.saturating_mul(u64::from(backoff.jitter_permille)) / 1000;
                 (base - spread).max(1)
             }

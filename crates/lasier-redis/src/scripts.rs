@@ -114,7 +114,7 @@ fn backoff_args(circuit: &Circuit) -> [u64; 4] {
         None => [0; 4],
         Some(backoff) => [
             u64::from(backoff.multiplier_permille),
-            backoff.max_ms,
+            u64::from(backoff.max_ms),
             u64::from(backoff.jitter_permille),
             ttl_ms(Duration::from_millis(
                 timing.openings_ttl_after_opening_ms(0),
