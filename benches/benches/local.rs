@@ -47,6 +47,29 @@ fn lasier_percentage() -> lasier_sync::CircuitBreaker {
         .unwrap()
 }
 
+/// PercentageFailures over the last 100 calls: like recloser's ring, a
+/// count of calls, and no clock read.
+fn lasier_count_window() -> lasier_sync::CircuitBreaker {
+    lasier_sync::CircuitBreaker::builder("bench")
+        .percentage_failures(50, 100)
+        .count_window(100)
+        .circuit_timeout(OPEN)
+        .build()
+        .unwrap()
+}
+
+/// PercentageFailures over 60 s in 10 buckets: like failsafe's success
+/// rate over a time window.
+fn lasier_sliding_window() -> lasier_sync::CircuitBreaker {
+    lasier_sync::CircuitBreaker::builder("bench")
+        .percentage_failures(50, 100)
+        .failure_timeout(Duration::from_secs(60))
+        .sliding_window(10)
+        .circuit_timeout(OPEN)
+        .build()
+        .unwrap()
+}
+
 /// Runs `call` `iters` times on each of `threads` threads at once; returns
 /// the wall time, which is the time per call per thread times `iters`.
 fn on_threads(threads: usize, iters: u64, call: &(dyn Fn() + Sync)) -> Duration {
@@ -72,6 +95,8 @@ pub(crate) fn closed_path(c: &mut Criterion) {
     let max = lasier_max();
     let pct = lasier_percentage();
     let max_slow = lasier_max_slow_calls();
+    let count = lasier_count_window();
+    let sliding = lasier_sliding_window();
     let failsafe_consecutive = Config::new()
         .failure_policy(failure_policy::consecutive_failures(
             5,
@@ -104,6 +129,14 @@ pub(crate) fn closed_path(c: &mut Criterion) {
         (
             "lasier PercentageFailures",
             Box::new(|| consume(pct.call(work))),
+        ),
+        (
+            "lasier PercentageFailures, count window",
+            Box::new(|| consume(count.call(work))),
+        ),
+        (
+            "lasier PercentageFailures, sliding window",
+            Box::new(|| consume(sliding.call(work))),
         ),
         (
             "failsafe consecutive",

@@ -60,6 +60,6 @@ pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
     async_trait, AsyncSteps, AsyncStorage, ConfigError, Counts, Error, Listener, MaxFailuresRule,
-    MemoryStorage, Metrics, PercentageFailuresRule, Rule, RuleError, State, StorageError,
-    StorageErrorKind, StorageFailurePolicy,
+    MemoryStorage, Metrics, OpenBackoff, PercentageFailuresRule, Rule, RuleError, State,
+    StorageError, StorageErrorKind, StorageFailurePolicy,
 };

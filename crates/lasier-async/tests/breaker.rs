@@ -12,8 +12,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use lasier_async::{
-    AsyncStorage, CircuitBreaker, CircuitBreakerBuilder, ConfigError, Counts, Error, RuleError,
-    State,
+    AsyncStorage, CircuitBreaker, CircuitBreakerBuilder, ConfigError, Counts, Error, OpenBackoff,
+    RuleError, State,
 };
 use lasier_core::clock::ManualClock;
 use support::{storage, Kind, KINDS};
@@ -91,6 +91,46 @@ async fn the_local_engine_says_how_long_it_stays_open() {
     let _ = fail(&b).await;
     clock.advance(4 * SEC);
     assert_eq!(ok(&b).await.unwrap_err().retry_after(), Some(6 * SEC));
+}
+
+#[tokio::test]
+async fn open_backoff_lengthens_each_reopening_and_starts_again_after_a_closed_window() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(1)
+            .open_backoff(OpenBackoff::exponential(2.0).max(25 * SEC))
+            .build()
+            .unwrap();
+        // Open for `time`: open just before it ends, half-open at its end.
+        let open_for = |time: Duration| {
+            let (clock, b) = (&clock, &b);
+            async move {
+                clock.advance(time - Duration::from_millis(1));
+                assert_eq!(b.state().await.unwrap(), State::Open, "{kind:?} {time:?}");
+                clock.advance(Duration::from_millis(1));
+                assert_eq!(
+                    b.state().await.unwrap(),
+                    State::HalfOpen,
+                    "{kind:?} {time:?}"
+                );
+            }
+        };
+        let _ = fail(&b).await;
+        open_for(10 * SEC).await;
+        let _ = fail(&b).await; // the trial fails
+        if matches!(kind, Kind::Local) {
+            assert_eq!(ok(&b).await.unwrap_err().retry_after(), Some(20 * SEC));
+        }
+        open_for(20 * SEC).await;
+        let _ = fail(&b).await;
+        open_for(25 * SEC).await; // not 40: the maximum
+        assert_eq!(ok(&b).await.unwrap(), 7); // the trial passes: closed
+        assert_eq!(b.state().await.unwrap(), State::Closed, "{kind:?}");
+        clock.advance(60 * SEC); // a whole closed window
+        let _ = fail(&b).await;
+        open_for(10 * SEC).await;
+    }
 }
 
 #[tokio::test]
@@ -806,5 +846,32 @@ async fn a_sliding_window_catches_a_burst_that_straddles_a_fixed_window() {
                 "{kind:?}, sliding {sliding}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_count_window_holds_the_last_n_calls() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(3)
+            .count_window(5)
+            .minimum_calls(2)
+            .build()
+            .unwrap();
+        fail(&b).await.unwrap_err();
+        clock.advance(3600 * SEC);
+        for _ in 0..4 {
+            ok(&b).await.unwrap();
+        }
+        // the failure leaves the window as the sixth call comes
+        ok(&b).await.unwrap();
+        assert_eq!(b.counts().await.unwrap(), Counts::new(0, 5), "{kind:?}");
+        for _ in 0..2 {
+            fail(&b).await.unwrap_err();
+        }
+        assert_eq!(b.state().await.unwrap(), State::Closed, "{kind:?}");
+        fail(&b).await.unwrap_err();
+        assert_eq!(b.state().await.unwrap(), State::Open, "{kind:?}");
     }
 }

@@ -81,11 +81,11 @@ impl Registration {
     }
 
     /// Whether the tool can read the window's counts: the fixed one (or
-    /// unknown, taken as the default) or a sliding one.
+    /// unknown, taken as the default), a sliding or a count window.
     pub(crate) fn readable_window(&self) -> bool {
-        self.window
-            .as_deref()
-            .is_none_or(|w| w == "fixed" || self.sliding_buckets().is_some())
+        self.window.as_deref().is_none_or(|w| {
+            w == "fixed" || self.sliding_buckets().is_some() || self.count_calls().is_some()
+        })
     }
 
     /// The buckets of a `sliding(n)` window.
@@ -94,6 +94,11 @@ impl Registration {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// The calls of a `count(n)` window.
+    pub(crate) fn count_calls(&self) -> Option<u32> {
+        call(self.window.as_deref()?, "count")?.trim().parse().ok()
     }
 }
 
@@ -183,6 +188,9 @@ fn config_for(name: &str, entry: Option<&Registration>, with_entry: bool) -> Con
     }
     if let Some(buckets) = entry.sliding_buckets() {
         config.sliding_window(buckets);
+    }
+    if let Some(calls) = entry.count_calls() {
+        config.count_window(calls);
     }
     config
 }

@@ -13,7 +13,7 @@ use lasier_rules::{MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
 
 use crate::events::Listener;
 use crate::keys::CircuitKeys;
-use crate::state::Timing;
+use crate::state::{BackoffTiming, Timing, MAX_OPEN_BACKOFF};
 
 /// The default `failure_timeout` and `circuit_timeout`: one minute, as in the
 /// Python original.
@@ -56,6 +56,130 @@ impl Default for StorageFailurePolicy {
         Self::LocalFallback {
             probe_interval: DEFAULT_PROBE_INTERVAL,
         }
+    }
+}
+
+/// Open-time backoff: each consecutive opening of a circuit lasts longer
+/// than the one before, up to a maximum, optionally with jitter (compare
+/// resilience4j's `IntervalFunction`, Polly's `BreakDurationGenerator`,
+/// Envoy's `base_ejection_time` x ejections). Set it with the builders'
+/// `.open_backoff(..)`; without it, every opening lasts `circuit_timeout`.
+///
+/// The first opening lasts `circuit_timeout`; each next one the time before
+/// times the multiplier, at most [`max`](Self::max) (default: ten times
+/// `circuit_timeout`, at most [`MAX_OPEN_BACKOFF`]); then moved by up to
+/// [`jitter`](Self::jitter) of itself either way, at random (default 0).
+/// Openings are consecutive while the circuit does not stay closed for a
+/// whole window (`failure_timeout`) in between: a trip within the window
+/// after trials closed the circuit goes on with the sequence. On a shared
+/// store the count is fleet-wide: it lives in the store
+/// (`lasier:openings:<name>`), so whichever process opens the circuit, the
+/// fleet's sequence goes on.
+///
+/// Jitter spreads the deadlines of circuits opened at the same time in
+/// different processes, or of different circuits; a shared circuit opens
+/// once for the whole fleet anyway, so there it only moves that one
+/// deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use lasier_core::OpenBackoff;
+///
+/// // 1 s, 2 s, 4 s, 8 s, 16 s, 30 s, 30 s, ... each within 10 % either way
+/// let backoff = OpenBackoff::exponential(2.0)
+///     .max(Duration::from_secs(30))
+///     .jitter(0.1);
+/// # let _ = backoff;
+/// ```
+///
+/// Checked by `build()`: a multiplier from 1 to 100 (finite), a maximum
+/// from `circuit_timeout` to [`MAX_OPEN_BACKOFF`], a jitter from 0 to
+/// below 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenBackoff {
+    multiplier: f64,
+    max: Option<Duration>,
+    jitter: f64,
+}
+
+impl OpenBackoff {
+    /// Each opening lasts `multiplier` times the one before (from 1.0, the
+    /// same time each opening, to 100.0; kept to thousandths).
+    pub const fn exponential(multiplier: f64) -> Self {
+        Self {
+            multiplier,
+            max: None,
+            jitter: 0.0,
+        }
+    }
+
+    /// The longest an opening lasts, jitter included (default: ten times
+    /// `circuit_timeout`, at most [`MAX_OPEN_BACKOFF`]). From
+    /// `circuit_timeout` to [`MAX_OPEN_BACKOFF`].
+    #[must_use]
+    pub const fn max(mut self, max: Duration) -> Self {
+        self.max = Some(max);
+        self
+    }
+
+    /// How far each open time is moved at random, either way, as a
+    /// fraction of it: from 0 (the default: none) to below 1 (kept to
+    /// thousandths).
+    #[must_use]
+    pub const fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction;
+        self
+    }
+
+    /// The integers the state machine uses, for a circuit timeout of
+    /// `circuit_timeout_ms`; or what is wrong, said so that it can be
+    /// fixed.
+    fn timing(&self, circuit_timeout_ms: u64) -> Result<BackoffTiming, ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let m = self.multiplier;
+        if !m.is_finite() || !(1.0..=100.0).contains(&m) {
+            return invalid(alloc::format!(
+                "open_backoff multiplier must be from 1.0 to 100.0, got {m}:                  use OpenBackoff::exponential(2.0) to double each opening"
+            ));
+        }
+        let j = self.jitter;
+        if !j.is_finite() || !(0.0..1.0).contains(&j) {
+            return invalid(alloc::format!(
+                "open_backoff jitter must be a fraction from 0.0 to below 1.0, got {j}:                  .jitter(0.1) moves each open time by up to 10 % either way"
+            ));
+        }
+        let longest = crate::clock::ceil_millis(MAX_OPEN_BACKOFF);
+        if circuit_timeout_ms > longest {
+            return invalid(alloc::format!(
+                "open_backoff needs a circuit_timeout of at most {} hours, got {circuit_timeout_ms} ms",
+                longest / 3_600_000
+            ));
+        }
+        let max_ms = match self.max {
+            None => circuit_timeout_ms.saturating_mul(10).min(longest),
+            Some(max) if max > MAX_OPEN_BACKOFF => {
+                return invalid(alloc::format!(
+                    "open_backoff max must be at most {} hours, got {max:?}",
+                    longest / 3_600_000
+                ))
+            }
+            Some(max) => crate::clock::ceil_millis(max),
+        };
+        if max_ms < circuit_timeout_ms {
+            return invalid(alloc::format!(
+                "open_backoff max ({max_ms} ms) must not be shorter than circuit_timeout                  ({circuit_timeout_ms} ms), the first open time: raise .max(..) or lower                  circuit_timeout"
+            ));
+        }
+        // (within the ranges checked above: no truncation)
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let (multiplier_permille, jitter_permille) =
+            ((m * 1000.0).round() as u32, (j * 1000.0) as u16);
+        Ok(BackoffTiming {
+            multiplier_permille,
+            // (at most a day: it fits)
+            max_ms: u32::try_from(max_ms).unwrap_or(u32::MAX),
+            jitter_permille: jitter_permille.min(999),
+        })
     }
 }
 
@@ -146,6 +270,10 @@ pub struct Config {
     slow_call_duration: Option<Duration>,
     /// `sliding_window`'s buckets, as given (checked by `validate`).
     sliding_buckets: Option<u32>,
+    /// `count_window`'s calls and `minimum_calls`, as given.
+    count_calls: Option<u32>,
+    minimum_calls: Option<u32>,
+    open_backoff: Option<OpenBackoff>,
 }
 
 /// How a circuit counts outcomes for its rule.
@@ -167,7 +295,21 @@ pub enum Window {
         /// [`MAX_BUCKETS`]).
         buckets: u16,
     },
+    /// The last `calls` outcomes of calls, whenever they ended (as
+    /// resilience4j's COUNT_BASED window): no clock is read for it. The
+    /// rule sees the failures among them and, as requests, how many there
+    /// are (at most `calls`). See [`Config::count_window`].
+    Count {
+        /// How many outcomes the window holds (1 to [`MAX_CALLS`]).
+        calls: u32,
+        /// The rule is not asked until the window holds this many (1 to
+        /// `calls`; see [`Config::minimum_calls`]).
+        minimum: u32,
+    },
 }
+
+/// The most outcomes a count window may hold.
+pub const MAX_CALLS: u32 = 100_000;
 
 /// The most buckets a sliding window may have: a step reads each of them.
 pub const MAX_BUCKETS: u16 = 1000;
@@ -178,7 +320,7 @@ impl Window {
     /// whole window); `None` for other windows.
     pub fn bucket_ms(&self, failure_timeout_ms: u64) -> Option<u64> {
         match *self {
-            Window::Fixed => None,
+            Window::Fixed | Window::Count { .. } => None,
             Window::Sliding { buckets } => {
                 Some(failure_timeout_ms.div_ceil(u64::from(buckets.max(1))))
             }
@@ -191,6 +333,7 @@ impl fmt::Display for Window {
         match self {
             Window::Fixed => f.write_str("fixed"),
             Window::Sliding { buckets } => write!(f, "sliding({buckets})"),
+            Window::Count { calls, .. } => write!(f, "count({calls})"),
         }
     }
 }
@@ -212,6 +355,9 @@ impl fmt::Debug for Config {
             .field("sync_interval", &self.sync_interval)
             .field("slow_call_duration", &self.slow_call_duration)
             .field("sliding_buckets", &self.sliding_buckets)
+            .field("count_calls", &self.count_calls)
+            .field("minimum_calls", &self.minimum_calls)
+            .field("open_backoff", &self.open_backoff)
             .finish()
     }
 }
@@ -234,6 +380,9 @@ impl Config {
             sync_interval: None,
             slow_call_duration: None,
             sliding_buckets: None,
+            count_calls: None,
+            minimum_calls: None,
+            open_backoff: None,
         }
     }
 
@@ -244,11 +393,44 @@ impl Config {
     /// `failure_timeout` from then on; the rule sees the sum of the live
     /// buckets. From 2 to [`MAX_BUCKETS`], each at least a millisecond.
     ///
-    /// In a shared store the buckets live under `lasier:window:<name>`
+    /// In a shared store the buckets live under `lasier:window_*:<name>`
     /// keys, which Python `lasier` does not read: a Python service and a
     /// Rust one share a circuit only with the default fixed window.
     pub fn sliding_window(&mut self, buckets: u32) -> &mut Self {
         self.sliding_buckets = Some(buckets);
+        self
+    }
+
+    /// Counts the last `calls` outcomes, instead of a time window (as
+    /// resilience4j's COUNT_BASED window, or recloser's ring): an outcome
+    /// leaves the window when `calls` newer ones have come, however long
+    /// that takes, and no clock is read for it. The rule sees the failures
+    /// among them and, as requests, how many there are. Successes are
+    /// counted under every rule (they push failures out). From 1 to
+    /// [`MAX_CALLS`]; not with `sliding_window`.
+    ///
+    /// In a shared store the window lives under `lasier:ring_*:<name>`
+    /// keys, which Python `lasier` does not read, and is forgotten after a
+    /// day without calls.
+    pub fn count_window(&mut self, calls: u32) -> &mut Self {
+        self.count_calls = Some(calls);
+        self
+    }
+
+    /// With `count_window`: the rule is not asked until the window holds
+    /// at least `calls` outcomes (resilience4j's `minimumNumberOfCalls`),
+    /// so that one early failure cannot open a fresh circuit. From 1 (the
+    /// default) to the window's size.
+    pub fn minimum_calls(&mut self, calls: u32) -> &mut Self {
+        self.minimum_calls = Some(calls);
+        self
+    }
+
+    /// Open-time backoff: each consecutive opening lasts longer (see
+    /// [`OpenBackoff`]). Off by default: every opening lasts
+    /// `circuit_timeout`, and no store keeps a count of openings.
+    pub fn open_backoff(&mut self, backoff: OpenBackoff) -> &mut Self {
+        self.open_backoff = Some(backoff);
         self
     }
 
@@ -435,19 +617,53 @@ impl Config {
                 });
             }
         }
-        let window = match self.sliding_buckets {
-            None => Window::Fixed,
-            Some(buckets) => match u16::try_from(buckets) {
-                Ok(b) if (2..=MAX_BUCKETS).contains(&b) && u64::from(b) <= failure_timeout_ms => {
-                    Window::Sliding { buckets: b }
-                }
-                _ => {
+        let window = match (self.sliding_buckets, self.count_calls, self.minimum_calls) {
+            (Some(_), Some(_), _) => {
+                return Err(ConfigError::Invalid(String::from(
+                    "sliding_window and count_window are two windows: choose one",
+                )))
+            }
+            (_, None, Some(_)) => {
+                return Err(ConfigError::Invalid(String::from(
+                    "minimum_calls applies to count_window only (a time window's rule has \
+                     its own minimum, as percentage_failures' min_accepted_requests)",
+                )))
+            }
+            (None, Some(calls), minimum) => {
+                let minimum = minimum.unwrap_or(1);
+                if !(1..=MAX_CALLS).contains(&calls) {
                     return Err(ConfigError::Invalid(alloc::format!(
+                        "count_window takes from 1 to {MAX_CALLS} calls, got {calls}"
+                    )));
+                }
+                if !(1..=calls).contains(&minimum) {
+                    return Err(ConfigError::Invalid(alloc::format!(
+                        "minimum_calls must be from 1 to the count window's {calls} calls, got \
+                         {minimum}"
+                    )));
+                }
+                Window::Count { calls, minimum }
+            }
+            (sliding, None, None) => match sliding {
+                None => Window::Fixed,
+                Some(buckets) => match u16::try_from(buckets) {
+                    Ok(b)
+                        if (2..=MAX_BUCKETS).contains(&b) && u64::from(b) <= failure_timeout_ms =>
+                    {
+                        Window::Sliding { buckets: b }
+                    }
+                    _ => {
+                        return Err(ConfigError::Invalid(alloc::format!(
                         "sliding_window takes from 2 to {MAX_BUCKETS} buckets of at least 1 ms \
                          each (failure_timeout is {failure_timeout_ms} ms), got {buckets}"
                     )))
-                }
+                    }
+                },
             },
+        };
+        let backoff = match &self.open_backoff {
+            Some(backoff) => Some(backoff.timing(circuit_timeout_ms)?),
+            None => None,
         };
         let half_open_max_calls = u16::try_from(self.half_open_max_calls)
             .map_err(|_| ConfigError::TooManyHalfOpenCalls(self.half_open_max_calls))?;
@@ -483,8 +699,11 @@ impl Config {
                 half_open_max_calls,
                 half_open_successes,
                 trial_lease_ms,
+                backoff,
             },
-            counts_requests: rule.counts_requests(),
+            // (a count window keeps every outcome: successes push failures
+            // out of it)
+            counts_requests: rule.counts_requests() || matches!(window, Window::Count { .. }),
             window,
         };
         Ok((circuit, rule))
@@ -698,5 +917,79 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(circuit.timing().failure_timeout_ms, 2);
+    }
+
+    #[test]
+    fn open_backoff_becomes_integers() {
+        let (circuit, _) = valid()
+            .circuit_timeout(Duration::from_secs(2))
+            .open_backoff(OpenBackoff::exponential(1.5).jitter(0.25))
+            .validate()
+            .unwrap();
+        assert_eq!(
+            circuit.timing().backoff,
+            Some(BackoffTiming {
+                multiplier_permille: 1_500,
+                max_ms: 20_000,
+                jitter_permille: 250,
+            })
+        );
+        let (circuit, _) = valid()
+            .circuit_timeout(Duration::from_secs(2))
+            .open_backoff(OpenBackoff::exponential(2.0).max(Duration::from_secs(2)))
+            .validate()
+            .unwrap();
+        assert_eq!(circuit.timing().backoff.unwrap().max_ms, 2_000);
+        // the default maximum stays within the bound
+        let (circuit, _) = valid()
+            .circuit_timeout(Duration::from_secs(3 * 3600))
+            .open_backoff(OpenBackoff::exponential(2.0))
+            .validate()
+            .unwrap();
+        assert_eq!(circuit.timing().backoff.unwrap().max_ms, 24 * 3_600_000);
+        let (circuit, _) = valid().validate().unwrap();
+        assert_eq!(circuit.timing().backoff, None);
+    }
+
+    #[test]
+    fn invalid_open_backoff_says_how_to_fix_it() {
+        let error = |backoff: OpenBackoff| {
+            let e = valid()
+                .circuit_timeout(Duration::from_secs(10))
+                .open_backoff(backoff)
+                .validate()
+                .unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid(_)), "{e:?}");
+            alloc::string::ToString::to_string(&e)
+        };
+        for m in [0.5, 0.999, 100.5, f64::NAN, f64::INFINITY, -2.0] {
+            assert!(error(OpenBackoff::exponential(m)).contains("multiplier"));
+        }
+        for j in [-0.1, 1.0, 2.0, f64::NAN] {
+            assert!(error(OpenBackoff::exponential(2.0).jitter(j)).contains("jitter"));
+        }
+        let short = error(OpenBackoff::exponential(2.0).max(Duration::from_secs(9)));
+        assert!(short.contains("shorter than circuit_timeout"), "{short}");
+        let long = error(OpenBackoff::exponential(2.0).max(Duration::from_secs(86_401)));
+        assert!(long.contains("at most 24 hours"), "{long}");
+        assert!(valid()
+            .circuit_timeout(Duration::from_secs(86_401))
+            .open_backoff(OpenBackoff::exponential(2.0))
+            .validate()
+            .is_err());
+        // the bounds themselves are accepted
+        for backoff in [
+            OpenBackoff::exponential(1.0),
+            OpenBackoff::exponential(100.0)
+                .jitter(0.999)
+                .max(MAX_OPEN_BACKOFF),
+            OpenBackoff::exponential(2.0).max(Duration::from_secs(10)),
+        ] {
+            valid()
+                .circuit_timeout(Duration::from_secs(10))
+                .open_backoff(backoff)
+                .validate()
+                .unwrap();
+        }
     }
 }

@@ -33,7 +33,7 @@ macro_rules! __define_builder {
         use $crate::events::{ignore_rejection, ignore_state_change, FnListener, Listener};
         use $crate::local::LocalCircuit;
         use $crate::{
-            BreakerCore, Config, ConfigError, Engine, LocalBinding, Rule, State,
+            BreakerCore, Config, ConfigError, Engine, LocalBinding, OpenBackoff, Rule, State,
             StorageFailurePolicy,
         };
 
@@ -117,6 +117,24 @@ macro_rules! __define_builder {
                 self
             }
 
+            /// Counts the last `calls` outcomes (1 to 100 000) instead of a
+            /// time window, as resilience4j's COUNT_BASED window: an outcome
+            /// leaves when `calls` newer ones have come, and no clock is read
+            /// for it. The rule sees the failures among them and, as
+            /// requests, how many there are. Not with `sliding_window`.
+            pub fn count_window(mut self, calls: u32) -> Self {
+                self.config.count_window(calls);
+                self
+            }
+
+            /// With `count_window`: the rule is not asked until the window
+            /// holds at least `calls` outcomes (default 1), so that a fresh
+            /// circuit cannot open on its first failures.
+            pub fn minimum_calls(mut self, calls: u32) -> Self {
+                self.config.minimum_calls(calls);
+                self
+            }
+
             /// How long the circuit stays open (default 60 s).
             pub fn circuit_timeout(mut self, timeout: Duration) -> Self {
                 self.config.circuit_timeout(timeout);
@@ -137,6 +155,22 @@ macro_rules! __define_builder {
             /// `SuccessThreshold`). One failed trial reopens the circuit.
             pub fn half_open_successes(mut self, successes: u32) -> Self {
                 self.config.half_open_successes(successes);
+                self
+            }
+
+            /// Open-time backoff: each consecutive opening lasts longer, from
+            /// `circuit_timeout` times a multiplier per opening up to a maximum,
+            /// with optional jitter (see [`OpenBackoff`]). The count of
+            /// openings is the circuit's, fleet-wide on a shared store; it
+            /// starts again once the circuit has stayed closed for one window
+            /// (`failure_timeout`). Off by default: every opening lasts
+            /// `circuit_timeout`.
+            /// For example `.circuit_timeout(Duration::from_secs(10))` with
+            /// `.open_backoff(OpenBackoff::exponential(2.0).max(Duration::from_secs(300)).jitter(0.1))`
+            /// opens for 10 s, then 20 s, 40 s, ... at most 5 min, each within
+            /// 10 % either way.
+            pub fn open_backoff(mut self, backoff: OpenBackoff) -> Self {
+                self.config.open_backoff(backoff);
                 self
             }
 

@@ -12,10 +12,15 @@
 //! | `lasier:half_open_lease:<name>`  | the current lease on trial permits: its episode x 65536 + slots used, with the lease as TTL | lasier-rs |
 //! | `lasier:half_open_ok:<name>`     | half-open trials that succeeded         | lasier-rs    |
 //! | `lasier:mode:<name>`             | set by hand: `1` forced open, `2` disabled | lasier-rs |
+//! | `lasier:openings:<name>`         | open-time backoff only: consecutive openings, with a TTL (through the half-open period, then one closed window) | lasier-rs |
 //! | `lasier:sync:<name>:<writer>`    | sync mode: the last part of a breaker's batches the store counted, with the window as TTL (one per breaker) | lasier-rs |
 //! | `lasier:window_seq:<name>`       | sliding window: the number of its newest bucket (a counter that jumps by the bucket count when the window is emptied) | lasier-rs |
 //! | `lasier:window_now:<name>`       | sliding window: the current bucket's number, with one bucket's length as TTL | lasier-rs |
 //! | `lasier:window_f:<n>:<name>`, `lasier:window_r:<n>:<name>` | sliding window: failures and requests of bucket `n`, with the window as TTL | lasier-rs |
+//! | `lasier:ring_pos:<name>`, `lasier:ring_f:<name>`, `lasier:ring_w:<j>:<name>` | count window: outcomes recorded, failures in the ring, and the ring's bits, 24 to a key (a day's TTL, renewed as the ring turns) | lasier-rs |
+//!
+//! Python `lasier` neither reads nor writes the `lasier:` keys: a circuit
+//! it opens does not advance the count of openings.
 //!
 //! Every key contains the name unchanged, so a name with a Redis Cluster hash
 //! tag (`{payments}`) keeps all of a breaker's keys in one slot.
@@ -31,6 +36,7 @@ const TRIALS: &str = "lasier:half_open:";
 const LEASE: &str = "lasier:half_open_lease:";
 const TRIALS_PASSED: &str = "lasier:half_open_ok:";
 const MODE: &str = "lasier:mode:";
+const OPENINGS: &str = "lasier:openings:";
 
 /// The keys of a sliding window (`sliding_window(n)`), made on each use:
 /// the fixed window's counters are the Python original's keys, these are
@@ -60,6 +66,36 @@ pub mod window {
     }
 }
 
+/// The keys of a count window (`count_window(n)`), made on each use; Python
+/// `lasier` reads none of them. The window is a ring of `n` bits (1: a
+/// failure), [`RING_WORD_BITS`] to a key, written with `incr` of plus or
+/// minus a power of two (so writers of other bits of a word never undo
+/// each other), the outcomes recorded so far, and the failures among the
+/// ring's bits.
+pub mod ring {
+    use alloc::string::String;
+
+    /// The outcomes recorded: `lasier:ring_pos:<name>`. The next one takes
+    /// bit `pos % n`.
+    pub fn position(name: &str) -> String {
+        alloc::format!("lasier:ring_pos:{name}")
+    }
+
+    /// The failures in the ring: `lasier:ring_f:<name>`.
+    pub fn failures(name: &str) -> String {
+        alloc::format!("lasier:ring_f:{name}")
+    }
+
+    /// Bits `24 j` to `24 j + 23` of the ring: `lasier:ring_w:<j>:<name>`.
+    pub fn word(name: &str, j: i64) -> String {
+        alloc::format!("lasier:ring_w:{j}:{name}")
+    }
+}
+
+/// Bits of a count window's ring in one key (few enough for the 32-bit
+/// bit operations of Redis' Lua).
+pub const RING_WORD_BITS: i64 = 24;
+
 /// The key where a store keeps the last part it counted from one breaker
 /// in sync mode: `lasier:sync:<name>:<writer>`, `writer` in hex.
 pub(crate) fn writer_key(name: &str, writer: u64) -> String {
@@ -68,15 +104,16 @@ pub(crate) fn writer_key(name: &str, writer: u64) -> String {
 
 /// The keys of one circuit, built once when the breaker is built.
 ///
-/// The seven keys sit back to back in one buffer: one allocation per
-/// breaker instead of seven, since every breaker has them (an in-process
+/// The eight keys sit back to back in one buffer: one allocation per
+/// breaker instead of eight, since every breaker has them (an in-process
 /// one too) and a registry may hold thousands of breakers.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CircuitKeys {
-    /// failures, requests, open, trials, lease, trials passed, mode.
+    /// failures, requests, open, trials, lease, trials passed, mode,
+    /// openings.
     buf: Box<str>,
     /// Where each key ends in `buf`; each starts where the previous ends.
-    ends: [usize; 7],
+    ends: [usize; 8],
 }
 
 impl CircuitKeys {
@@ -92,9 +129,10 @@ impl CircuitKeys {
             LEASE.len() + name.len(),
             TRIALS_PASSED.len() + name.len(),
             MODE.len() + name.len(),
+            OPENINGS.len() + name.len(),
         ];
         let mut buf = String::with_capacity(lens.iter().sum());
-        let mut ends = [0; 7];
+        let mut ends = [0; 8];
         let mut push = |i: usize, parts: &[&str]| {
             for part in parts {
                 buf.push_str(part);
@@ -111,6 +149,7 @@ impl CircuitKeys {
         push(4, &[LEASE, name]);
         push(5, &[TRIALS_PASSED, name]);
         push(6, &[MODE, name]);
+        push(7, &[OPENINGS, name]);
         Self {
             buf: buf.into_boxed_str(),
             ends,
@@ -177,8 +216,15 @@ impl CircuitKeys {
         self.key(6)
     }
 
+    /// The count of consecutive openings, for open-time backoff:
+    /// `lasier:openings:<name>`. Written only when a backoff is configured;
+    /// see [`Openings`](crate::state::Openings) for its lifetime.
+    pub fn openings(&self) -> &str {
+        self.key(7)
+    }
+
     /// All keys of the circuit, for a scoped reset.
-    pub fn all(&self) -> [&str; 7] {
+    pub fn all(&self) -> [&str; 8] {
         [
             self.failures(),
             self.requests(),
@@ -187,6 +233,7 @@ impl CircuitKeys {
             self.trial_lease(),
             self.trials_passed(),
             self.mode(),
+            self.openings(),
         ]
     }
 }
@@ -201,6 +248,7 @@ impl fmt::Debug for CircuitKeys {
             .field("trial_lease", &self.trial_lease())
             .field("trials_passed", &self.trials_passed())
             .field("mode", &self.mode())
+            .field("openings", &self.openings())
             .finish()
     }
 }
@@ -224,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn every_key_is_what_the_seven_strings_were() {
+    fn every_key_is_what_the_eight_strings_were() {
         for (name, request_key) in [
             ("payments", None),
             ("{payments}", Some("{payments}:reqs")),
@@ -242,6 +290,7 @@ mod tests {
                 format!("lasier:half_open_lease:{name}"),
                 format!("lasier:half_open_ok:{name}"),
                 format!("lasier:mode:{name}"),
+                format!("lasier:openings:{name}"),
             ];
             assert_eq!(keys.all(), expected.each_ref().map(String::as_str));
             assert_eq!(keys.failures(), expected[0]);
@@ -251,6 +300,7 @@ mod tests {
             assert_eq!(keys.trial_lease(), expected[4]);
             assert_eq!(keys.trials_passed(), expected[5]);
             assert_eq!(keys.mode(), expected[6]);
+            assert_eq!(keys.openings(), expected[7]);
         }
     }
 }

@@ -130,6 +130,115 @@ macro_rules! fused_steps {
             Ok(counts)
         }
 
+        /// How long a count window's keys live without a turn of the ring.
+        fn ring_retention() -> core::time::Duration {
+            crate::state::HALF_OPEN_RETENTION
+        }
+
+        /// Writes `len` outcomes, all failures (`failed`) or all successes,
+        /// at ring positions `from..from + len` (`len` at most the ring's
+        /// `n`); returns how the failures among the ring's bits changed.
+        $($kw)? fn write_run<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            n: i64,
+            from: i64,
+            len: i64,
+            failed: bool,
+        ) -> Result<i64, StorageError> {
+            const W: i64 = crate::keys::RING_WORD_BITS;
+            let mut delta = 0;
+            let mut q = from;
+            while q < from + len {
+                let i = q.rem_euclid(n);
+                let j = i / W;
+                // This word's bits from `i`, up to its end, the ring's end
+                // or the run's end.
+                let first = i % W;
+                let last = W.min(n - j * W).min(first + (from + len - q));
+                let width = last - first;
+                let mask = ((1_i64 << width) - 1) << first;
+                let key = crate::keys::ring::word(c.name(), j);
+                let word = s.get(&key) $($aw)* ?.unwrap_or(0);
+                if !(0..1 << W).contains(&word) {
+                    return Err(StorageError::corrupt(&key, alloc::format!("ring word {word}")));
+                }
+                let old = word & mask;
+                let new = if failed { mask } else { 0 };
+                if old != new {
+                    s.add(&key, 0, Some(ring_retention())) $($aw)* ?;
+                    s.incr(&key, new - old) $($aw)* ?;
+                    delta += i64::from(new.count_ones()) - i64::from(old.count_ones());
+                }
+                q += width;
+            }
+            Ok(delta)
+        }
+
+        /// Counts `successes` then `failures` (one call's outcome, or a
+        /// sync's batch) in the ring of `n`; returns its counts.
+        $($kw)? fn count_in_ring<S: $Trait + ?Sized>(
+            s: &S,
+            c: &Circuit,
+            n: i64,
+            successes: i64,
+            failures: i64,
+        ) -> Result<Counts, StorageError> {
+            let pos_key = crate::keys::ring::position(c.name());
+            let failures_key = crate::keys::ring::failures(c.name());
+            let total = successes.saturating_add(failures);
+            s.add(&pos_key, 0, Some(ring_retention())) $($aw)* ?;
+            let after = s.incr(&pos_key, total) $($aw)* ?;
+            let start = after - total;
+            if start < 0 {
+                return Err(StorageError::corrupt(&pos_key, alloc::format!("ring position {start}")));
+            }
+            if start / n != after / n {
+                // The ring turned: every key of it lives a day from now.
+                s.expire(&pos_key, ring_retention()) $($aw)* ?;
+                s.expire(&failures_key, ring_retention()) $($aw)* ?;
+                for j in 0..(n + crate::keys::RING_WORD_BITS - 1) / crate::keys::RING_WORD_BITS {
+                    s.expire(&crate::keys::ring::word(c.name(), j), ring_retention()) $($aw)* ?;
+                }
+            }
+            // Only the last `n` outcomes stay: the ones before are not
+            // written (the successes go first, then the failures).
+            let skip = (total - n).max(0);
+            let skipped_successes = skip.min(successes);
+            let (successes, failures) = (successes - skipped_successes, failures - (skip - skipped_successes));
+            let mut p = start + skip;
+            let mut delta = write_run(s, c, n, p, successes, false) $($aw)* ?;
+            p += successes;
+            delta += write_run(s, c, n, p, failures, true) $($aw)* ?;
+            let failures = if delta != 0 {
+                s.add(&failures_key, 0, Some(ring_retention())) $($aw)* ?;
+                s.incr(&failures_key, delta) $($aw)* ?
+            } else {
+                s.get(&failures_key) $($aw)* ?.unwrap_or(0)
+            };
+            Ok(Counts::new(count(&failures_key, failures)?, u64::try_from(after.min(n)).unwrap_or(0)))
+        }
+
+        /// The counts of a count window: the failures in its ring, and how
+        /// many outcomes it holds.
+        $($kw)? fn ring_counts<S: $Trait + ?Sized>(s: &S, c: &Circuit, n: i64) -> Result<Counts, StorageError> {
+            let pos_key = crate::keys::ring::position(c.name());
+            let failures_key = crate::keys::ring::failures(c.name());
+            let held = count(&pos_key, s.get(&pos_key) $($aw)* ?.unwrap_or(0))?;
+            let failures = count(&failures_key, s.get(&failures_key) $($aw)* ?.unwrap_or(0))?;
+            Ok(Counts::new(failures, held.min(u64::try_from(n).unwrap_or(0))))
+        }
+
+        /// Deletes a count window's keys.
+        $($kw)? fn clear_ring<S: $Trait + ?Sized>(s: &S, c: &Circuit, n: i64) -> Result<(), StorageError> {
+            s.delete(&crate::keys::ring::position(c.name())) $($aw)* ?;
+            s.delete(&crate::keys::ring::failures(c.name())) $($aw)* ?;
+            for j in 0..(n + crate::keys::RING_WORD_BITS - 1) / crate::keys::RING_WORD_BITS {
+                s.delete(&crate::keys::ring::word(c.name(), j)) $($aw)* ?;
+            }
+            Ok(())
+        }
+
         /// Empties the window: the fixed window's counters, or the sliding
         /// window's buckets (whose numbers jump by the bucket count, so that
         /// a count in flight for an old bucket lands where nothing reads).
@@ -137,6 +246,9 @@ macro_rules! fused_steps {
             let keys = c.keys();
             s.delete(keys.failures()) $($aw)* ?;
             s.delete(keys.requests()) $($aw)* ?;
+            if let crate::Window::Count { calls, .. } = c.window() {
+                clear_ring(s, c, i64::from(calls)) $($aw)* ?;
+            }
             if let (crate::Window::Sliding { buckets }, Some(bucket)) = (c.window(), c.bucket_ms()) {
                 let seq_key = crate::keys::window::seq(c.name());
                 if s.incr(&seq_key, i64::from(buckets)) $($aw)* .is_err() {
@@ -307,6 +419,11 @@ macro_rules! fused_steps {
                         s.delete(key) $($aw)* ?;
                     }
                     clear_window(s, c) $($aw)* ?;
+                    if c.timing().backoff.is_some() {
+                        // Closed for a whole window, the next opening is
+                        // the first again.
+                        s.expire(keys.openings(), c.timing().failure_timeout()) $($aw)* ?;
+                    }
                     Ok(Some(Transition { from: State::HalfOpen, to: State::Closed }))
                 }
             }
@@ -376,6 +493,22 @@ macro_rules! fused_steps {
             if let Some(bucket) = c.bucket_ms() {
                 return count_in_buckets(s, c, batch, rule, report, state, bucket) $($aw)*;
             }
+            if let crate::Window::Count { calls, minimum } = c.window() {
+                let failures = i64::try_from(batch.failures).unwrap_or(i64::MAX);
+                let requests = i64::try_from(batch.requests.max(batch.failures)).unwrap_or(i64::MAX);
+                if requests == 0 {
+                    let counts = if report { ring_counts(s, c, i64::from(calls)) $($aw)* ? } else { Counts::default() };
+                    return Ok(Snapshot::new(state, counts));
+                }
+                let counts = count_in_ring(s, c, i64::from(calls), requests - failures, failures) $($aw)* ?;
+                if failures > 0 && state == State::Closed && counts.requests >= u64::from(minimum) && rule.should_open(counts) {
+                    let open_time = open_for(s, c) $($aw)* ?;
+                    return Ok(Snapshot::new(State::Open, Counts::default())
+                        .with_open_for(Some(open_time))
+                        .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
+                }
+                return Ok(Snapshot::new(state, counts));
+            }
             let added_requests = if c.counts_requests() { batch.requests } else { 0 };
             let added_requests = i64::try_from(added_requests).unwrap_or(i64::MAX);
             let added_failures = i64::try_from(batch.failures).unwrap_or(i64::MAX);
@@ -434,9 +567,9 @@ macro_rules! fused_steps {
             }
             let counts = Counts::new(failures, requests);
             if !disabled && rule.should_open(counts) {
-                open_circuit(s, c) $($aw)* ?;
+                let open_time = open_for(s, c) $($aw)* ?;
                 return Ok(Snapshot::new(State::Open, nothing)
-                    .with_open_for(Some(c.timing().circuit_timeout()))
+                    .with_open_for(Some(open_time))
                     .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
             }
             Ok(Snapshot::new(state, counts))
@@ -471,9 +604,9 @@ macro_rules! fused_steps {
             }
             let counts = bucket_counts(s, c, Some(n)) $($aw)* ?;
             if added_failures > 0 && state == State::Closed && rule.should_open(counts) {
-                open_circuit(s, c) $($aw)* ?;
+                let open_time = open_for(s, c) $($aw)* ?;
                 return Ok(Snapshot::new(State::Open, Counts::default())
-                    .with_open_for(Some(c.timing().circuit_timeout()))
+                    .with_open_for(Some(open_time))
                     .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
             }
             Ok(Snapshot::new(state, counts))
@@ -516,9 +649,41 @@ macro_rules! fused_steps {
 
         /// The default body of `open_circuit`.
         pub $($kw)? fn open_circuit<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
+            open_for(s, c) $($aw)* .map(drop)
+        }
+
+        /// How long the next opening lasts: the circuit timeout, or with a
+        /// backoff the next time of the sequence, the count of openings
+        /// (`lasier:openings:<name>`) moved on. Only a backoff costs the
+        /// extra commands.
+        $($kw)? fn open_time<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<core::time::Duration, StorageError> {
+            let timing = c.timing();
+            if timing.backoff.is_none() {
+                return Ok(timing.circuit_timeout());
+            }
+            let key = c.keys().openings();
+            // (garbage there starts the sequence again: the opening
+            // matters more)
+            let openings = match s.incr(key, 1) $($aw)* {
+                Ok(n) if n >= 1 => n,
+                Ok(_) | Err(_) => {
+                    s.set(key, 1, None) $($aw)* ?;
+                    1
+                }
+            };
+            let openings = u32::try_from(openings).unwrap_or(u32::MAX);
+            let open_ms = timing.open_time_ms(openings, u64::from(marker::fresh_id()));
+            let ttl = timing.openings_ttl_after_opening_ms(open_ms);
+            s.expire(key, core::time::Duration::from_millis(ttl)) $($aw)* ?;
+            Ok(core::time::Duration::from_millis(open_ms))
+        }
+
+        /// Opens the circuit; returns how long for.
+        $($kw)? fn open_for<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<core::time::Duration, StorageError> {
             let keys = c.keys();
             let timing = c.timing();
-            s.set(keys.open(), 1, Some(timing.circuit_timeout())) $($aw)* ?;
+            let open_time = open_time(s, c) $($aw)* ?;
+            s.set(keys.open(), 1, Some(open_time)) $($aw)* ?;
             if timing.half_open_max_calls > 0 {
                 // Marks the half-open period that follows the open one; it
                 // lasts until the trials decide (or a day idle).
@@ -526,12 +691,13 @@ macro_rules! fused_steps {
                 // matters more)
                 let previous = s.get(keys.trials()) $($aw)* .ok().flatten();
                 let episode = marker::fresh_episode(previous.and_then(|p| marker::episode(keys.trials(), p).ok()));
-                s.set(keys.trials(), marker::value(episode, 0), Some(timing.marker_ttl_after_opening())) $($aw)* ?;
+                let marker_ttl = timing.marker_ttl_after_open_time(crate::clock::ceil_millis(open_time));
+                s.set(keys.trials(), marker::value(episode, 0), Some(marker_ttl)) $($aw)* ?;
                 s.delete(keys.trial_lease()) $($aw)* ?;
                 s.delete(keys.trials_passed()) $($aw)* ?;
             }
             clear_window(s, c) $($aw)* ?;
-            Ok(())
+            Ok(open_time)
         }
 
         /// The default body of `state`.
@@ -554,6 +720,9 @@ macro_rules! fused_steps {
         pub $($kw)? fn counts<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<Counts, StorageError> {
             if c.bucket_ms().is_some() {
                 return bucket_counts(s, c, None) $($aw)*;
+            }
+            if let crate::Window::Count { calls, .. } = c.window() {
+                return ring_counts(s, c, i64::from(calls)) $($aw)*;
             }
             let keys = c.keys();
             let failures = s.get(keys.failures()) $($aw)* ?.unwrap_or(0);
@@ -580,6 +749,26 @@ macro_rules! fused_steps {
                 };
                 if corrupt {
                     s.delete(key) $($aw)* ?;
+                }
+            }
+            if let crate::Window::Count { calls, .. } = c.window() {
+                // A ring with garbage anywhere is emptied whole: its bits
+                // and its count no longer agree.
+                let n = i64::from(calls);
+                let words = (n + crate::keys::RING_WORD_BITS - 1) / crate::keys::RING_WORD_BITS;
+                let mut keys_of_ring = alloc::vec![crate::keys::ring::position(c.name()), crate::keys::ring::failures(c.name())];
+                keys_of_ring.extend((0..words).map(|j| crate::keys::ring::word(c.name(), j)));
+                let mut corrupt = false;
+                for (k, key) in keys_of_ring.iter().enumerate() {
+                    corrupt |= match s.get(key) $($aw)* {
+                        Ok(None) => false,
+                        Ok(Some(v)) => v < 0 || v == i64::MAX || (k >= 2 && v >= 1 << crate::keys::RING_WORD_BITS),
+                        Err(e) if e.kind() == crate::error::StorageErrorKind::Corrupt => true,
+                        Err(e) => return Err(e),
+                    };
+                }
+                if corrupt {
+                    clear_ring(s, c, n) $($aw)* ?;
                 }
             }
             if let crate::Window::Sliding { buckets } = c.window() {
@@ -656,6 +845,9 @@ macro_rules! fused_steps {
         pub $($kw)? fn reset<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<(), StorageError> {
             for key in c.keys().all() {
                 s.delete(key) $($aw)* ?;
+            }
+            if let crate::Window::Count { calls, .. } = c.window() {
+                clear_ring(s, c, i64::from(calls)) $($aw)* ?;
             }
             if let crate::Window::Sliding { buckets } = c.window() {
                 let seq_key = crate::keys::window::seq(c.name());

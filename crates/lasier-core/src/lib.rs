@@ -22,8 +22,8 @@
 //! ```
 //! use lasier_core::state::{self, Admission, Phase, Timing};
 //!
-//! let timing = Timing { failure_timeout_ms: 60_000, circuit_timeout_ms: 1_000, half_open_max_calls: 1, half_open_successes: 1, trial_lease_ms: 1_000 };
-//! let open = state::trip(Phase::Closed, 0, &timing).unwrap();
+//! let timing = Timing { failure_timeout_ms: 60_000, circuit_timeout_ms: 1_000, half_open_max_calls: 1, half_open_successes: 1, trial_lease_ms: 1_000, backoff: None };
+//! let open = state::trip(Phase::Closed, 0, timing.open_time_ms(1, 0)).unwrap();
 //! assert!(matches!(state::admit(open, 999, &timing).1, Admission::Rejected { .. }));
 //! ```
 //!
@@ -89,7 +89,9 @@ pub use lasier_rules::{Counts, MaxFailuresRule, PercentageFailuresRule, Rule, Ru
 pub use state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatch, Transition};
 
 #[cfg(feature = "alloc")]
-pub use config::{Circuit, Config, ConfigError, StorageFailurePolicy, Window, MAX_BUCKETS};
+pub use config::{
+    Circuit, Config, ConfigError, OpenBackoff, StorageFailurePolicy, Window, MAX_BUCKETS, MAX_CALLS,
+};
 #[cfg(feature = "alloc")]
 pub use engine::Metrics;
 #[cfg(feature = "alloc")]

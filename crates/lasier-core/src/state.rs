@@ -81,7 +81,37 @@ pub struct Timing {
     /// How long a lease on half-open trial permits lasts, from its first
     /// trial (see the [module docs](self)).
     pub trial_lease_ms: u64,
+    /// Open-time backoff, if configured: each consecutive opening lasts
+    /// longer (see [`Timing::open_time_ms`]). `None`: every opening lasts
+    /// `circuit_timeout_ms`.
+    pub backoff: Option<BackoffTiming>,
 }
+
+/// Open-time backoff in integers, as the state machine and the stores'
+/// scripts use it; built from a validated
+/// [`OpenBackoff`](crate::OpenBackoff).
+///
+/// The bounds that validation enforces keep every intermediate value of
+/// [`Timing::open_time_ms`] below 2^53, so a Lua script (whose numbers are
+/// doubles) computes the same times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffTiming {
+    /// The factor from one opening to the next, in thousandths (1000: the
+    /// same time each opening; at most 100 000).
+    pub multiplier_permille: u32,
+    /// The longest open time, in ms, jitter included (at least the circuit
+    /// timeout, at most [`MAX_OPEN_BACKOFF`]; 32 bits, which hold it, keep
+    /// each breaker's timing small).
+    pub max_ms: u32,
+    /// How far an open time may be moved either way at random, in
+    /// thousandths of it (0 to 999).
+    pub jitter_permille: u16,
+}
+
+/// The longest open time a backoff may reach: one day.
+pub const MAX_OPEN_BACKOFF: Duration = Duration::from_millis(MAX_OPEN_BACKOFF_MS);
+
+const MAX_OPEN_BACKOFF_MS: u64 = 24 * 60 * 60 * 1000;
 
 impl Timing {
     /// The circuit timeout as a `Duration`.
@@ -99,13 +129,97 @@ impl Timing {
         Duration::from_millis(self.trial_lease_ms)
     }
 
-    /// How long a store keeps a half-open marker written by an opening: the
-    /// open time, then [`HALF_OPEN_RETENTION`].
+    /// How long a store keeps a half-open marker written by an opening that
+    /// lasts `circuit_timeout_ms`: the open time, then
+    /// [`HALF_OPEN_RETENTION`].
     pub fn marker_ttl_after_opening(&self) -> Duration {
-        Duration::from_millis(
-            self.circuit_timeout_ms
-                .saturating_add(HALF_OPEN_RETENTION_MS),
-        )
+        self.marker_ttl_after_open_time(self.circuit_timeout_ms)
+    }
+
+    /// How long a store keeps a half-open marker written by an opening of
+    /// `open_ms`: the open time, then [`HALF_OPEN_RETENTION`].
+    pub fn marker_ttl_after_open_time(&self, open_ms: u64) -> Duration {
+        Duration::from_millis(open_ms.saturating_add(HALF_OPEN_RETENTION_MS))
+    }
+
+    /// How long the `n`-th consecutive opening (`n >= 1`; 0 reads as 1)
+    /// keeps the circuit open, in ms.
+    ///
+    /// Without backoff: `circuit_timeout_ms`, always. With it: the circuit
+    /// timeout, multiplied by the multiplier once per opening after the
+    /// first, in integer thousandths, and capped at the maximum (as
+    /// resilience4j's `IntervalFunction.ofExponentialBackoff`, Polly's
+    /// `BreakDurationGenerator` or Envoy's `base_ejection_time` x
+    /// ejections); then moved by up to `jitter` of itself either way,
+    /// by `jitter_seed`, and kept within 1 ms and the maximum. The same
+    /// integers in the same order as the Redis scripts, so a store and
+    /// this process agree to the millisecond when the jitter is 0.
+    ///
+    /// ```
+    /// # use lasier_core::state::{BackoffTiming, Timing};
+    /// let timing = Timing {
+    ///     failure_timeout_ms: 60_000,
+    ///     circuit_timeout_ms: 1_000,
+    ///     half_open_max_calls: 1,
+    ///     half_open_successes: 1,
+    ///     trial_lease_ms: 1_000,
+    ///     backoff: Some(BackoffTiming { multiplier_permille: 2_000, max_ms: 5_000, jitter_permille: 0 }),
+    /// };
+    /// let times: Vec<u64> = (1..=5).map(|n| timing.open_time_ms(n, 0)).collect();
+    /// assert_eq!(times, [1_000, 2_000, 4_000, 5_000, 5_000]);
+    /// ```
+    pub fn open_time_ms(&self, openings: u32, jitter_seed: u64) -> u64 {
+        let base = self.circuit_timeout_ms;
+        let Some(backoff) = self.backoff else {
+            return base;
+        };
+        let max = u64::from(backoff.max_ms).max(1);
+        let multiplier = u64::from(backoff.multiplier_permille);
+        let mut time = base.min(max);
+        for _ in 1..openings {
+            let next = (time.saturating_mul(multiplier) / 1000).min(max);
+            // (at the maximum, or a multiplier too small to move a short
+            // time by a whole millisecond: it stays there)
+            if next <= time {
+                break;
+            }
+            time = next;
+        }
+        let spread = time.saturating_mul(u64::from(backoff.jitter_permille)) / 1000;
+        if spread > 0 {
+            let offset = jitter_seed % (2 * spread + 1);
+            time = (time - spread).saturating_add(offset);
+        }
+        time.clamp(1, max)
+    }
+
+    /// The shortest time any opening can last (the first one, jitter
+    /// taken off): what a process that saw an opening but not its time
+    /// may assume without outliving the store's deadline.
+    pub fn shortest_open_time_ms(&self) -> u64 {
+        match self.backoff {
+            None => self.circuit_timeout_ms,
+            Some(backoff) => {
+                let base = self.circuit_timeout_ms.min(u64::from(backoff.max_ms));
+                let spread = base.saturating_mul(u64::from(backoff.jitter_permille)) / 1000;
+                (base - spread).max(1)
+            }
+        }
+    }
+
+    /// How long a store keeps the count of consecutive openings from an
+    /// opening of `open_ms`: through the half-open period that follows
+    /// (the open time, then [`HALF_OPEN_RETENTION`]), or, without a
+    /// half-open state, through the open time and one closed window after
+    /// it (`failure_timeout_ms`). A circuit that stays closed that long
+    /// starts again from the first opening.
+    pub fn openings_ttl_after_opening_ms(&self, open_ms: u64) -> u64 {
+        let after = if self.half_open_max_calls > 0 {
+            HALF_OPEN_RETENTION_MS
+        } else {
+            self.failure_timeout_ms
+        };
+        open_ms.saturating_add(after)
     }
 
     /// How long a store keeps a half-open marker (and the passes of its
@@ -408,24 +522,70 @@ pub fn admit(phase: Phase, now: u64, timing: &Timing) -> (Phase, Admission) {
     }
 }
 
-/// A counted failure on a closed circuit whose rule said open.
-/// Returns `None` if the circuit is no longer closed (someone else decided).
-pub fn trip(phase: Phase, now: u64, timing: &Timing) -> Option<Phase> {
+/// The count of consecutive openings of a circuit, for open-time backoff,
+/// as a store keeps it: a counter with a TTL (`lasier:openings:<name>`).
+/// Each opening counts one more and sets when the count lapses
+/// ([`Timing::openings_ttl_after_opening_ms`]); trials that close the
+/// circuit leave it one window to live, so a circuit that stays closed for
+/// a whole window opens for the base time again, and one that trips again
+/// within the window goes on with the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Openings {
+    /// Openings counted so far (while not lapsed).
+    pub count: u32,
+    /// When the count lapses (ms on the circuit's clock, exclusive).
+    pub until: u64,
+}
+
+impl Openings {
+    /// The count at `now`: 0 once lapsed.
+    pub fn at(self, now: u64) -> u32 {
+        if now < self.until {
+            self.count
+        } else {
+            0
+        }
+    }
+
+    /// An opening at `now`: the count after it and how long (ms) it keeps
+    /// the circuit open, jitter drawn from `jitter_seed`.
+    pub fn open(self, now: u64, timing: &Timing, jitter_seed: u64) -> (Openings, u64) {
+        let count = self.at(now).saturating_add(1);
+        let open_ms = timing.open_time_ms(count, jitter_seed);
+        let until = now.saturating_add(timing.openings_ttl_after_opening_ms(open_ms));
+        (Openings { count, until }, open_ms)
+    }
+
+    /// Trials closed the circuit at `now`: the count lives one more window.
+    pub fn closed(self, now: u64, timing: &Timing) -> Openings {
+        Openings {
+            count: self.at(now),
+            until: now.saturating_add(timing.failure_timeout_ms),
+        }
+    }
+}
+
+/// A counted failure on a closed circuit whose rule said open: open for
+/// `open_ms` (see [`Timing::open_time_ms`]). Returns `None` if the circuit
+/// is no longer closed (someone else decided).
+pub fn trip(phase: Phase, now: u64, open_ms: u64) -> Option<Phase> {
     match phase {
         Phase::Closed => Some(Phase::Open {
-            until: now.saturating_add(timing.circuit_timeout_ms),
+            until: now.saturating_add(open_ms),
         }),
         _ => None,
     }
 }
 
-/// The outcome of a trial of `episode`. A permit from another episode (a
-/// later lease started, or the circuit moved on) changes nothing.
+/// The outcome of a trial of `episode`; a failure reopens for `open_ms`
+/// (see [`Timing::open_time_ms`]). A permit from another episode (a later
+/// lease started, or the circuit moved on) changes nothing.
 pub fn trial_outcome(
     phase: Phase,
     permit_episode: u32,
     outcome: Outcome,
     now: u64,
+    open_ms: u64,
     timing: &Timing,
 ) -> Phase {
     match phase {
@@ -436,7 +596,7 @@ pub fn trial_outcome(
             lease_until,
         } if episode == permit_episode => match outcome {
             Outcome::Failure => Phase::Open {
-                until: now.saturating_add(timing.circuit_timeout_ms),
+                until: now.saturating_add(open_ms),
             },
             Outcome::Success if passed.saturating_add(1) >= timing.half_open_successes => {
                 Phase::Closed
@@ -481,6 +641,7 @@ mod tests {
         half_open_max_calls: 2,
         half_open_successes: 2,
         trial_lease_ms: 10_000,
+        backoff: None,
     };
 
     #[test]
@@ -493,7 +654,7 @@ mod tests {
 
     #[test]
     fn open_rejects_until_its_deadline_with_the_time_left() {
-        let open = trip(Phase::Closed, 1_000, &T).unwrap();
+        let open = trip(Phase::Closed, 1_000, T.circuit_timeout_ms).unwrap();
         assert_eq!(open, Phase::Open { until: 11_000 });
         assert_eq!(
             admit(open, 10_999, &T),
@@ -510,14 +671,17 @@ mod tests {
 
     #[test]
     fn only_a_closed_circuit_trips() {
-        assert_eq!(trip(Phase::Open { until: 3 }, 1, &T), None);
+        assert_eq!(
+            trip(Phase::Open { until: 3 }, 1, T.circuit_timeout_ms),
+            None
+        );
         let half = Phase::HalfOpen {
             episode: 1,
             taken: 1,
             passed: 0,
             lease_until: 10_000,
         };
-        assert_eq!(trip(half, 1, &T), None);
+        assert_eq!(trip(half, 1, T.circuit_timeout_ms), None);
     }
 
     #[test]
@@ -532,14 +696,14 @@ mod tests {
         assert_eq!(a3, Admission::Rejected { retry_after: None });
         assert_eq!(p3, p2);
         // a success frees no new slot: the trials must all pass
-        let p4 = trial_outcome(p3, episode, Outcome::Success, 100, &T);
+        let p4 = trial_outcome(p3, episode, Outcome::Success, 100, T.circuit_timeout_ms, &T);
         assert_eq!(
             admit(p4, 100, &T).1,
             Admission::Rejected { retry_after: None }
         );
         // the second success closes
         assert_eq!(
-            trial_outcome(p4, episode, Outcome::Success, 100, &T),
+            trial_outcome(p4, episode, Outcome::Success, 100, T.circuit_timeout_ms, &T),
             Phase::Closed
         );
     }
@@ -551,7 +715,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            trial_outcome(p, episode, Outcome::Failure, 150, &T),
+            trial_outcome(p, episode, Outcome::Failure, 150, T.circuit_timeout_ms, &T),
             Phase::Open { until: 10_150 }
         );
     }
@@ -578,10 +742,20 @@ mod tests {
             passed: 0,
             lease_until: 10_000,
         };
-        assert_eq!(trial_outcome(half, 8, Outcome::Failure, 0, &T), half);
+        assert_eq!(
+            trial_outcome(half, 8, Outcome::Failure, 0, T.circuit_timeout_ms, &T),
+            half
+        );
         assert_eq!(release_trial(half, 8), half);
         assert_eq!(
-            trial_outcome(Phase::Closed, 7, Outcome::Failure, 0, &T),
+            trial_outcome(
+                Phase::Closed,
+                7,
+                Outcome::Failure,
+                0,
+                T.circuit_timeout_ms,
+                &T
+            ),
             Phase::Closed
         );
     }
@@ -640,7 +814,10 @@ mod tests {
         let (p, a) = admit(p, 100 + T.trial_lease_ms, &T);
         assert_eq!(a, Admission::Rejected { retry_after: None });
         // the hung trials of the first lease decide nothing now
-        assert_eq!(trial_outcome(p, first, Outcome::Failure, 20_200, &T), p);
+        assert_eq!(
+            trial_outcome(p, first, Outcome::Failure, 20_200, T.circuit_timeout_ms, &T),
+            p
+        );
         assert_eq!(release_trial(p, first), p);
         assert_eq!(p.state_at(20_200, &T), State::HalfOpen);
     }
@@ -650,7 +827,7 @@ mod tests {
         let (p, first) = first_trial(100);
         let (p, _) = admit(p, 100, &T);
         // one passes, the other hangs past the lease
-        let p = trial_outcome(p, first, Outcome::Success, 200, &T);
+        let p = trial_outcome(p, first, Outcome::Success, 200, T.circuit_timeout_ms, &T);
         let (p, a) = admit(p, 100 + T.trial_lease_ms, &T);
         let Admission::Admitted(Permit::Trial { episode }) = a else {
             panic!("{a:?}")
@@ -661,7 +838,14 @@ mod tests {
             Admission::Rejected { retry_after: None }
         );
         assert_eq!(
-            trial_outcome(p, episode, Outcome::Success, 10_200, &T),
+            trial_outcome(
+                p,
+                episode,
+                Outcome::Success,
+                10_200,
+                T.circuit_timeout_ms,
+                &T
+            ),
             Phase::Closed
         );
     }
@@ -672,7 +856,14 @@ mod tests {
         // trial's failure is still this period's, and reopens
         let (p, episode) = first_trial(100);
         assert_eq!(
-            trial_outcome(p, episode, Outcome::Failure, 50_000, &T),
+            trial_outcome(
+                p,
+                episode,
+                Outcome::Failure,
+                50_000,
+                T.circuit_timeout_ms,
+                &T
+            ),
             Phase::Open { until: 60_000 }
         );
     }
@@ -687,8 +878,8 @@ mod tests {
             admit(Phase::Disabled, 0, &T),
             (Phase::Disabled, Admission::Admitted(Permit::Normal))
         );
-        assert_eq!(trip(Phase::Disabled, 0, &T), None);
-        assert_eq!(trip(Phase::ForcedOpen, 0, &T), None);
+        assert_eq!(trip(Phase::Disabled, 0, T.circuit_timeout_ms), None);
+        assert_eq!(trip(Phase::ForcedOpen, 0, T.circuit_timeout_ms), None);
         assert_eq!(Phase::ForcedOpen.state_at(u64::MAX, &T), State::ForcedOpen);
         assert_eq!(Phase::Disabled.state_at(0, &T), State::Disabled);
     }
@@ -706,5 +897,124 @@ mod tests {
             admit(open, 100, &t),
             (Phase::Closed, Admission::Admitted(Permit::Normal))
         );
+    }
+
+    const BACKOFF: Timing = Timing {
+        circuit_timeout_ms: 1_000,
+        backoff: Some(BackoffTiming {
+            multiplier_permille: 2_000,
+            max_ms: 10_000,
+            jitter_permille: 0,
+        }),
+        ..T
+    };
+
+    #[test]
+    fn without_backoff_every_opening_lasts_the_circuit_timeout() {
+        for n in [0, 1, 2, 50, u32::MAX] {
+            assert_eq!(T.open_time_ms(n, u64::from(n)), 10_000);
+        }
+    }
+
+    #[test]
+    fn backoff_multiplies_each_opening_and_stops_at_its_maximum() {
+        let times: [u64; 7] = core::array::from_fn(|i| BACKOFF.open_time_ms(i as u32 + 1, 0));
+        assert_eq!(times, [1_000, 2_000, 4_000, 8_000, 10_000, 10_000, 10_000]);
+        // (0 reads as the first opening)
+        assert_eq!(BACKOFF.open_time_ms(0, 0), 1_000);
+        // a huge count costs a few steps, not u32::MAX of them
+        assert_eq!(BACKOFF.open_time_ms(u32::MAX, 0), 10_000);
+        // a fractional multiplier, in integer thousandths: 1000, 1500,
+        // 2250, 3375, 5062 (5062.5 rounded down), 7593, 10000
+        let t = Timing {
+            backoff: Some(BackoffTiming {
+                multiplier_permille: 1_500,
+                ..BACKOFF.backoff.unwrap()
+            }),
+            ..BACKOFF
+        };
+        let times: [u64; 7] = core::array::from_fn(|i| t.open_time_ms(i as u32 + 1, 0));
+        assert_eq!(times, [1_000, 1_500, 2_250, 3_375, 5_062, 7_593, 10_000]);
+    }
+
+    #[test]
+    fn a_multiplier_too_small_to_move_a_short_time_leaves_it() {
+        let t = Timing {
+            circuit_timeout_ms: 3,
+            backoff: Some(BackoffTiming {
+                multiplier_permille: 1_001,
+                max_ms: 100,
+                jitter_permille: 0,
+            }),
+            ..T
+        };
+        assert_eq!(t.open_time_ms(1_000_000, 0), 3);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction_and_the_bounds() {
+        let t = Timing {
+            backoff: Some(BackoffTiming {
+                jitter_permille: 250,
+                ..BACKOFF.backoff.unwrap()
+            }),
+            ..BACKOFF
+        };
+        let mut seen = [false; 2];
+        for seed in 0..2_000_u64 {
+            let first = t.open_time_ms(1, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            assert!((750..=1_250).contains(&first), "{first}");
+            seen[usize::from(first > 1_000)] = true;
+            let third = t.open_time_ms(3, seed);
+            assert!((3_000..=5_000).contains(&third), "{third}");
+            // at the maximum, jitter only shortens
+            let capped = t.open_time_ms(9, seed);
+            assert!((7_500..=10_000).contains(&capped), "{capped}");
+        }
+        assert_eq!(seen, [true, true], "jitter moves both ways");
+        // the extremes of the seed give the extremes of the range
+        assert_eq!(t.shortest_open_time_ms(), 750);
+        assert_eq!(T.shortest_open_time_ms(), T.circuit_timeout_ms);
+        assert_eq!(t.open_time_ms(1, 0), 750);
+        assert_eq!(t.open_time_ms(1, 500), 1_250);
+    }
+
+    #[test]
+    fn the_count_of_openings_goes_on_until_it_lapses() {
+        let t = BACKOFF;
+        let (o, ms) = Openings::default().open(0, &t, 0);
+        assert_eq!((o.count, ms), (1, 1_000));
+        // half-open lasts until the trials decide: the count lives a day
+        // past the open time
+        assert_eq!(o.until, 1_000 + 24 * 3_600_000);
+        let (o, ms) = o.open(5_000, &t, 0);
+        assert_eq!((o.count, ms), (2, 2_000));
+        // trials close at 10 000: the count lives one window more
+        let closed = o.closed(10_000, &t);
+        assert_eq!(closed.until, 10_000 + t.failure_timeout_ms);
+        // a trip within it goes on with the sequence
+        assert_eq!(closed.open(69_999, &t, 0).1, 4_000);
+        // a whole closed window starts again
+        assert_eq!(
+            closed.open(70_000, &t, 0),
+            (
+                Openings {
+                    count: 1,
+                    until: 70_000 + 1_000 + 24 * 3_600_000
+                },
+                1_000
+            )
+        );
+        // without a half-open state the circuit closes when the flag
+        // expires, and the count lasts one window after that
+        let t = Timing {
+            half_open_max_calls: 0,
+            half_open_successes: 0,
+            ..t
+        };
+        let (o, _) = Openings::default().open(0, &t, 0);
+        assert_eq!(o.until, 1_000 + 60_000);
+        assert_eq!(o.open(60_999, &t, 0).1, 2_000);
+        assert_eq!(o.open(61_000, &t, 0).1, 1_000);
     }
 }

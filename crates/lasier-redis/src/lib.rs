@@ -45,8 +45,13 @@
 //! requests, `circuit_<name>` = `1` while open (the Python original's
 //! layout), and `lasier:half_open:<name>`, `lasier:half_open_lease:<name>`,
 //! `lasier:half_open_ok:<name>` for the half-open state and its trial
-//! leases (Python `lasier` reads none of these three). All TTLs are in milliseconds, and Redis' clock
-//! keeps time for every process.
+//! leases (Python `lasier` reads none of these three). A sliding window
+//! (`sliding_window(n)`) keeps numbered buckets at `lasier:window_*` keys,
+//! a count window (`count_window(n)`) a ring of bits at `lasier:ring_*`
+//! keys; the scripts make a bucket's or a ring word's key from the name
+//! (so it shares the name's hash tag) and read the live ones in the same
+//! step. All TTLs are in milliseconds, and Redis' clock keeps time for
+//! every process.
 //!
 //! The storage primitives are single commands: `add` is `SET .. NX PX`,
 //! `set` is `SET .. PX`, `incr` is `INCRBY`, `get` is `GET`, `expire` is
@@ -58,13 +63,16 @@
 //! |-----------|-----------------|--------------|
 //! | `admit`   | `admit`         | open flag set: reject, with its `PTTL` as the time left; half-open: hand out a trial permit if the lease has a free slot, starting a new lease when the last one ended; else admit |
 //! | `record`  | `record`        | unless open or half-open: count the request (starting both counters of a new window with one deadline) and the failure, and return the counts for the rule |
-//! | `open`    | trip, `open_circuit` | set the open flag for the circuit timeout, mark the half-open period, clear the counters; when tripping, only if still closed, so one caller opens it |
-//! | `trial`   | `record` of a trial | a failure reopens; the last needed success closes and clears the counters |
+//! | `open`    | trip, `open_circuit` | set the open flag for the open time (the circuit timeout; with [open-time backoff](lasier_core::OpenBackoff), count the opening at `lasier:openings:<name>` and take the sequence's next time), mark the half-open period, clear the counters; when tripping, only if still closed, so one caller opens it; replies the open time |
+//! | `trial`   | `record` of a trial | a failure reopens (for the backoff's next time, if any); the last needed success closes and clears the counters, and leaves the count of openings one window to live |
 //! | `release` | `release`       | give back a trial permit |
 //! | `state`   | `state`         | closed, open or half-open |
 //! | `counts`  | `counts`        | the window's counters |
 //!
-//! `reset` is one `DEL` of the circuit's seven keys. The rule runs in Rust on
+//! `reset` is one `DEL` of the circuit's eight keys (see
+//! [`CircuitKeys`](lasier_core::CircuitKeys); `lasier:openings:<name>` is
+//! written only with open-time backoff, and Python `lasier` neither reads
+//! nor writes it). The rule runs in Rust on
 //! the counts a script returns, so custom rules work.
 //!
 //! ## Round trips per guarded call

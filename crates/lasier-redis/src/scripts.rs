@@ -101,22 +101,47 @@ fn marker_after_opening_ms(circuit: &Circuit) -> u64 {
 
 /// The half-open marker's TTL from the start of a lease: the lease, then
 /// the retention.
-/// The sliding window's number keys (newest, current) and its bucket count
-/// and bucket length, for the scripts; for a fixed window the failure
-/// counter twice (declared, never touched) and zeros.
-fn window_keys(circuit: &Circuit) -> ([Cow<'_, str>; 2], u64, u64) {
+/// The window keys the scripts declare, and what they need to know of the
+/// window: a sliding window's number keys (newest, current), its bucket
+/// count and bucket length; a count window's position and failures keys,
+/// and its calls. For a fixed window, the failure counter twice (declared,
+/// never touched) and zeros.
+struct WindowArgs<'a> {
+    keys: [Cow<'a, str>; 2],
+    buckets: u64,
+    bucket_ms: u64,
+    calls: u64,
+}
+
+fn window_keys(circuit: &Circuit) -> WindowArgs<'_> {
+    let name = &**circuit.name();
     match (circuit.window(), circuit.bucket_ms()) {
-        (Window::Sliding { buckets }, Some(bucket_ms)) => (
-            [
-                Cow::Owned(lasier_core::keys::window::seq(circuit.name())),
-                Cow::Owned(lasier_core::keys::window::now(circuit.name())),
+        (Window::Sliding { buckets }, Some(bucket_ms)) => WindowArgs {
+            keys: [
+                Cow::Owned(lasier_core::keys::window::seq(name)),
+                Cow::Owned(lasier_core::keys::window::now(name)),
             ],
-            u64::from(buckets),
+            buckets: u64::from(buckets),
             bucket_ms,
-        ),
+            calls: 0,
+        },
+        (Window::Count { calls, .. }, _) => WindowArgs {
+            keys: [
+                Cow::Owned(lasier_core::keys::ring::position(name)),
+                Cow::Owned(lasier_core::keys::ring::failures(name)),
+            ],
+            buckets: 0,
+            bucket_ms: 0,
+            calls: u64::from(calls),
+        },
         _ => {
             let failures = Cow::Borrowed(circuit.keys().failures());
-            ([failures.clone(), failures], 0, 0)
+            WindowArgs {
+                keys: [failures.clone(), failures],
+                buckets: 0,
+                bucket_ms: 0,
+                calls: 0,
+            }
         }
     }
 }
@@ -132,6 +157,25 @@ fn numbers_ttl_ms(circuit: &Circuit, bucket_ms: u64) -> u64 {
 
 fn marker_after_lease_ms(circuit: &Circuit) -> u64 {
     ttl_ms(circuit.timing().marker_ttl_after_lease())
+}
+
+/// The backoff's arguments of the scripts that open: multiplier
+/// (thousandths; 0: no backoff, and the count of openings is left alone),
+/// max_ms, jitter (thousandths), and how long the count of openings
+/// outlives an opening's open time.
+fn backoff_args(circuit: &Circuit) -> [u64; 4] {
+    let timing = circuit.timing();
+    match timing.backoff {
+        None => [0; 4],
+        Some(backoff) => [
+            u64::from(backoff.multiplier_permille),
+            u64::from(backoff.max_ms),
+            u64::from(backoff.jitter_permille),
+            ttl_ms(Duration::from_millis(
+                timing.openings_ttl_after_opening_ms(0),
+            )),
+        ],
+    }
 }
 
 pub(crate) fn admit(circuit: &Circuit) -> ScriptInvocation<'static> {
@@ -252,7 +296,12 @@ fn record_call<'a>(
     sync: Option<&SyncBatch<'a>>,
 ) -> (Vec<Cow<'a, str>>, Vec<u64>) {
     let keys = circuit.keys();
-    let ([newest, current], buckets, bucket_ms) = window_keys(circuit);
+    let WindowArgs {
+        keys: [newest, current],
+        buckets,
+        bucket_ms,
+        calls,
+    } = window_keys(circuit);
     let timing = circuit.timing();
     let counts_requests = circuit.counts_requests();
     let requests = |n: u64| if counts_requests { n } else { 0 };
@@ -275,6 +324,7 @@ fn record_call<'a>(
         u64::from(flag(report)),
         buckets,
         bucket_ms,
+        calls,
     ];
     if let Some(sync) = sync {
         key_list.push(Cow::Borrowed(sync.writer_key()));
@@ -296,7 +346,12 @@ pub(crate) fn trial(
     episode: u32,
 ) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
-    let ([newest, current], buckets, bucket_ms) = window_keys(circuit);
+    let WindowArgs {
+        keys: [newest, current],
+        buckets,
+        bucket_ms,
+        calls,
+    } = window_keys(circuit);
     let timing = circuit.timing();
     let mut invocation = scripts().trial.prepare_invoke();
     invocation
@@ -306,6 +361,7 @@ pub(crate) fn trial(
         .key(keys.failures())
         .key(keys.requests())
         .key(keys.trial_lease())
+        .key(keys.openings())
         .key(&*newest)
         .key(&*current)
         .arg(flag(outcome == Outcome::Failure))
@@ -316,8 +372,11 @@ pub(crate) fn trial(
         .arg(marker_after_lease_ms(circuit))
         .arg(crate::watch::CHANNEL)
         .arg(&**circuit.name())
+        .arg(&backoff_args(circuit)[..])
+        .arg(ttl_ms(timing.failure_timeout()))
         .arg(buckets)
-        .arg(numbers_ttl_ms(circuit, bucket_ms));
+        .arg(numbers_ttl_ms(circuit, bucket_ms))
+        .arg(calls);
     invocation
 }
 
@@ -334,7 +393,12 @@ pub(crate) fn release(circuit: &Circuit, episode: u32) -> ScriptInvocation<'stat
 /// (the trip after a rule said open).
 pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
-    let ([newest, current], buckets, bucket_ms) = window_keys(circuit);
+    let WindowArgs {
+        keys: [newest, current],
+        buckets,
+        bucket_ms,
+        calls,
+    } = window_keys(circuit);
     let mut invocation = scripts().open.prepare_invoke();
     invocation
         .key(keys.open())
@@ -344,6 +408,7 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .key(keys.requests())
         .key(keys.mode())
         .key(keys.trial_lease())
+        .key(keys.openings())
         .key(&*newest)
         .key(&*current)
         .arg(circuit.timing().circuit_timeout_ms)
@@ -351,8 +416,10 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .arg(flag(only_if_closed))
         .arg(crate::watch::CHANNEL)
         .arg(&**circuit.name())
+        .arg(&backoff_args(circuit)[..])
         .arg(buckets)
-        .arg(numbers_ttl_ms(circuit, bucket_ms));
+        .arg(numbers_ttl_ms(circuit, bucket_ms))
+        .arg(calls);
     invocation
 }
 
@@ -369,14 +436,21 @@ pub(crate) fn state(circuit: &Circuit) -> ScriptInvocation<'static> {
 
 pub(crate) fn counts(circuit: &Circuit) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
-    let ([newest, _], buckets, _) = window_keys(circuit);
+    let WindowArgs {
+        keys: [newest, second],
+        buckets,
+        calls,
+        ..
+    } = window_keys(circuit);
     let mut invocation = scripts().counts.prepare_invoke();
     invocation
         .key(keys.failures())
         .key(keys.requests())
         .key(&*newest)
+        .key(&*second)
         .arg(flag(circuit.counts_requests()))
-        .arg(buckets);
+        .arg(buckets)
+        .arg(calls);
     invocation
 }
 
@@ -474,22 +548,28 @@ pub(crate) fn counted(circuit: &Circuit, reply: &[i64]) -> Result<Counted, Stora
 /// Whether a batch of outcomes (`failures` of them failures) trips the
 /// circuit: the rule is asked on the counts the record script returned,
 /// after counted failures.
-pub(crate) fn trips(counted: &Counted, failures: u64, rule: &dyn Rule) -> bool {
+pub(crate) fn trips(circuit: &Circuit, counted: &Counted, failures: u64, rule: &dyn Rule) -> bool {
+    let minimum = match circuit.window() {
+        Window::Count { minimum, .. } => u64::from(minimum),
+        _ => 0,
+    };
     match counted {
         Counted::Closed {
             counts,
             disabled: false,
-        } => failures > 0 && rule.should_open(*counts),
+        } => failures > 0 && counts.requests >= minimum && rule.should_open(*counts),
         _ => false,
     }
 }
 
 /// The snapshot of a sync whose batch was `counted` (and, if it tripped,
-/// whether the opening script `opened` it).
+/// the opening script's reply: the open time if it `opened` it).
 pub(crate) fn synced(circuit: &Circuit, counted: Counted, opened: Option<i64>) -> Snapshot {
     match (counted, opened) {
         (_, Some(opened)) => Snapshot::new(State::Open, Counts::default())
-            .with_open_for(Some(circuit.timing().circuit_timeout()))
+            .with_open_for(Some(open_time(opened).unwrap_or_else(|| {
+                Duration::from_millis(circuit.timing().shortest_open_time_ms())
+            })))
             .with_transition(tripped(opened)),
         (Counted::Closed { counts, disabled }, None) => Snapshot::new(
             if disabled {
@@ -505,10 +585,21 @@ pub(crate) fn synced(circuit: &Circuit, counted: Counted, opened: Option<i64>) -
     }
 }
 
-/// The transition of a trip that `opened` (or found the circuit no longer
-/// closed).
+/// The open time the opening script replied, if it opened the circuit.
+/// (Another caller opened it first, when it replied 0: the time left is
+/// then unknown here, and the shortest open time is the snapshot's guess,
+/// never past the store's deadline.)
+pub(crate) fn open_time(opened: i64) -> Option<Duration> {
+    u64::try_from(opened)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+/// The transition of a trip that `opened` (the open script replied an
+/// open time; 0 if it found the circuit no longer closed).
 pub(crate) fn tripped(opened: i64) -> Option<Transition> {
-    (opened == 1).then_some(Transition {
+    (opened > 0).then_some(Transition {
         from: State::Closed,
         to: State::Open,
     })
@@ -614,6 +705,16 @@ mod tests {
         );
         let (admission, _) = admitted(&[0, -1, 0, 0]).unwrap();
         assert_eq!(admission, Admission::Rejected { retry_after: None });
+    }
+
+    #[test]
+    fn the_open_script_replies_its_open_time_or_0() {
+        assert_eq!(open_time(2_000), Some(Duration::from_millis(2_000)));
+        assert_eq!(open_time(0), None);
+        assert_eq!(open_time(-1), None);
+        assert!(tripped(1).is_some());
+        assert!(tripped(86_400_000).is_some());
+        assert!(tripped(0).is_none());
     }
 
     #[test]

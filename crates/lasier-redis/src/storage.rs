@@ -187,7 +187,7 @@ mod blocking {
                         session.invoke(circuit, &scripts::record(circuit, outcome))?;
                     let counted = scripts::counted(circuit, &reply)?;
                     let failures = u64::from(outcome == Outcome::Failure);
-                    if !scripts::trips(&counted, failures, rule) {
+                    if !scripts::trips(circuit, &counted, failures, rule) {
                         return Ok(None);
                     }
                     Ok(scripts::tripped(
@@ -264,11 +264,12 @@ mod blocking {
                 let mut session = self.transport.session()?;
                 let reply: Vec<i64> = session.invoke(circuit, &scripts::sync(circuit, batch))?;
                 let counted = scripts::counted(circuit, &reply)?;
-                let opened = if scripts::trips(&counted, batch.counts_after(0).failures, rule) {
-                    Some(session.invoke(circuit, &scripts::open(circuit, true))?)
-                } else {
-                    None
-                };
+                let opened =
+                    if scripts::trips(circuit, &counted, batch.counts_after(0).failures, rule) {
+                        Some(session.invoke(circuit, &scripts::open(circuit, true))?)
+                    } else {
+                        None
+                    };
                 Ok(scripts::synced(circuit, counted, opened))
             })())
         }
@@ -304,7 +305,7 @@ mod blocking {
                 };
                 let counted = scripts::counted(item.circuit, &reply)?;
                 let failures = item.batch.counts_after(0).failures;
-                let opened = if scripts::trips(&counted, failures, item.rule) {
+                let opened = if scripts::trips(item.circuit, &counted, failures, item.rule) {
                     Some(session.invoke(item.circuit, &scripts::open(item.circuit, true))?)
                 } else {
                     None
@@ -483,7 +484,7 @@ mod nonblocking {
                             .await?;
                         let counted = scripts::counted(circuit, &reply)?;
                         let failures = u64::from(outcome == Outcome::Failure);
-                        if !scripts::trips(&counted, failures, rule) {
+                        if !scripts::trips(circuit, &counted, failures, rule) {
                             return Ok(None);
                         }
                         Ok(scripts::tripped(
@@ -572,7 +573,12 @@ mod nonblocking {
                         .invoke(circuit, &scripts::sync(circuit, batch))
                         .await?;
                     let counted = scripts::counted(circuit, &reply)?;
-                    let opened = if scripts::trips(&counted, batch.counts_after(0).failures, rule) {
+                    let opened = if scripts::trips(
+                        circuit,
+                        &counted,
+                        batch.counts_after(0).failures,
+                        rule,
+                    ) {
                         Some(
                             self.transport
                                 .invoke(circuit, &scripts::open(circuit, true))
@@ -628,7 +634,8 @@ mod nonblocking {
                         };
                         let counted = scripts::counted(item.circuit, &reply)?;
                         let failures = item.batch.counts_after(0).failures;
-                        let opened = if scripts::trips(&counted, failures, item.rule) {
+                        let opened = if scripts::trips(item.circuit, &counted, failures, item.rule)
+                        {
                             Some(
                                 self.transport
                                     .invoke(item.circuit, &scripts::open(item.circuit, true))

@@ -933,3 +933,130 @@ fn a_sliding_window_out_of_range_is_refused_at_build() {
         .build()
         .unwrap();
 }
+
+/// A clock that counts its reads.
+#[derive(Debug, Default)]
+struct CountingClock {
+    inner: ManualClock,
+    reads: AtomicUsize,
+}
+
+/// A handle on a shared [`CountingClock`], for the breaker.
+#[derive(Debug)]
+struct Counted(Arc<CountingClock>);
+
+impl lasier_core::clock::Clock for Counted {
+    fn now(&self) -> Duration {
+        self.0.reads.fetch_add(1, Ordering::SeqCst);
+        self.0.inner.now()
+    }
+}
+
+#[test]
+fn a_count_window_holds_the_last_n_calls_and_reads_no_clock_on_success() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .max_failures(3)
+            .count_window(5)
+            .build()
+            .unwrap();
+        fail(&b).unwrap_err();
+        fail(&b).unwrap_err();
+        // Time does not end a count window.
+        clock.advance(3600 * SEC);
+        assert_eq!(
+            b.counts().unwrap(),
+            lasier_sync::Counts::new(2, 2),
+            "{kind:?}"
+        );
+        for _ in 0..3 {
+            ok(&b).unwrap();
+        }
+        // a sixth call: the first failure leaves the window as it comes
+        fail(&b).unwrap_err();
+        assert_eq!(
+            b.counts().unwrap(),
+            lasier_sync::Counts::new(2, 5),
+            "{kind:?}"
+        );
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        // replaces the second failure: still two
+        fail(&b).unwrap_err();
+        assert_eq!(
+            b.counts().unwrap(),
+            lasier_sync::Counts::new(2, 5),
+            "{kind:?}"
+        );
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        // replaces a success: three
+        fail(&b).unwrap_err();
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+    // In process, a success reads no clock for a count window: as many
+    // reads as under MaxFailures' fixed window, which counts no success
+    // (the feature `metrics` times every call, on both), and fewer than a
+    // time window that counts successes.
+    let reads = |builder: fn(CircuitBreakerBuilder) -> CircuitBreakerBuilder| {
+        let clock = Arc::new(CountingClock::default());
+        let b = builder(CircuitBreaker::builder("svc").clock(Counted(Arc::clone(&clock))))
+            .build()
+            .unwrap();
+        ok(&b).unwrap();
+        let before = clock.reads.load(Ordering::SeqCst);
+        for _ in 0..1_000 {
+            ok(&b).unwrap();
+        }
+        clock.reads.load(Ordering::SeqCst) - before
+    };
+    let count = reads(|b| b.percentage_failures(50, 10).count_window(100));
+    assert_eq!(count, reads(|b| b.max_failures(5)));
+    assert!(count + 1_000 <= reads(|b| b.percentage_failures(50, 10)));
+}
+
+#[test]
+fn a_count_window_waits_for_its_minimum_calls() {
+    for kind in KINDS {
+        let clock = ManualClock::new();
+        let b = builder(kind, &clock)
+            .percentage_failures(50, 0)
+            .count_window(10)
+            .minimum_calls(4)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            fail(&b).unwrap_err();
+        }
+        assert_eq!(b.state().unwrap(), State::Closed, "{kind:?}");
+        fail(&b).unwrap_err();
+        assert_eq!(b.state().unwrap(), State::Open, "{kind:?}");
+    }
+}
+
+#[test]
+fn count_window_settings_out_of_range_are_refused_at_build() {
+    let build = |f: fn(CircuitBreakerBuilder) -> CircuitBreakerBuilder| {
+        f(CircuitBreaker::builder("svc").max_failures(1)).build()
+    };
+    for (what, result) in [
+        ("count_window", build(|b| b.count_window(0))),
+        ("count_window", build(|b| b.count_window(100_001))),
+        (
+            "minimum_calls",
+            build(|b| b.count_window(10).minimum_calls(11)),
+        ),
+        (
+            "minimum_calls",
+            build(|b| b.count_window(10).minimum_calls(0)),
+        ),
+        ("minimum_calls", build(|b| b.minimum_calls(3))),
+        (
+            "choose one",
+            build(|b| b.count_window(10).sliding_window(4)),
+        ),
+    ] {
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains(what), "{what}: {err}");
+    }
+    build(|b| b.count_window(100_000).minimum_calls(100_000)).unwrap();
+}

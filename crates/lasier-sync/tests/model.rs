@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use lasier_core::clock::ManualClock;
-use lasier_sync::{CircuitBreaker, Counts, Guard, MemoryStorage, State};
+use lasier_sync::{CircuitBreaker, Counts, Guard, MemoryStorage, OpenBackoff, State};
 use proptest::prelude::*;
 
 const FAILURE_TIMEOUT: u64 = 2_000;
@@ -87,6 +87,14 @@ struct Model {
     bucket: Option<u64>,
     /// Its buckets: (start, failures, requests), oldest first.
     buckets: Vec<(u64, u64, u64)>,
+    /// A count window's size and minimum calls, if it has one.
+    ring: Option<(usize, u64)>,
+    /// Its outcomes (true: a failure), oldest first.
+    outcomes: std::collections::VecDeque<bool>,
+    /// Open-time backoff, if drawn: (multiplier, max ms), no jitter.
+    backoff: Option<(u64, u64)>,
+    /// Consecutive openings, and when that count lapses.
+    openings: (u64, u64),
 }
 
 impl Model {
@@ -94,6 +102,7 @@ impl Model {
     fn clear(&mut self) {
         self.window = None;
         self.buckets.clear();
+        self.outcomes.clear();
     }
 
     /// Counts an outcome in the sliding window: in the current bucket
@@ -118,6 +127,28 @@ impl Model {
             .fold(Counts::default(), |c, b| {
                 Counts::new(c.failures + b.1, c.requests + b.2)
             })
+    }
+
+    /// An opening now: counts it and returns how long it lasts. Written
+    /// from the docs: the first opening lasts the circuit timeout, each
+    /// consecutive one `multiplier` times the one before, at most `max`;
+    /// the count lives through the half-open period (a day past the open
+    /// time here), or without one for a window after the open time, and
+    /// for a window after trials close the circuit.
+    fn open_time(&mut self) -> u64 {
+        let Some((multiplier, max)) = self.backoff else {
+            return CIRCUIT_TIMEOUT;
+        };
+        let (count, until) = self.openings;
+        let n = if self.now < until { count + 1 } else { 1 };
+        let time = (1..n).fold(CIRCUIT_TIMEOUT, |time, _| (time * multiplier).min(max));
+        let after = if self.max_trials > 0 {
+            24 * 3_600_000
+        } else {
+            FAILURE_TIMEOUT
+        };
+        self.openings = (n, self.now + time + after);
+        time
     }
 
     fn admit(&mut self) -> Option<MPermit> {
@@ -176,6 +207,24 @@ impl Model {
         let failed = verdict == Verdict::CountedErr;
         match permit {
             MPermit::Normal => {
+                if let (Some((calls, minimum)), MPhase::Closed) = (self.ring, self.phase) {
+                    // every outcome, the last `calls` of them
+                    self.outcomes.push_back(failed);
+                    if self.outcomes.len() > calls {
+                        self.outcomes.pop_front();
+                    }
+                    let counts = self.ring_counts();
+                    if failed
+                        && counts.requests >= minimum
+                        && self.rule.should_open(counts.failures, counts.requests)
+                    {
+                        self.phase = MPhase::Open {
+                            until: self.now + self.open_time(),
+                        };
+                        self.clear();
+                    }
+                    return;
+                }
                 if self.phase != MPhase::Closed || (!failed && !self.rule.counts_requests()) {
                     return;
                 }
@@ -185,7 +234,7 @@ impl Model {
                     let counts = self.count_in_buckets(bucket, u64::from(failed), requests);
                     if failed && self.rule.should_open(counts.failures, counts.requests) {
                         self.phase = MPhase::Open {
-                            until: now + CIRCUIT_TIMEOUT,
+                            until: now + self.open_time(),
                         };
                         self.clear();
                     }
@@ -205,7 +254,7 @@ impl Model {
                 self.window = Some((end, failures, requests));
                 if failed && self.rule.should_open(failures, requests) {
                     self.phase = MPhase::Open {
-                        until: now + CIRCUIT_TIMEOUT,
+                        until: now + self.open_time(),
                     };
                     self.clear();
                 }
@@ -225,12 +274,16 @@ impl Model {
                 }
                 if failed {
                     self.phase = MPhase::Open {
-                        until: self.now + CIRCUIT_TIMEOUT,
+                        until: self.now + self.open_time(),
                     };
                     self.clear();
                 } else if passed + 1 >= self.successes {
                     self.phase = MPhase::Closed;
                     self.clear();
+                    if self.now >= self.openings.1 {
+                        self.openings.0 = 0;
+                    }
+                    self.openings.1 = self.now + FAILURE_TIMEOUT;
                 } else {
                     self.phase = MPhase::HalfOpen {
                         episode,
@@ -252,7 +305,15 @@ impl Model {
         }
     }
 
+    fn ring_counts(&self) -> Counts {
+        let failures = self.outcomes.iter().filter(|f| **f).count() as u64;
+        Counts::new(failures, self.outcomes.len() as u64)
+    }
+
     fn counts(&self) -> Counts {
+        if self.ring.is_some() {
+            return self.ring_counts();
+        }
         if self.bucket.is_some() {
             return self.bucket_counts();
         }
@@ -313,6 +374,15 @@ proptest! {
         lease in prop_oneof![Just(None), Just(Some(300_u64)), Just(Some(1_500_u64))],
         // (a fixed window, or a sliding one of 2, 4 or 10 buckets)
         buckets in prop_oneof![Just(None), Just(Some(2_u64)), Just(Some(4)), Just(Some(10))],
+        // (a count window of (calls, minimum calls), instead of the above)
+        ring in prop_oneof![2 => Just(None), 1 => Just(Some((3_usize, 1_u64))), 1 => Just(Some((10, 4))), 1 => Just(Some((50, 1)))],
+        // (multiplier, max ms): none, or doubling / tripling to a cap
+        backoff in prop_oneof![
+            2 => Just(None),
+            1 => Just(Some((2_u64, 3_000_u64))),
+            1 => Just(Some((3, 10_000))),
+            1 => Just(Some((1, 1_000))),
+        ],
         ops in prop::collection::vec(op(), 1..120),
     ) {
         let clock = ManualClock::new();
@@ -335,8 +405,19 @@ proptest! {
             Some(ms) => builder.trial_lease(Duration::from_millis(ms)),
             None => builder,
         };
-        let builder = match buckets {
-            Some(n) => builder.sliding_window(u32::try_from(n).unwrap()),
+        // (one window: a count window replaces a sliding one)
+        let buckets = if ring.is_some() { None } else { buckets };
+        let builder = match (buckets, ring) {
+            (Some(n), _) => builder.sliding_window(u32::try_from(n).unwrap()),
+            (None, Some((calls, minimum))) => builder
+                .count_window(u32::try_from(calls).unwrap())
+                .minimum_calls(u32::try_from(minimum).unwrap()),
+            (None, None) => builder,
+        };
+        let builder = match backoff {
+            Some((m, max)) => builder.open_backoff(
+                OpenBackoff::exponential(m as f64).max(Duration::from_millis(max)),
+            ),
             None => builder,
         };
         let builder = match rule {
@@ -344,7 +425,7 @@ proptest! {
             RuleSpec::Percentage(p, m) => builder.percentage_failures(p, m),
         };
         let breaker = builder.build().unwrap();
-        let mut model = Model { rule, max_trials, successes, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0, bucket: buckets.map(|n| FAILURE_TIMEOUT.div_ceil(n)), buckets: Vec::new() };
+        let mut model = Model { rule, max_trials, successes, lease: lease.unwrap_or(CIRCUIT_TIMEOUT), now: 0, phase: MPhase::Closed, window: None, episodes: 0, bucket: buckets.map(|n| FAILURE_TIMEOUT.div_ceil(n)), buckets: Vec::new(), ring, outcomes: Default::default(), backoff, openings: (0, 0) };
         let mut held: Vec<(Guard<'_>, MPermit)> = Vec::new();
 
         for (step, op) in ops.into_iter().enumerate() {
@@ -356,7 +437,13 @@ proptest! {
                         || if v == Verdict::Ok { Ok(()) } else { Err(v) },
                     );
                     match (expected, &result) {
-                        (None, Err(e)) => prop_assert!(e.is_open(), "step {step}: {e:?}"),
+                        (None, Err(e)) => {
+                            prop_assert!(e.is_open(), "step {step}: {e:?}");
+                            if let MPhase::Open { until } = model.phase {
+                                // the open time, to the millisecond
+                                prop_assert_eq!(e.retry_after(), Some(Duration::from_millis(until - model.now)), "step {}", step);
+                            }
+                        }
                         (Some(permit), _) => {
                             prop_assert!(result.as_ref().err().is_none_or(|e| !e.is_open()), "step {step}: rejected, model admitted");
                             model.record(permit, v);
@@ -395,6 +482,7 @@ proptest! {
                     breaker.reset().unwrap();
                     model.phase = MPhase::Closed;
                     model.clear();
+                    model.openings = (0, 0);
                 }
             }
             prop_assert_eq!(breaker.state().unwrap(), model.state(), "step {}", step);

@@ -71,6 +71,11 @@ fn a_success_on_a_closed_circuit_does_not_allocate() {
             .sliding_window(10)
             .build()
             .unwrap(),
+        CircuitBreaker::builder("count")
+            .max_failures(5)
+            .count_window(100)
+            .build()
+            .unwrap(),
     ] {
         success(&breaker); // warm up
         let n = allocations_during(|| {

@@ -80,7 +80,10 @@
 //! `steps_a_trial_that_outlives_its_lease_frees_its_slot`,
 //! `steps_an_idle_half_open_circuit_stays_half_open`,
 //! `steps_a_half_open_marker_without_a_ttl_heals`,
-//! `steps_without_half_open_state`.
+//! `steps_without_half_open_state`,
+//! `steps_backoff_doubles_up_to_its_maximum_and_starts_again_after_a_closed_window`,
+//! `steps_backoff_goes_on_after_a_closing_followed_by_a_trip_within_the_window`,
+//! `steps_backoff_without_half_open_state`.
 //! Compared are the admission (a normal call, a trial or a rejection; not
 //! the `retry_after` hint nor the trial's episode number, which is the
 //! storage's to choose), the state change that

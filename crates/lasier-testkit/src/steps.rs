@@ -35,6 +35,10 @@ pub(crate) struct Breaker {
     pub(crate) successes: Option<u32>,
     /// `sliding_window` buckets, if set.
     pub(crate) buckets: Option<u32>,
+    /// `count_window` calls and `minimum_calls`, if set.
+    pub(crate) calls: Option<(u32, u32)>,
+    /// Open-time backoff, if set: (multiplier, max in ticks), no jitter.
+    pub(crate) backoff: Option<(u32, u32)>,
 }
 
 const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
@@ -46,6 +50,17 @@ const fn breaker(name: &'static str, rule: RuleSpec) -> Breaker {
         half_open: 1,
         successes: None,
         buckets: None,
+        calls: None,
+        backoff: None,
+    }
+}
+
+/// A breaker with a count window of `calls`, the rule asked from `minimum`
+/// on.
+const fn counting(rule: RuleSpec, calls: u32, minimum: u32) -> Breaker {
+    Breaker {
+        calls: Some((calls, minimum)),
+        ..breaker("svc", rule)
     }
 }
 
@@ -61,6 +76,17 @@ const fn windowed(rule: RuleSpec, failure_ticks: u32) -> Breaker {
     Breaker {
         failure_ticks: Some(failure_ticks),
         ..breaker("svc", rule)
+    }
+}
+
+/// MaxFailuresRule(1), circuit_timeout 2 ticks, a window of
+/// `failure_ticks`, `half_open` trial calls, and an open-time backoff
+/// doubling up to `max_ticks`.
+const fn backing_off(failure_ticks: u32, half_open: u32, max_ticks: u32) -> Breaker {
+    Breaker {
+        failure_ticks: Some(failure_ticks),
+        backoff: Some((2, max_ticks)),
+        ..opening(RuleSpec::Max(1), 2, half_open)
     }
 }
 
@@ -96,10 +122,15 @@ pub(crate) enum Action {
     /// its keys, is written again without a TTL and with two leases
     /// started, as a writer that died mid-step (or a hand) would leave it.
     MarkerWithoutTtl(usize),
+    /// `state` of breaker `.0`, which must be `.1` on both sides: a
+    /// scenario's fixed point, so that the storage and the reference
+    /// cannot agree on a wrong answer.
+    StateIs(usize, State),
 }
 
 use Action::{
-    Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateOf, Sync,
+    Admit, Advance, Call, CountsOf, MarkerWithoutTtl, Open, Record, Release, Reset, StateIs,
+    StateOf, Sync,
 };
 use Outcome::{Failure as Fail, Success as Pass};
 
@@ -349,6 +380,83 @@ pub(crate) static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        check: "steps_backoff_doubles_up_to_its_maximum_and_starts_again_after_a_closed_window",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, failure_timeout 4 ticks, 1 half-open call, open-time backoff x2 up to 6 ticks: the trip opens for 2 ticks, a failed trial reopens for 4, the next for 6 (not 8); trials close it, and after a whole closed window the next trip opens for 2 ticks again",
+        breakers: &[backing_off(4, 1, 6)],
+        steps: &[
+            Call(0, Fail), StateIs(0, State::Open), Advance(5), StateIs(0, State::HalfOpen),
+            Admit(0, 0), Record(0, Fail), Advance(7), StateIs(0, State::Open), Advance(2),
+            StateIs(0, State::HalfOpen), Admit(0, 1), Record(1, Fail), Advance(11),
+            StateIs(0, State::Open), Advance(2), StateIs(0, State::HalfOpen), Admit(0, 2),
+            Record(2, Pass), StateIs(0, State::Closed), Advance(9), Call(0, Fail), Advance(3),
+            StateIs(0, State::Open), Advance(2), StateIs(0, State::HalfOpen),
+        ],
+    },
+    Scenario {
+        check: "steps_backoff_goes_on_after_a_closing_followed_by_a_trip_within_the_window",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, failure_timeout 8 ticks, 1 half-open call, open-time backoff x2 up to 8 ticks: open 2 ticks, a failed trial reopens for 4, a trial closes it, and a trip one tick later opens for 8: the sequence goes on",
+        breakers: &[backing_off(8, 1, 8)],
+        steps: &[
+            Call(0, Fail), Advance(5), Admit(0, 0), Record(0, Fail), Advance(9), Admit(0, 1),
+            Record(1, Pass), StateIs(0, State::Closed), Advance(2), Call(0, Fail),
+            StateIs(0, State::Open), Advance(15), StateIs(0, State::Open), Advance(2),
+            StateIs(0, State::HalfOpen),
+        ],
+    },
+    Scenario {
+        check: "steps_backoff_without_half_open_state",
+        what: "MaxFailuresRule(1), circuit_timeout 2 ticks, failure_timeout 3 ticks, 0 half-open calls, open-time backoff x2 up to 8 ticks: the circuit closes when the flag expires; a trip within the window after that opens for 4 ticks, one after a whole closed window for 2",
+        breakers: &[backing_off(3, 0, 8)],
+        steps: &[
+            Call(0, Fail), Advance(5), StateIs(0, State::Closed), Call(0, Fail), Advance(7),
+            StateIs(0, State::Open), Advance(2), StateIs(0, State::Closed), Advance(6),
+            Call(0, Fail), Advance(3), StateIs(0, State::Open), Advance(2),
+            StateIs(0, State::Closed),
+        ],
+    },
+    Scenario {
+        check: "steps_count_window_holds_the_last_n_outcomes",
+        what: "MaxFailuresRule(3), count window of 4: successes push failures out of the window, and the third failure among the last four outcomes opens",
+        breakers: &[counting(RuleSpec::Max(3), 4, 1)],
+        steps: &[
+            Call(0, Fail), Call(0, Pass), Call(0, Fail), CountsOf(0), Call(0, Pass),
+            Call(0, Pass), CountsOf(0), Call(0, Pass), CountsOf(0), Call(0, Fail), Call(0, Fail),
+            CountsOf(0), StateIs(0, State::Closed), Call(0, Fail), StateIs(0, State::Open),
+            CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_count_window_waits_for_its_minimum_calls",
+        what: "PercentageFailuresRule(50 %, more than 0 requests), count window of 4 asked from 3 outcomes on: two failures do not open, the third outcome's failure does",
+        breakers: &[counting(RuleSpec::Percentage(50, 0), 4, 3)],
+        steps: &[
+            Call(0, Fail), StateOf(0), Call(0, Fail), StateIs(0, State::Closed), CountsOf(0),
+            Call(0, Pass), StateOf(0), Call(0, Fail), StateIs(0, State::Open), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_count_window_sync",
+        what: "MaxFailuresRule(3), count window of 5: a sync's batch lands in the ring (its successes, then its failures), a batch longer than the ring keeps its last five, and the rule opens on the ring",
+        breakers: &[counting(RuleSpec::Max(3), 5, 1)],
+        steps: &[
+            Sync(0, 1, 3), CountsOf(0), Sync(0, 1, 4), CountsOf(0), Sync(0, 0, 2), CountsOf(0),
+            Reset(0), Sync(0, 2, 12), CountsOf(0), Sync(0, 1, 1), StateOf(0), CountsOf(0),
+        ],
+    },
+    Scenario {
+        check: "steps_count_window_starts_empty_after_opening_and_closing",
+        what: "MaxFailuresRule(2), count window of 3, circuit_timeout 2 ticks, 1 half-open call: the opening and the trial's closing empty the ring",
+        breakers: &[Breaker {
+            circuit_ticks: Some(2),
+            ..counting(RuleSpec::Max(2), 3, 1)
+        }],
+        steps: &[
+            Call(0, Pass), Call(0, Fail), Call(0, Fail), StateOf(0), CountsOf(0), Advance(5),
+            Admit(0, 0), Record(0, Pass), StateOf(0), CountsOf(0), Call(0, Fail), CountsOf(0),
+            StateOf(0), Open(0), CountsOf(0), Reset(0), Call(0, Pass), CountsOf(0),
+        ],
+    },
+    Scenario {
         check: "circuits_do_not_share_state",
         what: "two breakers on one storage: counting, opening and resetting one leaves the other as it was",
         breakers: &[breaker("svc-a", RuleSpec::Max(2)), breaker("svc-b", RuleSpec::Max(2))],
@@ -475,6 +583,7 @@ fn describe(step: Action, breakers: &[Breaker], slots: &[Option<usize>; SLOTS]) 
         Release(s) => format!("release permit #{s} on {:?}", slot(s)),
         Open(b) => format!("open_circuit on {:?}", on(b)),
         StateOf(b) => format!("state of {:?}", on(b)),
+        StateIs(b, state) => format!("state of {:?} (it must be {state})", on(b)),
         CountsOf(b) => format!("counts of {:?}", on(b)),
         Reset(b) => format!("reset of {:?}", on(b)),
         Sync(b, f, r) => format!("sync of {:?}: {f} failures, {r} requests", on(b)),
@@ -556,7 +665,7 @@ impl Side<'_> {
                 }
                 None => Seen::NoPermit,
             },
-            StateOf(b) => match breaker(b) {
+            StateOf(b) | StateIs(b, _) => match breaker(b) {
                 Some((c, _)) => Seen::State(s.state(c).await?),
                 None => Seen::NoPermit,
             },
@@ -613,6 +722,14 @@ fn build(b: &Breaker, names: &Names, tick: Duration) -> Result<(Circuit, Arc<dyn
     }
     if let Some(buckets) = b.buckets {
         config.sliding_window(buckets);
+    }
+    if let Some((calls, minimum)) = b.calls {
+        config.count_window(calls).minimum_calls(minimum);
+    }
+    if let Some((multiplier, max_ticks)) = b.backoff {
+        config.open_backoff(
+            lasier_core::OpenBackoff::exponential(f64::from(multiplier)).max(tick * max_ticks),
+        );
     }
     let built = config.validate().map_err(|e| {
         Broken(format!(
@@ -673,6 +790,21 @@ pub(crate) async fn compare(
                 i + 1
             ))
         })?;
+        if let StateIs(_, state) = step {
+            if expected != Seen::State(state) {
+                return Err(Broken(format!(
+                    "step {}: {what}: the reference answered `{expected}`; please report this",
+                    i + 1
+                )));
+            }
+            if got != Seen::State(state) {
+                return Err(Broken(format!(
+                    "{}\nstep {}: {what}: the storage answered `{got}`",
+                    header(scenario, &transcript),
+                    i + 1
+                )));
+            }
+        }
         if got != expected {
             return Err(Broken(format!(
                 "{}\nstep {}: {what}: the storage answered `{got}`, the default bodies over the \

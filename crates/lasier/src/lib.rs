@@ -41,7 +41,7 @@ pub use lasier_core::{
 
 pub use lasier_core::clock;
 pub use lasier_core::events;
-pub use lasier_core::{CallKind, Listener, Manual, Metrics, StorageFailurePolicy};
+pub use lasier_core::{CallKind, Listener, Manual, Metrics, OpenBackoff, StorageFailurePolicy};
 
 /// Where circuits live: the storage traits and the in-memory default.
 pub mod storage {

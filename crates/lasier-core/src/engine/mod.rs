@@ -801,10 +801,12 @@ impl<S: ?Sized> BreakerCore<S> {
                         State::Closed => self.open.forget(),
                         // This call opened the circuit: its own process
                         // rejects without asking the store until it may
-                        // pass again.
+                        // pass again. (The step reports no open time: with
+                        // a backoff, the shortest one is never past the
+                        // store's deadline.)
                         State::Open => self.open.remember(
                             asked_at,
-                            self.circuit.timing().circuit_timeout_ms,
+                            self.circuit.timing().shortest_open_time_ms(),
                             self.now_ms(),
                         ),
                         _ => {}

@@ -6,6 +6,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use lasier_rules::{Counts, Rule};
 
 #[cfg(feature = "alloc")]
+use super::ring::Ring;
+#[cfg(feature = "alloc")]
 use super::sliding::Sliding;
 #[cfg(feature = "std")]
 use super::window::Stripes;
@@ -16,7 +18,9 @@ use super::word::{
 use crate::clock::{now_ms, Clock};
 #[cfg(feature = "alloc")]
 use crate::config::Window;
-use crate::state::{self, Admission, Manual, Outcome, Permit, Phase, State, Timing, Transition};
+use crate::state::{
+    self, Admission, Manual, Openings, Outcome, Permit, Phase, State, Timing, Transition,
+};
 
 /// How many times an admission looks again while another caller starts a
 /// lease on trial permits, before it gives up and rejects.
@@ -49,14 +53,19 @@ pub struct LocalCircuit {
     /// Requests, until two threads meet here; then also on `stripes`, and
     /// the count is the sum.
     pub(super) requests: AtomicU64,
+    /// Consecutive openings, for open-time backoff (16 bits), and when that
+    /// count lapses (48 bits, ms): see [`Openings`]. Touched only by
+    /// openings and closings, and only with a backoff configured.
+    pub(super) openings: AtomicU64,
     /// Requests of threads counting at once, one cache line each: made on
     /// the first compare-and-swap of `requests` that another thread won.
     #[cfg(feature = "std")]
     pub(super) stripes: std::sync::OnceLock<Stripes>,
-    /// The buckets of a sliding window (`sliding_window(n)`); without
+    /// The buckets of a sliding window (`sliding_window(n)`) or the ring of
+    /// a count window (`count_window(n)`); without
     /// them, the fixed window above counts.
     #[cfg(feature = "alloc")]
-    pub(super) sliding: Option<alloc::boxed::Box<Sliding>>,
+    pub(super) counting: Option<alloc::boxed::Box<Counting>>,
 }
 
 impl LocalCircuit {
@@ -70,10 +79,11 @@ impl LocalCircuit {
             window: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            openings: AtomicU64::new(0),
             #[cfg(feature = "std")]
             stripes: std::sync::OnceLock::new(),
             #[cfg(feature = "alloc")]
-            sliding: None,
+            counting: None,
         }
     }
 
@@ -81,16 +91,52 @@ impl LocalCircuit {
     #[cfg(feature = "alloc")]
     pub fn for_circuit(circuit: &crate::Circuit) -> Self {
         let mut c = Self::new();
-        if let (Window::Sliding { buckets }, Some(bucket_ms)) =
-            (circuit.window(), circuit.bucket_ms())
-        {
-            c.sliding = Some(alloc::boxed::Box::new(Sliding::new(
-                buckets,
-                bucket_ms,
-                circuit.timing().failure_timeout_ms,
-            )));
-        }
+        c.counting = match circuit.window() {
+            Window::Sliding { buckets } => circuit.bucket_ms().map(|bucket_ms| {
+                alloc::boxed::Box::new(Counting::Sliding(Sliding::new(
+                    buckets,
+                    bucket_ms,
+                    circuit.timing().failure_timeout_ms,
+                )))
+            }),
+            Window::Count { calls, minimum } => Some(alloc::boxed::Box::new(Counting::Count {
+                ring: Ring::new(calls),
+                minimum: u64::from(minimum),
+            })),
+            _ => None,
+        };
         c
+    }
+
+    /// The count of consecutive openings.
+    fn openings(&self) -> Openings {
+        let word = self.openings.load(Ordering::Acquire);
+        Openings {
+            count: (word >> GEN_SHIFT) as u32,
+            until: word & LOW_48,
+        }
+    }
+
+    fn store_openings(&self, openings: Openings) {
+        let count = u64::from(openings.count.min(0xFFFF));
+        self.openings.store(
+            (count << GEN_SHIFT) | openings.until.min(LOW_48),
+            Ordering::Release,
+        );
+    }
+
+    /// An opening at `now`: how long it lasts, and (with a backoff) the
+    /// count of openings to store once it has happened.
+    fn opening(&self, now: u64, timing: &Timing) -> (u64, Option<Openings>) {
+        if timing.backoff.is_none() {
+            return (timing.circuit_timeout_ms, None);
+        }
+        // Jitter from the clock and this circuit's address: cheap, and
+        // different for circuits opening at the same instant.
+        let seed =
+            (now ^ (core::ptr::from_ref(self) as usize as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let (after, open_ms) = self.openings().open(now, timing, seed ^ (seed >> 29));
+        (open_ms, Some(after))
     }
 
     /// Whether the circuit is closed: then [`admit`](Self::admit) would
@@ -247,6 +293,10 @@ impl LocalCircuit {
     ) -> Option<Transition> {
         match permit {
             Permit::Normal => {
+                #[cfg(feature = "alloc")]
+                if let Some(Counting::Count { ring, minimum }) = self.counting.as_deref() {
+                    return self.record_in_ring(ring, *minimum, outcome, rule, clock, timing);
+                }
                 let counts_requests = rule.counts_requests();
                 if outcome == Outcome::Success {
                     if counts_requests {
@@ -270,14 +320,11 @@ impl LocalCircuit {
     /// that the facades' `call` stays small enough to inline.
     #[inline(never)]
     pub fn record_success(&self, clock: &dyn Clock, timing: &Timing) {
-        let now = now_ms(clock);
         #[cfg(feature = "alloc")]
-        if let Some(sliding) = &self.sliding {
-            if self.counts_now() {
-                sliding.add(now, 0, 1);
-            }
-            return;
+        if let Some(counting) = &self.counting {
+            return self.record_success_in(counting, clock);
         }
+        let now = now_ms(clock);
         let window = self.window.load(Ordering::Acquire);
         let end = window & LOW_48;
         let phase = self.phase.load(Ordering::Acquire);
@@ -327,7 +374,7 @@ impl LocalCircuit {
         }
         let now = now_ms(clock);
         #[cfg(feature = "alloc")]
-        if let Some(sliding) = &self.sliding {
+        if let Some(Counting::Sliding(sliding)) = self.counting.as_deref() {
             let failures = u64::from(outcome == Outcome::Failure);
             sliding.add(now, failures, u64::from(counts_requests));
             if failures == 0 || !is_closed_word(phase) {
@@ -368,10 +415,15 @@ impl LocalCircuit {
     #[cold]
     fn trip(&self, closed: u64, clock: &dyn Clock, timing: &Timing) -> Option<Transition> {
         // Read the time again: the rule may have run for a while.
-        let next = state::trip(Phase::Closed, now_ms(clock), timing)?;
+        let now = now_ms(clock);
+        let (open_ms, openings) = self.opening(now, timing);
+        let next = state::trip(Phase::Closed, now, open_ms)?;
         self.phase
             .compare_exchange(closed, self.word(next), Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
+        if let Some(openings) = openings {
+            self.store_openings(openings);
+        }
         self.new_window();
         Some(Transition {
             from: State::Closed,
@@ -400,10 +452,14 @@ impl LocalCircuit {
         timing: &Timing,
     ) -> Option<Transition> {
         let now = now_ms(clock);
+        let (open_ms, openings) = match outcome {
+            Outcome::Failure => self.opening(now, timing),
+            Outcome::Success => (timing.circuit_timeout_ms, None),
+        };
         let mut word = self.phase.load(Ordering::Acquire);
         loop {
             let phase = self.phase_of(word);
-            let next = state::trial_outcome(phase, episode, outcome, now, timing);
+            let next = state::trial_outcome(phase, episode, outcome, now, open_ms, timing);
             if next == phase {
                 return None;
             }
@@ -416,10 +472,18 @@ impl LocalCircuit {
                 Ok(_) => {
                     let to = match next {
                         Phase::Closed => {
+                            if timing.backoff.is_some() {
+                                self.store_openings(self.openings().closed(now, timing));
+                            }
                             self.new_window();
                             State::Closed
                         }
-                        Phase::Open { .. } => State::Open,
+                        Phase::Open { .. } => {
+                            if let Some(openings) = openings {
+                                self.store_openings(openings);
+                            }
+                            State::Open
+                        }
                         Phase::HalfOpen { .. } | Phase::ForcedOpen | Phase::Disabled => {
                             return None
                         }
@@ -451,20 +515,28 @@ impl LocalCircuit {
         if manual != Manual::Disable {
             self.new_window();
         }
+        if manual == Manual::Close {
+            self.store_openings(Openings::default());
+        }
         let from = previous.state_at(now_ms(clock), timing);
         let to = next.state_at(0, timing);
         (from != to).then_some(Transition { from, to })
     }
 
-    /// Opens the circuit for its circuit timeout from now, whatever its
+    /// Opens the circuit for its open time from now (the circuit timeout,
+    /// or with a backoff the next time of the sequence), whatever its
     /// state, and starts a fresh window.
     pub fn open(&self, clock: &dyn Clock, timing: &Timing) -> Option<Transition> {
         let now = now_ms(clock);
-        let until = now.saturating_add(timing.circuit_timeout_ms);
+        let (open_ms, openings) = self.opening(now, timing);
+        let until = now.saturating_add(open_ms);
         let previous = decode(
             self.phase
                 .swap(encode(Phase::Open { until }), Ordering::AcqRel),
         );
+        if let Some(openings) = openings {
+            self.store_openings(openings);
+        }
         self.new_window();
         let from = previous.state_at(now, timing);
         (from != State::Open).then_some(Transition {
@@ -508,6 +580,48 @@ impl LocalCircuit {
         }
     }
 
+    /// `record_success` on a sliding or count window.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    fn record_success_in(&self, counting: &Counting, clock: &dyn Clock) {
+        if !self.counts_now() {
+            return;
+        }
+        match counting {
+            Counting::Sliding(sliding) => sliding.add(now_ms(clock), 0, 1),
+            // (no clock: a count window has no time)
+            Counting::Count { ring, .. } => ring.record_success(),
+        }
+    }
+
+    /// An outcome of a normal call in a count window: every outcome is
+    /// counted (a success pushes a failure out), and the rule is asked
+    /// after a failure once the ring holds `minimum` outcomes.
+    #[cfg(feature = "alloc")]
+    fn record_in_ring(
+        &self,
+        ring: &Ring,
+        minimum: u64,
+        outcome: Outcome,
+        rule: &dyn Rule,
+        clock: &dyn Clock,
+        timing: &Timing,
+    ) -> Option<Transition> {
+        let phase = self.phase.load(Ordering::Acquire);
+        if !is_closed_word(phase) && phase != DISABLED_WORD {
+            return None;
+        }
+        let failed = outcome == Outcome::Failure;
+        let counts = ring.record(failed)?;
+        if !failed || !is_closed_word(phase) || counts.requests < minimum {
+            return None;
+        }
+        if !rule.should_open(counts) {
+            return None;
+        }
+        self.trip(phase, clock, timing)
+    }
+
     /// Whether outcomes count now: while closed or disabled.
     #[cfg(feature = "alloc")]
     fn counts_now(&self) -> bool {
@@ -518,8 +632,10 @@ impl LocalCircuit {
     /// The counts of the current window (zero once it has expired).
     pub fn counts(&self, clock: &dyn Clock) -> Counts {
         #[cfg(feature = "alloc")]
-        if let Some(sliding) = &self.sliding {
-            return sliding.counts(now_ms(clock));
+        match self.counting.as_deref() {
+            Some(Counting::Sliding(sliding)) => return sliding.counts(now_ms(clock)),
+            Some(Counting::Count { ring, .. }) => return ring.counts(),
+            None => {}
         }
         let window = self.window.load(Ordering::Acquire);
         let end = window & LOW_48;
@@ -545,10 +661,11 @@ impl LocalCircuit {
             && self.counts(clock) == Counts::default()
     }
 
-    /// Closes the circuit and empties its counters.
+    /// Closes the circuit, empties its counters and forgets its openings.
     pub fn reset(&self) {
         self.phase
             .store(self.word(Phase::Closed), Ordering::Release);
+        self.store_openings(Openings::default());
         self.new_window();
     }
 }
@@ -567,6 +684,7 @@ mod tests {
         half_open_max_calls: 1,
         half_open_successes: 1,
         trial_lease_ms: 10_000,
+        backoff: None,
     };
 
     fn fail(c: &LocalCircuit, rule: &dyn Rule, clock: &ManualClock) -> Option<Transition> {
@@ -689,9 +807,10 @@ mod tests {
             c.record_success(&clock, &T);
         }
         assert!(c.stripes.get().is_none(), "one thread never needs them");
-        // A few words (nine: the sliding window's pointer is the ninth), not
-        // a few cache lines: a registry may hold thousands.
-        assert!(core::mem::size_of::<LocalCircuit>() <= 72);
+        // A few words (ten: the count of openings for the open-time backoff
+        // and the sliding window's pointer are the last two), not a few
+        // cache lines: a registry may hold thousands.
+        assert!(core::mem::size_of::<LocalCircuit>() <= 80);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
@@ -762,6 +881,7 @@ mod tests {
         half_open_max_calls: 1,
         half_open_successes: 1,
         trial_lease_ms: 10_000,
+        backoff: None,
     };
 
     #[test]
@@ -874,6 +994,167 @@ mod tests {
         assert!(trial(&c, &clock, &timing).is_some());
     }
 
+    const BACKOFF: Timing = Timing {
+        circuit_timeout_ms: 1_000,
+        trial_lease_ms: 1_000,
+        backoff: Some(crate::state::BackoffTiming {
+            multiplier_permille: 2_000,
+            max_ms: 5_000,
+            jitter_permille: 0,
+        }),
+        ..T
+    };
+
+    /// Fails one trial at the end of the open time and returns the next
+    /// open time.
+    fn reopen_by_a_failed_trial(c: &LocalCircuit, clock: &ManualClock) -> Duration {
+        let open_for = c.open_for(clock).unwrap();
+        clock.advance(open_for);
+        let episode = trial(c, clock, &BACKOFF).unwrap();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        let t = c.record(
+            Permit::Trial { episode },
+            Outcome::Failure,
+            &rule,
+            clock,
+            &BACKOFF,
+        );
+        assert_eq!(t.map(|t| t.to), Some(State::Open));
+        c.open_for(clock).unwrap()
+    }
+
+    fn trip_now(c: &LocalCircuit, clock: &ManualClock) -> Duration {
+        let rule = MaxFailuresRule::new(1).unwrap();
+        let t = c.record(Permit::Normal, Outcome::Failure, &rule, clock, &BACKOFF);
+        assert_eq!(t.map(|t| t.to), Some(State::Open));
+        c.open_for(clock).unwrap()
+    }
+
+    /// Closes the circuit by a successful trial at the end of the open time.
+    fn close_by_a_trial(c: &LocalCircuit, clock: &ManualClock) {
+        clock.advance(c.open_for(clock).unwrap());
+        let episode = trial(c, clock, &BACKOFF).unwrap();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        c.record(
+            Permit::Trial { episode },
+            Outcome::Success,
+            &rule,
+            clock,
+            &BACKOFF,
+        );
+        assert_eq!(c.state(clock, &BACKOFF), State::Closed);
+    }
+
+    #[test]
+    fn each_failed_trial_reopens_for_longer_up_to_the_maximum() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        assert_eq!(trip_now(&c, &clock), Duration::from_secs(1));
+        let times: [Duration; 4] = core::array::from_fn(|_| reopen_by_a_failed_trial(&c, &clock));
+        assert_eq!(times.map(|d| d.as_millis()), [2_000, 4_000, 5_000, 5_000]);
+        // the deadline is the admission's too
+        assert_eq!(
+            c.admit(&clock, &BACKOFF).0,
+            Admission::Rejected {
+                retry_after: Some(Duration::from_secs(5))
+            }
+        );
+        clock.advance(Duration::from_millis(4_999));
+        assert_eq!(c.state(&clock, &BACKOFF), State::Open);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(c.state(&clock, &BACKOFF), State::HalfOpen);
+    }
+
+    #[test]
+    fn a_whole_closed_window_starts_the_sequence_again() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        trip_now(&c, &clock);
+        assert_eq!(reopen_by_a_failed_trial(&c, &clock), Duration::from_secs(2));
+        close_by_a_trial(&c, &clock);
+        clock.advance(Duration::from_millis(BACKOFF.failure_timeout_ms));
+        assert_eq!(trip_now(&c, &clock), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_trip_within_the_window_after_closing_goes_on_with_the_sequence() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        trip_now(&c, &clock);
+        assert_eq!(reopen_by_a_failed_trial(&c, &clock), Duration::from_secs(2));
+        close_by_a_trial(&c, &clock);
+        clock.advance(Duration::from_millis(BACKOFF.failure_timeout_ms - 1));
+        assert_eq!(trip_now(&c, &clock), Duration::from_secs(4));
+        // an explicit opening counts too
+        assert_eq!(c.open(&clock, &BACKOFF).map(|t| t.to), None, "open already");
+        assert_eq!(c.open_for(&clock), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn closing_by_hand_forgets_the_openings_and_forcing_open_keeps_them() {
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        trip_now(&c, &clock);
+        assert_eq!(reopen_by_a_failed_trial(&c, &clock), Duration::from_secs(2));
+        c.set_manual(Manual::ForceOpen, &clock, &BACKOFF);
+        c.set_manual(Manual::Disable, &clock, &BACKOFF);
+        c.reset();
+        assert_eq!(trip_now(&c, &clock), Duration::from_secs(1));
+        assert_eq!(reopen_by_a_failed_trial(&c, &clock), Duration::from_secs(2));
+        c.set_manual(Manual::Close, &clock, &BACKOFF);
+        assert_eq!(trip_now(&c, &clock), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn without_half_open_the_count_lasts_one_window_after_the_open_time() {
+        let timing = Timing {
+            half_open_max_calls: 0,
+            half_open_successes: 0,
+            ..BACKOFF
+        };
+        let clock = ManualClock::new();
+        let c = LocalCircuit::new();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        let trip = |c: &LocalCircuit| {
+            assert!(matches!(
+                c.admit(&clock, &timing).0,
+                Admission::Admitted(Permit::Normal)
+            ));
+            c.record(Permit::Normal, Outcome::Failure, &rule, &clock, &timing);
+            c.open_for(&clock).unwrap().as_millis()
+        };
+        assert_eq!(trip(&c), 1_000);
+        clock.advance(Duration::from_millis(1_000));
+        assert_eq!(trip(&c), 2_000);
+        clock.advance(Duration::from_millis(2_000 + timing.failure_timeout_ms - 1));
+        assert_eq!(trip(&c), 4_000);
+        clock.advance(Duration::from_millis(4_000 + timing.failure_timeout_ms));
+        assert_eq!(trip(&c), 1_000);
+    }
+
+    #[test]
+    fn jitter_moves_local_open_times_within_bounds() {
+        let timing = Timing {
+            backoff: Some(crate::state::BackoffTiming {
+                jitter_permille: 500,
+                ..BACKOFF.backoff.unwrap()
+            }),
+            ..BACKOFF
+        };
+        let clock = ManualClock::new();
+        let rule = MaxFailuresRule::new(1).unwrap();
+        let mut seen = alloc::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let c = LocalCircuit::new();
+            clock.advance(Duration::from_millis(7));
+            c.record(Permit::Normal, Outcome::Failure, &rule, &clock, &timing);
+            let ms = c.open_for(&clock).unwrap().as_millis();
+            assert!((500..=1_500).contains(&ms), "{ms}");
+            seen.insert(ms);
+        }
+        assert!(seen.len() > 10, "{seen:?}");
+    }
+
     #[cfg(feature = "std")]
     #[test]
     fn threads_racing_at_the_end_of_a_lease_get_one_trial_per_lease() {
@@ -908,6 +1189,19 @@ mod tests {
             assert!((1..=3).contains(&n), "round {round}: {n} trials");
         }
     }
+}
+
+/// A window other than the fixed one, which lives in [`LocalCircuit`]'s
+/// own words.
+#[cfg(feature = "alloc")]
+#[derive(Debug)]
+pub(super) enum Counting {
+    Sliding(Sliding),
+    Count {
+        ring: Ring,
+        /// Outcomes the ring holds before the rule is asked.
+        minimum: u64,
+    },
 }
 
 /// A [`LocalCircuit`] with the clock it keeps time by: what an in-process

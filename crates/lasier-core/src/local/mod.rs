@@ -27,6 +27,8 @@
 
 mod circuit;
 #[cfg(feature = "alloc")]
+mod ring;
+#[cfg(feature = "alloc")]
 mod sliding;
 mod window;
 mod word;

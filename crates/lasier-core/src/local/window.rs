@@ -107,8 +107,10 @@ impl LocalCircuit {
     /// Ends the current window: the next count starts a new one at 0.
     pub(super) fn new_window(&self) {
         #[cfg(feature = "alloc")]
-        if let Some(sliding) = &self.sliding {
-            sliding.clear();
+        match self.counting.as_deref() {
+            Some(super::circuit::Counting::Sliding(sliding)) => sliding.clear(),
+            Some(super::circuit::Counting::Count { ring, .. }) => ring.clear(),
+            None => {}
         }
         if let Ok(previous) = self
             .window

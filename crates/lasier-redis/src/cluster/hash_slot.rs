@@ -56,19 +56,30 @@ pub(crate) fn validate(circuit: &Circuit) -> Result<(), ConfigError> {
         keys.trial_lease(),
         keys.trials_passed(),
         keys.mode(),
+        keys.openings(),
     ];
     // A sliding window's keys are made from the name too (its buckets on
     // each use, numbered: two numbers stand for all of them).
-    let window: Vec<String> = if circuit.bucket_ms().is_some() {
-        let name = &**name;
-        vec![
-            lasier_core::keys::window::seq(name),
-            lasier_core::keys::window::now(name),
-            lasier_core::keys::window::failures(name, 1),
-            lasier_core::keys::window::requests(name, 2),
-        ]
-    } else {
-        Vec::new()
+    let window: Vec<String> = match circuit.window() {
+        lasier_core::Window::Sliding { .. } => {
+            let name = &**name;
+            vec![
+                lasier_core::keys::window::seq(name),
+                lasier_core::keys::window::now(name),
+                lasier_core::keys::window::failures(name, 1),
+                lasier_core::keys::window::requests(name, 2),
+            ]
+        }
+        lasier_core::Window::Count { .. } => {
+            let name = &**name;
+            vec![
+                lasier_core::keys::ring::position(name),
+                lasier_core::keys::ring::failures(name),
+                lasier_core::keys::ring::word(name, 0),
+                lasier_core::keys::ring::word(name, 1),
+            ]
+        }
+        _ => Vec::new(),
     };
     let strays: Vec<(&str, Slot)> = derived
         .iter()

@@ -7,8 +7,10 @@
 --       from this breaker)
 -- ARGV: failures to add, counts_requests (0/1), half_open_max_calls,
 --       failure_timeout_ms, requests to add, report (0/1), the sliding
---       window's buckets (0: a fixed window) and bucket length in ms, then
---       for a sync the number of parts and each part's number, failures,
+--       window's buckets (0: another window) and bucket length in ms, the
+--       count window's calls (0: another window; its keys are then the
+--       window keys: position, failures), then for a sync the number of
+--       parts and each part's number, failures,
 --       requests: a part is counted only if its number is above the writer
 --       key's, so a batch sent again after a lost answer counts nothing
 --       twice.
@@ -77,6 +79,21 @@ local function count_batch(added_failures, added_requests)
   end
   local counted = 1
   if disabled then counted = 2 end
+  local calls = tonumber(ARGV[9])
+  if calls > 0 then
+    local successes = math.max(added_requests, added_failures) - added_failures
+    local failures, requests
+    if successes + added_failures == 0 then
+      if ARGV[6] ~= '1' then
+        return {counted, 0, 0, 0, -1}
+      end
+      failures, requests, err = ring_counts(KEYS[6], KEYS[7], calls)
+    else
+      failures, requests, err = count_in_ring(KEYS[6], KEYS[7], calls, successes, added_failures)
+    end
+    if err then return err end
+    return {counted, failures, requests, 0, -1}
+  end
   local buckets = tonumber(ARGV[7])
   if buckets > 0 then
     return count_in_buckets(added_failures, added_requests, counted, buckets)
@@ -143,7 +160,7 @@ end
 
 local added_failures = tonumber(ARGV[1])
 local added_requests = tonumber(ARGV[5])
-local parts = tonumber(ARGV[9] or '0')
+local parts = tonumber(ARGV[10] or '0')
 local done, last = 0, 0
 if parts > 0 then
   -- (garbage at the writer key, which only this breaker writes, reads as
@@ -151,10 +168,10 @@ if parts > 0 then
   done = count(KEYS[8]) or 0
   last = done
   for i = 0, parts - 1 do
-    local number = tonumber(ARGV[10 + 3 * i])
+    local number = tonumber(ARGV[11 + 3 * i])
     if number > done then
-      added_failures = added_failures + tonumber(ARGV[11 + 3 * i])
-      added_requests = added_requests + tonumber(ARGV[12 + 3 * i])
+      added_failures = added_failures + tonumber(ARGV[12 + 3 * i])
+      added_requests = added_requests + tonumber(ARGV[13 + 3 * i])
     end
     if number > last then last = number end
   end
