@@ -29,8 +29,8 @@ const INDEX: u64 = FULL - 1;
 pub(crate) struct Ring {
     calls: u64,
     /// Generation, whether the ring has been round once (bit 47), and the
-    /// index of the next outcome (no division on the way: the index wraps
-    /// to 0 at `calls`).
+    /// index of the next outcome (brought back into the ring as it passes
+    /// `calls`, without a division on the way).
     position: AtomicU64,
     /// Generation, and the failures in the ring.
     failures: AtomicU64,
@@ -56,31 +56,40 @@ impl Ring {
     /// Takes the next position: returns the window's generation and the
     /// position's index in the ring, and how many outcomes the ring holds
     /// with this one.
+    ///
+    /// One `fetch_add`; the caller that takes the ring's last index (or
+    /// finds it passed, under contention) brings the index back into the
+    /// ring by a multiple of its size, so every index stays where the
+    /// sequence puts it.
     #[inline]
     fn take_position(&self) -> (u64, u64, u64) {
-        let mut word = self.position.load(Ordering::Acquire);
-        loop {
-            let index = word & INDEX;
-            let next = if index + 1 >= self.calls {
-                // round once: full from now on
-                (word & !LOW_48) | FULL
+        let word = self.position.fetch_add(1, Ordering::AcqRel);
+        let taken = word & INDEX;
+        if taken + 1 < self.calls {
+            let held = if word & FULL != 0 {
+                self.calls
             } else {
-                word + 1
+                taken + 1
             };
+            return (generation(word), taken, held);
+        }
+        self.wrap();
+        (generation(word), taken % self.calls, self.calls)
+    }
+
+    /// Brings the index back into the ring, and marks it full.
+    #[cold]
+    fn wrap(&self) {
+        let mut word = self.position.load(Ordering::Acquire);
+        while word & INDEX >= self.calls {
+            let next = (word & !LOW_48) | FULL | ((word & INDEX) % self.calls);
             match self.position.compare_exchange_weak(
                 word,
                 next,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {
-                    let held = if word & FULL != 0 {
-                        self.calls
-                    } else {
-                        index + 1
-                    };
-                    return (generation(word), index, held);
-                }
+                Ok(_) => return,
                 Err(actual) => word = actual,
             }
         }
@@ -189,7 +198,7 @@ impl Ring {
         let held = if position & FULL != 0 {
             self.calls
         } else {
-            position & INDEX
+            (position & INDEX).min(self.calls)
         };
         Counts::new(failures, held)
     }
