@@ -18,9 +18,10 @@ use crate::guard::Guard;
 /// field or a `static` without generics. Cloning is cheap and clones share
 /// one breaker. It is `Send + Sync`, and the futures of its methods are
 /// `Send` whenever the guarded future is: share it between tasks through a
-/// clone, an `Arc` or a `&'static`. It spawns no task and needs no runtime
-/// of its own (in sync mode, it spawns one task per storage on the tokio
-/// runtime it is first used in).
+/// clone, an `Arc` or a `&'static`. It needs no runtime of its own. On a
+/// shared store it spawns a short task, a window apart, on the tokio
+/// runtime it is used in, to write its entry in the store's directory of
+/// circuits; in sync mode, one task per storage for the background syncs.
 #[derive(Clone)]
 pub struct CircuitBreaker {
     parts: Arc<Parts>,
@@ -170,13 +171,13 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn from_core(core: BreakerCore<dyn AsyncStorage>) -> Self {
-        Self {
-            parts: Arc::new(Parts {
-                core,
-                cancelled: CancelledTrials::default(),
-                registered: AtomicBool::new(false),
-            }),
-        }
+        let parts = Arc::new(Parts {
+            core,
+            cancelled: CancelledTrials::default(),
+            registered: AtomicBool::new(false),
+        });
+        crate::registrar::register_if_due(&parts);
+        Self { parts }
     }
 
     pub(crate) fn core(&self) -> &BreakerCore<dyn AsyncStorage> {
@@ -305,6 +306,7 @@ impl CircuitBreaker {
 
     #[cold]
     async fn admit_from_store(&self) -> Result<(Ticket, u32), Error> {
+        crate::registrar::register_if_due(&self.parts);
         let core = self.core();
         let Some(store) = core.store() else {
             return Err(core.rejected(None));

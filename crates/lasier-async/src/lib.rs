@@ -47,6 +47,7 @@
 mod breaker;
 mod builder;
 mod guard;
+mod registrar;
 mod registry;
 mod syncer;
 

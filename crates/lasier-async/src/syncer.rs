@@ -38,6 +38,11 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
             let mut watch = None;
             let mut asked = false;
             while let Some((live, tick)) = GROUPS.pass(&group, |parts| parts.core.sync_period()) {
+                // (their directory entries, a window apart: a breaker whose
+                // calls the mirror serves never asks the store itself)
+                for parts in &live {
+                    crate::registrar::register_if_due(parts);
+                }
                 if let (false, Some(store)) = (asked, live.first().and_then(|p| p.core.store())) {
                     asked = true;
                     let woken = Arc::clone(&woken);

@@ -28,24 +28,42 @@ fn storage(server: &RedisServer) -> RedisStorage {
 
 /// A breaker of the fleet, on a storage of its own.
 fn breaker(server: &RedisServer, name: &str) -> CircuitBreaker {
-    CircuitBreaker::builder(name)
-        .storage(storage(server))
-        .max_failures(1)
-        .circuit_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    registered(
+        server,
+        CircuitBreaker::builder(name)
+            .storage(storage(server))
+            .max_failures(1)
+            .circuit_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    )
 }
 
 /// A breaker that asks the store whenever it would reject on an open
 /// state it read: it sees a change made by hand at its next call.
 fn asking_breaker(server: &RedisServer, name: &str) -> CircuitBreaker {
-    CircuitBreaker::builder(name)
-        .storage(storage(server))
-        .max_failures(1)
-        .circuit_timeout(Duration::from_secs(60))
-        .max_staleness(Duration::ZERO)
-        .build()
-        .unwrap()
+    registered(
+        server,
+        CircuitBreaker::builder(name)
+            .storage(storage(server))
+            .max_failures(1)
+            .circuit_timeout(Duration::from_secs(60))
+            .max_staleness(Duration::ZERO)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// `b`, once its entry in the store's directory is written (a background
+/// thread writes it when the breaker is built).
+fn registered(server: &RedisServer, b: CircuitBreaker) -> CircuitBreaker {
+    let key = format!("lasier:circuit:{}", b.name());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.cmd::<i64>(&["EXISTS", &key]) == 0 {
+        assert!(std::time::Instant::now() < deadline, "{key} never written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    b
 }
 
 fn trip(b: &CircuitBreaker) {
@@ -259,7 +277,12 @@ fn status_of_a_circuit_and_of_a_missing_name() {
     trip(&breaker(server, &name));
     let text = ok(&lasier(&url, &["status", &name]));
     assert!(text.contains("state:             open"), "{text}");
-    assert!(text.contains("registration:      none"), "{text}");
+    // The breaker registered itself when built: its rule, and when.
+    assert!(
+        text.contains("rule:              max_failures(1)"),
+        "{text}"
+    );
+    assert!(text.contains("ms ago") || text.contains("s ago"), "{text}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(&lasier(&url, &["status", &name, "--json"]))).unwrap();
     assert_eq!(json["name"], name.as_str());
@@ -383,7 +406,8 @@ fn every_change_with_yes_is_what_the_fleet_sees() {
     assert_eq!(fleet.state().unwrap(), State::Closed);
 
     let out = ok(&lasier(&url, &["disable", &name, "-y"]));
-    assert_eq!(out, format!("{name}: disabled (was not in the store)\n"));
+    // (the breaker's own registration keeps it in the store's directory)
+    assert_eq!(out, format!("{name}: disabled (was closed)\n"));
     assert_eq!(fleet.state().unwrap(), State::Disabled);
     for _ in 0..3 {
         assert!(matches!(

@@ -182,6 +182,17 @@ pub trait AsyncFusedSteps: Send + Sync {
         let _ = circuit;
         None
     }
+
+    /// See [`Steps::register`](crate::Steps::register). The default writes
+    /// nothing.
+    async fn register(
+        &self,
+        circuit: &Circuit,
+        entry: &crate::directory::Registration,
+    ) -> Result<(), StorageError> {
+        let _ = (circuit, entry);
+        Ok(())
+    }
 }
 
 /// [`Steps`](crate::Steps), async: the breaker's fused steps on any
@@ -321,6 +332,18 @@ pub trait AsyncSteps: AsyncStorage {
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
         self.fused_steps()
             .and_then(|own| own.local_circuit(circuit))
+    }
+
+    /// See [`Steps::register`](crate::Steps::register).
+    async fn register(
+        &self,
+        circuit: &Circuit,
+        entry: &crate::directory::Registration,
+    ) -> Result<(), StorageError> {
+        match self.fused_steps() {
+            Some(own) => own.register(circuit, entry).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -51,6 +51,10 @@ pub mod config;
 // Facade plumbing: the facades' shared parts. Public for them, not part of
 // the documented API (a storage implementor never needs it).
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+#[cfg(feature = "alloc")]
+pub mod directory;
+#[cfg(feature = "alloc")]
 #[doc(hidden)]
 pub mod engine;
 #[cfg(feature = "alloc")]
@@ -59,8 +63,6 @@ pub mod error;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod events;
-#[cfg(feature = "alloc")]
-#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod keys;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

@@ -100,6 +100,7 @@ use core::time::Duration;
 use lasier_rules::{Counts, Rule};
 
 use crate::config::Circuit;
+use crate::directory::Registration;
 use crate::error::StorageError;
 #[allow(unused_imports)] // used by the docs
 use crate::error::StorageErrorKind;
@@ -337,6 +338,12 @@ pub trait FusedSteps: Send + Sync {
         let _ = circuit;
         None
     }
+
+    /// See [`Steps::register`]. The default writes nothing.
+    fn register(&self, circuit: &Circuit, entry: &Registration) -> Result<(), StorageError> {
+        let _ = (circuit, entry);
+        Ok(())
+    }
 }
 
 /// The breaker's fused steps on any [`Storage`]: its own
@@ -494,6 +501,16 @@ pub trait Steps: Storage {
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
         self.fused_steps()
             .and_then(|own| own.local_circuit(circuit))
+    }
+
+    /// Writes `circuit`'s entry in the store's directory of circuits (see
+    /// [`crate::directory`]), with a TTL, replacing the previous one. The
+    /// breaker calls it off its calls' path, when built and at most once
+    /// per window after; an error is not reported to any caller. Without
+    /// fused steps, nothing is written.
+    fn register(&self, circuit: &Circuit, entry: &Registration) -> Result<(), StorageError> {
+        self.fused_steps()
+            .map_or(Ok(()), |own| own.register(circuit, entry))
     }
 }
 

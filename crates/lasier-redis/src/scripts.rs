@@ -34,10 +34,11 @@ pub(crate) struct Scripts {
     open: Script,
     state: Script,
     counts: Script,
+    register: Script,
 }
 
 /// Every script's source.
-const SOURCES: [&str; 7] = [
+const SOURCES: [&str; 8] = [
     lua!("admit.lua"),
     lua!("record.lua"),
     lua!("trial.lua"),
@@ -45,12 +46,14 @@ const SOURCES: [&str; 7] = [
     lua!("open.lua"),
     lua!("state.lua"),
     lua!("counts.lua"),
+    lua!("register.lua"),
 ];
 
 fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
-        let [admit, record, trial, release, open, state, counts] = SOURCES.map(Script::new);
+        let [admit, record, trial, release, open, state, counts, register] =
+            SOURCES.map(Script::new);
         Scripts {
             admit,
             record,
@@ -59,6 +62,7 @@ fn scripts() -> &'static Scripts {
             open,
             state,
             counts,
+            register,
         }
     })
 }
@@ -67,7 +71,7 @@ fn scripts() -> &'static Scripts {
 /// where a cluster node answers `EVALSHA` with `NOSCRIPT`.
 #[cfg(feature = "cluster")]
 pub(crate) fn source_of(hash: &[u8]) -> Option<&'static str> {
-    static HASHES: OnceLock<[String; 7]> = OnceLock::new();
+    static HASHES: OnceLock<[String; 8]> = OnceLock::new();
     let hashes =
         HASHES.get_or_init(|| SOURCES.map(|source| Script::new(source).get_hash().to_owned()));
     hashes
@@ -420,6 +424,26 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .arg(buckets)
         .arg(numbers_ttl_ms(circuit, bucket_ms))
         .arg(calls);
+    invocation
+}
+
+/// How long a circuit's directory entry outlives its last registration
+/// (a breaker in use writes it again every window): a day, as a half-open
+/// state is kept.
+const REGISTRATION_TTL: Duration = lasier_core::state::HALF_OPEN_RETENTION;
+
+/// Writes `circuit`'s entry in the directory of circuits.
+pub(crate) fn register(
+    circuit: &Circuit,
+    entry: &lasier_core::directory::Registration,
+) -> ScriptInvocation<'static> {
+    let mut invocation = scripts().register.prepare_invoke();
+    invocation
+        .key(lasier_core::directory::key(circuit.name()))
+        .arg(ttl_ms(REGISTRATION_TTL));
+    for (field, value) in &entry.fields {
+        invocation.arg(*field).arg(value.as_str());
+    }
     invocation
 }
 

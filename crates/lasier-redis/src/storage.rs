@@ -220,6 +220,15 @@ mod blocking {
             scripts::state_of(self.run(circuit, &scripts::state(circuit))?)
         }
 
+        fn register(
+            &self,
+            circuit: &Circuit,
+            entry: &lasier_core::directory::Registration,
+        ) -> Result<(), StorageError> {
+            self.run::<i64>(circuit, &scripts::register(circuit, entry))
+                .map(drop)
+        }
+
         fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {
             scripts::counts_of(
                 circuit,
@@ -522,6 +531,16 @@ mod nonblocking {
 
         async fn state(&self, circuit: &Circuit) -> Result<State, StorageError> {
             scripts::state_of(self.run(circuit, &scripts::state(circuit)).await?)
+        }
+
+        async fn register(
+            &self,
+            circuit: &Circuit,
+            entry: &lasier_core::directory::Registration,
+        ) -> Result<(), StorageError> {
+            self.run::<i64>(circuit, &scripts::register(circuit, entry))
+                .await
+                .map(drop)
         }
 
         async fn counts(&self, circuit: &Circuit) -> Result<Counts, StorageError> {

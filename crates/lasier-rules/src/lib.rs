@@ -81,6 +81,13 @@ pub trait Rule: fmt::Debug + Send + Sync {
     fn counts_requests(&self) -> bool {
         false
     }
+
+    /// The rule in a few words, for people who look at a store's circuits
+    /// (the `lasier` command lists it): `max_failures(5)`,
+    /// `percentage_failures(50, 20)`. The default is the rule's `Debug`.
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
 }
 
 impl<R: Rule + ?Sized> Rule for &R {
@@ -89,6 +96,9 @@ impl<R: Rule + ?Sized> Rule for &R {
     }
     fn counts_requests(&self) -> bool {
         (**self).counts_requests()
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).describe(f)
     }
 }
 
@@ -152,6 +162,10 @@ impl Rule for MaxFailuresRule {
     fn should_open(&self, counts: Counts) -> bool {
         counts.failures >= self.max_failures
     }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "max_failures({})", self.max_failures)
+    }
 }
 
 /// Opens the circuit when more than `min_accepted_requests` requests were
@@ -208,6 +222,14 @@ impl Rule for PercentageFailuresRule {
 
     fn counts_requests(&self) -> bool {
         true
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "percentage_failures({}, {})",
+            self.max_failures_percentage, self.min_accepted_requests
+        )
     }
 }
 

@@ -45,6 +45,7 @@ impl CircuitBreaker {
 
     pub(crate) fn from_core(core: BreakerCore<dyn Storage>) -> Self {
         let core = Arc::new(core);
+        crate::registrar::register_if_due(&core);
         let flush_on_drop = core.sync_period().map(|_| {
             crate::syncer::register(&core);
             Arc::new(FlushOnDrop(Arc::clone(&core)))
@@ -150,6 +151,7 @@ impl CircuitBreaker {
 
     #[cold]
     fn admit_from_store(&self) -> Result<Ticket, Error> {
+        crate::registrar::register_if_due(&self.core);
         let core = &*self.core;
         if core.sync_first() {
             // A stale mirror (sync mode): refreshed first, then asked again.

@@ -41,6 +41,12 @@ pub(crate) fn register(core: &Arc<Core>) {
                         let thread = std::thread::current();
                         watch = store.watch(group.on_change(move || thread.unpark()));
                     }
+                    // (their directory entries, a window apart: a
+                    // breaker whose calls the mirror serves never asks the
+                    // store itself)
+                    for core in &live {
+                        crate::registrar::register_if_due(core);
+                    }
                     // (pushed first: a breaker both pushed and due syncs
                     // once)
                     let mut due = group.pushed_now(&live, |core| core);

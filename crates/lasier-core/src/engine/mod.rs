@@ -151,6 +151,9 @@ struct Known {
     state: core::sync::atomic::AtomicU8,
     failures: AtomicU64,
     requests: AtomicU64,
+    /// When (ms on the breaker's clock, plus one; 0: never) the breaker
+    /// last asked for its directory entry to be written.
+    registered: AtomicU64,
 }
 
 const KNOWN_STATES: [State; 5] = [
@@ -317,6 +320,29 @@ impl<S: ?Sized> BreakerCore<S> {
     /// Where the circuit lives.
     pub fn engine(&self) -> &Engine<S> {
         &self.engine
+    }
+
+    /// Whether this breaker's entry in its store's directory of circuits
+    /// is due (it was never written, or a window ago): if so, claims it
+    /// (one caller gets `true` per window). Always `false` for an
+    /// in-process circuit. See [`crate::directory`].
+    pub fn registration_due(&self) -> bool {
+        let Some(known) = self.known.as_deref() else {
+            return false;
+        };
+        let now = self.now_ms().saturating_add(1);
+        let last = known.registered.load(Ordering::Relaxed);
+        let window = self.circuit.timing().failure_timeout_ms;
+        (last == 0 || now >= last.saturating_add(window))
+            && known
+                .registered
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// This breaker's entry in its store's directory of circuits.
+    pub fn registration(&self) -> crate::directory::Registration {
+        crate::directory::Registration::of(&self.circuit, &*self.rule)
     }
 
     /// The store, for a store engine.

@@ -80,7 +80,11 @@ pub(crate) fn validate(circuit: &Circuit) -> Result<(), ConfigError> {
             ]
         }
         _ => Vec::new(),
-    };
+    }
+    .into_iter()
+    // (and its entry in the directory of circuits)
+    .chain(std::iter::once(lasier_core::directory::key(name)))
+    .collect();
     let strays: Vec<(&str, Slot)> = derived
         .iter()
         .copied()

@@ -246,14 +246,29 @@ fn warm_breaker<T: Target>(
     storage
         .get(&t.name_beside(name, "warm-connection"))
         .unwrap();
-    configure(
+    let breaker = configure(
         CircuitBreaker::builder(name)
             .storage(storage)
             .failure_timeout(Duration::from_secs(60))
             .circuit_timeout(Duration::from_secs(60)),
     )
     .build()
-    .unwrap()
+    .unwrap();
+    registered(t, name);
+    breaker
+}
+
+/// Waits for the directory entry a breaker of `name` writes in the
+/// background when built: its round trip is not a call's.
+fn registered<T: Target>(t: &T, name: &str) {
+    let storage = t.storage();
+    let key = format!("lasier:circuit:{name}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // (a hash: `get` fails on it once it is there)
+    while let Ok(None) = storage.get(&key) {
+        assert!(std::time::Instant::now() < deadline, "{key} never written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// The budget of each kind of guarded call, for one rule.
@@ -269,10 +284,11 @@ pub fn budget<T: Target>(
     let b = warm_breaker(t, &name, &configure);
     // Warm up: the pool's connection, and every script loaded on the
     // node (a trip and a reset, on a circuit of the same rule there).
-    let warm =
-        configure(CircuitBreaker::builder(t.name_beside(&name, "warm")).storage(t.storage()))
-            .build()
-            .unwrap();
+    let warm_name = t.name_beside(&name, "warm");
+    let warm = configure(CircuitBreaker::builder(warm_name.as_str()).storage(t.storage()))
+        .build()
+        .unwrap();
+    registered(t, &warm_name);
     ok(&b).unwrap();
     b.reset().unwrap();
     while warm.state().unwrap() == State::Closed {
