@@ -15,22 +15,13 @@ use lasier_core::{Circuit, CircuitKeys, Counts, Manual, State, Steps, Storage, S
 use lasier_core::{StorageErrorKind, Transition};
 use lasier_redis::redis::cluster::{ClusterClient, ClusterConnection};
 use lasier_redis::redis::{
-    self, Client, Cmd, ConnectionAddr, ConnectionInfo, ConnectionLike, ErrorKind,
-    IntoConnectionInfo, RedisError, Value,
+    self, Cmd, ConnectionInfo, ConnectionLike, ErrorKind, IntoConnectionInfo, RedisError, Value,
 };
-use lasier_redis::{ClusterRedisStorage, Options, RedisStorage};
+use lasier_redis::{listing, ClusterRedisStorage, Options, RedisStorage};
 use serde::Serialize;
 
 use crate::directory::{self, Registration};
 use crate::error::{CliError, Exit};
-
-/// Key prefixes that tell a circuit's name, and how each was found.
-const DISCOVERY: [(&str, Found); 4] = [
-    ("circuit_", Found::OpenFlag),
-    ("lasier:mode:", Found::Mode),
-    ("lasier:half_open:", Found::HalfOpen),
-    (directory::PREFIX, Found::Directory),
-];
 
 /// Which key of a circuit showed it to the tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -133,9 +124,9 @@ impl Store {
             .first()
             .ok_or_else(|| CliError::usage("no Redis URL: give --url or set LASIER_REDIS_URL"))?;
         if infos.len() == 1 {
-            let mut conn = plain(first, timeout)
+            let mut conn = listing::connect(first, timeout)
                 .map_err(|e| unreachable_error(&format!("Redis at {place}"), &e))?;
-            if !is_cluster(&mut conn)
+            if !listing::is_cluster(&mut conn)
                 .map_err(|e| unreachable_error(&format!("Redis at {place}"), &e))?
             {
                 let steps = RedisStorage::open_with_options(first.clone(), options)
@@ -149,7 +140,7 @@ impl Store {
             }
         }
         let place = format!("the Redis Cluster at {place}");
-        let masters = masters(&infos, timeout).map_err(|e| {
+        let masters = listing::cluster_masters(&infos, timeout).map_err(|e| {
             if e.detail()
                 .is_some_and(|d| d.contains("cluster support disabled"))
             {
@@ -195,7 +186,8 @@ impl Store {
             Raw::Cluster { masters, .. } => {
                 for master in masters.iter() {
                     let here = format!("the cluster master at {}", master.addr());
-                    let mut conn = plain(master, timeout).map_err(|e| store_error(&here, &e))?;
+                    let mut conn =
+                        listing::connect(master, timeout).map_err(|e| store_error(&here, &e))?;
                     scan_all(&mut conn, &mut names).map_err(|e| store_error(&here, &e))?;
                 }
             }
@@ -404,126 +396,26 @@ fn cmd(words: &[&str]) -> Cmd {
     c
 }
 
-/// A plain connection to one node, with the timeout on its socket.
-fn plain(info: &ConnectionInfo, timeout: Duration) -> Result<redis::Connection, RedisError> {
-    let client = Client::open(info.clone())?;
-    let mut conn = client.get_connection_with_timeout(timeout)?;
-    conn.set_read_timeout(Some(timeout))?;
-    conn.set_write_timeout(Some(timeout))?;
-    // Wrong or missing credentials fail here, not command by command.
-    redis::cmd("PING").query::<String>(&mut conn)?;
-    Ok(conn)
-}
-
-/// Whether the server is a cluster node (`INFO cluster`; a user whose ACL
-/// denies `INFO` is taken to be on one server).
-fn is_cluster(conn: &mut redis::Connection) -> Result<bool, RedisError> {
-    match redis::cmd("INFO").arg("cluster").query::<String>(conn) {
-        Ok(info) => Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1")),
-        Err(e) if is_outage(&e) => Err(e),
-        Err(_) => Ok(false),
-    }
-}
-
-/// The masters serving slots, from the first seed that answers
-/// `CLUSTER NODES`, with the seeds' credentials.
-fn masters(seeds: &[ConnectionInfo], timeout: Duration) -> Result<Vec<ConnectionInfo>, RedisError> {
-    let mut last = None;
-    for seed in seeds {
-        let nodes = plain(seed, timeout).and_then(|mut conn| {
-            redis::cmd("CLUSTER")
-                .arg("NODES")
-                .query::<String>(&mut conn)
-        });
-        match nodes {
-            Ok(text) => {
-                let seed_host = match seed.addr() {
-                    ConnectionAddr::Tcp(host, _) => host.clone(),
-                    _ => String::from("127.0.0.1"),
-                };
-                return Ok(parse_masters(&text, &seed_host)
-                    .into_iter()
-                    .map(|(host, port)| seed.clone().set_addr(ConnectionAddr::Tcp(host, port)))
-                    .collect());
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| RedisError::from((ErrorKind::InvalidClientConfig, "no seed node"))))
-}
-
-/// `(host, port)` of each master that serves slots and is not failed, from
-/// the text of `CLUSTER NODES`; a node with no address known to it
-/// (`:0`) is skipped, one with an empty host is on `seed_host`.
-fn parse_masters(nodes: &str, seed_host: &str) -> Vec<(String, u16)> {
-    let mut masters = Vec::new();
-    for line in nodes.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
-            continue;
-        };
-        let flags: Vec<&str> = flags.split(',').collect();
-        let failed = flags
-            .iter()
-            .any(|f| matches!(*f, "fail" | "fail?" | "noaddr" | "handshake"));
-        let serves = fields.iter().skip(8).any(|s| !s.starts_with('['));
-        if !flags.contains(&"master") || failed || !serves {
-            continue;
-        }
-        // ip:port@cport[,hostname]
-        let addr = addr.split(['@', ',']).next().unwrap_or_default();
-        let Some((host, port)) = addr.rsplit_once(':') else {
-            continue;
-        };
-        let Ok(port) = port.parse::<u16>() else {
-            continue;
-        };
-        if port == 0 {
-            continue;
-        }
-        let host = if host.is_empty() { seed_host } else { host };
-        masters.push((host.to_owned(), port));
-    }
-    masters
-}
-
-/// SCANs the node for every discovery prefix.
+/// SCANs one node (lasier-redis' listing), as the tool's kinds of keys.
 fn scan_all(
     conn: &mut dyn ConnectionLike,
     names: &mut BTreeMap<String, BTreeSet<Found>>,
 ) -> Result<(), RedisError> {
-    for (prefix, found) in DISCOVERY {
-        let mut cursor = String::from("0");
-        loop {
-            let (next, keys): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(&cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query(conn)?;
-            for key in keys {
-                if let Some(name) = name_of(&key, prefix) {
-                    names.entry(name).or_default().insert(found);
-                }
-            }
-            if next == "0" {
-                break;
-            }
-            cursor = next;
+    let mut found = listing::Found::new();
+    listing::scan_node(conn, &mut found)?;
+    for (name, by) in found {
+        let kinds = names.entry(name).or_default();
+        for by in by {
+            kinds.insert(match by {
+                listing::FoundBy::OpenFlag => Found::OpenFlag,
+                listing::FoundBy::Mode => Found::Mode,
+                listing::FoundBy::HalfOpen => Found::HalfOpen,
+                listing::FoundBy::Directory => Found::Directory,
+                _ => Found::OtherKey,
+            });
         }
     }
     Ok(())
-}
-
-/// The circuit name in `key` after `prefix`, if it is UTF-8 and not empty.
-/// (MATCH is a glob and the prefixes hold no glob characters, so this
-/// is only a check: `lasier:half_open:*` cannot match the lease's
-/// `lasier:half_open_lease:` nor `lasier:half_open_ok:`.)
-fn name_of(key: &[u8], prefix: &str) -> Option<String> {
-    let rest = key.strip_prefix(prefix.as_bytes())?;
-    let name = std::str::from_utf8(rest).ok()?;
-    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// A directory entry from the reply to `HGETALL` (a map in RESP3, pairs in
@@ -625,37 +517,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn masters_come_from_cluster_nodes() {
-        let text = "\
-07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
-6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 master,fail - 0 1426238316232 5 connected 1-2
-824fe116063bc5fcf9f4ffd895bc17aee7731ac3 127.0.0.1:30006@31006 master - 0 1426238317741 6 connected [5460->-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca]
-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca :30001@31001 myself,master - 0 0 1 connected 0-5460
-";
-        assert_eq!(
-            parse_masters(text, "10.1.1.1"),
-            [
-                ("127.0.0.1".to_owned(), 30002),
-                ("127.0.0.1".to_owned(), 30003),
-                ("10.1.1.1".to_owned(), 30001),
-            ]
-        );
-    }
-
-    #[test]
-    fn names_are_what_follows_the_prefix() {
-        assert_eq!(name_of(b"circuit_pay", "circuit_"), Some("pay".into()));
-        assert_eq!(name_of(b"circuit_", "circuit_"), None);
-        assert_eq!(name_of(b"circuit_\xff", "circuit_"), None);
-        assert_eq!(
-            name_of(b"lasier:half_open_lease:x", "lasier:half_open:"),
-            None
-        );
-    }
 
     #[test]
     fn hgetall_replies_read_in_both_protocols() {

@@ -240,6 +240,7 @@ mod deadline;
 mod error;
 #[cfg(feature = "sync")]
 mod ledger;
+pub mod listing;
 #[cfg(feature = "async")]
 mod multiplexed;
 mod options;

@@ -66,6 +66,16 @@ impl<T> Clone for AsyncRedis<T> {
     }
 }
 
+/// The error of a listing on a storage whose nodes are unknown.
+#[cfg(any(feature = "sync", feature = "async"))]
+fn unknown_nodes() -> StorageError {
+    StorageError::new(
+        lasier_core::StorageErrorKind::Other,
+        "this storage was built from a connection builder of its own: its nodes are unknown, \
+         so its circuits cannot be listed (list them with a storage built from URLs)",
+    )
+}
+
 #[cfg(feature = "sync")]
 mod blocking {
     use std::time::Duration;
@@ -85,6 +95,28 @@ mod blocking {
 
         pub(crate) fn transport(&self) -> &T {
             &self.transport
+        }
+    }
+
+    #[allow(private_bounds)]
+    impl<T: Transport> Redis<T> {
+        /// Every circuit in this storage's Redis, by `SCAN` of the keys that
+        /// name one, on the server or on every master of a cluster, with the
+        /// keys that showed each (see [`crate::listing`]): circuits that
+        /// breakers registered (within a day), and circuits whose state is
+        /// not closed, including those Python `lasier` opened.
+        ///
+        /// # Errors
+        ///
+        /// The store's error; [`StorageErrorKind::Other`] for a storage
+        /// built from a connection builder of your own, whose nodes it
+        /// does not know.
+        ///
+        /// [`StorageErrorKind::Other`]: lasier_core::StorageErrorKind::Other
+        pub fn circuits(&self) -> Result<crate::listing::Found, StorageError> {
+            let on = self.transport.watch_on().ok_or_else(unknown_nodes)?;
+            crate::listing::circuits_on(on.nodes(), on.connect_timeout())
+                .map_err(crate::error::from_redis)
         }
     }
 
@@ -339,6 +371,26 @@ mod nonblocking {
 
     use super::*;
     use crate::transport::AsyncTransport;
+
+    #[allow(private_bounds)]
+    impl<T: AsyncTransport> AsyncRedis<T> {
+        /// Every circuit in this storage's Redis: as
+        /// [`Redis::circuits`](crate::Redis::circuits), on tokio's blocking
+        /// threads.
+        ///
+        /// # Errors
+        ///
+        /// As [`Redis::circuits`](crate::Redis::circuits).
+        pub async fn circuits(&self) -> Result<crate::listing::Found, StorageError> {
+            let on = self.transport.watch_on().ok_or_else(unknown_nodes)?;
+            tokio::task::spawn_blocking(move || {
+                crate::listing::circuits_on(on.nodes(), on.connect_timeout())
+                    .map_err(crate::error::from_redis)
+            })
+            .await
+            .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?
+        }
+    }
 
     impl<T> AsyncRedis<T> {
         pub(crate) fn over(transport: T, timeout: Duration) -> Self {

@@ -58,6 +58,16 @@ impl WatchOn {
             connect_timeout,
         })
     }
+
+    /// The nodes: a server, or a cluster's seeds.
+    pub(crate) fn nodes(&self) -> &[ConnectionInfo] {
+        &self.nodes
+    }
+
+    /// The timeout of a connection to one of them.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
 }
 
 /// Sets the flag that ends the watch's thread when the watch is dropped.

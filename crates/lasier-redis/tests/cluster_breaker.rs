@@ -84,6 +84,45 @@ async fn the_async_builder_refuses_it_too() {
     );
 }
 
+/// `circuits()` scans every master: a breaker's circuit on each is listed,
+/// from its registration and from its open flag.
+#[test]
+fn the_cluster_storage_lists_the_circuits_of_every_master() {
+    let Some(t) = cluster_target() else { return };
+    let cluster = t.cluster;
+    let storage = t.storage();
+    let mut names = Vec::new();
+    for master in cluster.masters() {
+        let name = cluster.tag_on(master, "listed");
+        let b = CircuitBreaker::builder(&name)
+            .storage(storage.clone())
+            .max_failures(1)
+            .circuit_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let _ = b.call(|| Err::<(), _>("boom"));
+        names.push(name);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = storage.circuits().unwrap();
+        let listed = names.iter().all(|name| {
+            found.get(name).is_some_and(|by| {
+                by.contains(&lasier_redis::listing::FoundBy::OpenFlag)
+                    && by.contains(&lasier_redis::listing::FoundBy::Directory)
+            })
+        });
+        if listed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{names:?} in {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn each_breaker_lives_on_the_master_of_its_tag() {
     let Some(t) = cluster_target() else { return };

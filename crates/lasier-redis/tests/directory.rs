@@ -188,3 +188,51 @@ async fn an_async_breaker_registers_when_built_in_a_runtime() {
     );
     assert_eq!(entry.get("window").map(String::as_str), Some("count(20)"));
 }
+
+#[test]
+fn a_storage_lists_registered_forced_and_python_opened_circuits() {
+    let server = server_or_skip!();
+    let registered = unique("listed-registered");
+    let forced = unique("listed-forced");
+    let python = unique("listed-python");
+    let _breaker = CircuitBreaker::builder(registered.as_str())
+        .storage(server.storage())
+        .max_failures(3)
+        .build()
+        .unwrap();
+    assert!(!entry_within(server, &registered, Duration::from_secs(5)).is_empty());
+    CircuitBreaker::builder(forced.as_str())
+        .storage(server.storage())
+        .max_failures(3)
+        .build()
+        .unwrap()
+        .force_open()
+        .unwrap();
+    // What Python lasier writes when it opens a circuit: its flag alone.
+    server.cmd::<()>(&["SET", &format!("circuit_{python}"), "1", "PX", "60000"]);
+
+    let found = server.storage().circuits().unwrap();
+    use lasier_redis::listing::FoundBy;
+    assert!(
+        found[&registered].contains(&FoundBy::Directory),
+        "{found:?}"
+    );
+    assert!(found[&forced].contains(&FoundBy::Mode), "{found:?}");
+    assert!(found[&forced].contains(&FoundBy::OpenFlag), "{found:?}");
+    assert_eq!(
+        found[&python].iter().copied().collect::<Vec<_>>(),
+        [FoundBy::OpenFlag]
+    );
+    // (the trial lease and passes are not names: no stray entry)
+    assert!(found.keys().all(|name| !name.starts_with("lease:")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_storage_lists_circuits_too() {
+    let server = server_or_skip!();
+    let python = unique("async-listed");
+    server.cmd::<()>(&["SET", &format!("circuit_{python}"), "1", "PX", "60000"]);
+    let storage = support::async_storage(&server.url(), Options::default()).await;
+    let found = storage.circuits().await.unwrap();
+    assert!(found.contains_key(&python), "{found:?}");
+}
