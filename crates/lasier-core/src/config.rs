@@ -139,13 +139,15 @@ impl OpenBackoff {
         let m = self.multiplier;
         if !m.is_finite() || !(1.0..=100.0).contains(&m) {
             return invalid(alloc::format!(
-                "open_backoff multiplier must be from 1.0 to 100.0, got {m}:                  use OpenBackoff::exponential(2.0) to double each opening"
+                "open_backoff multiplier must be from 1.0 to 100.0, got {m}: \
+                 use OpenBackoff::exponential(2.0) to double each opening"
             ));
         }
         let j = self.jitter;
         if !j.is_finite() || !(0.0..1.0).contains(&j) {
             return invalid(alloc::format!(
-                "open_backoff jitter must be a fraction from 0.0 to below 1.0, got {j}:                  .jitter(0.1) moves each open time by up to 10 % either way"
+                "open_backoff jitter must be a fraction from 0.0 to below 1.0, got {j}: \
+                 .jitter(0.1) moves each open time by up to 10 % either way"
             ));
         }
         let longest = crate::clock::ceil_millis(MAX_OPEN_BACKOFF);
@@ -167,13 +169,16 @@ impl OpenBackoff {
         };
         if max_ms < circuit_timeout_ms {
             return invalid(alloc::format!(
-                "open_backoff max ({max_ms} ms) must not be shorter than circuit_timeout                  ({circuit_timeout_ms} ms), the first open time: raise .max(..) or lower                  circuit_timeout"
+                "open_backoff max ({max_ms} ms) must not be shorter than circuit_timeout \
+                 ({circuit_timeout_ms} ms), the first open time: raise .max(..) or lower \
+                 circuit_timeout"
             ));
         }
         // (within the ranges checked above: no truncation)
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let (multiplier_permille, jitter_permille) =
-            ((m * 1000.0).round() as u32, (j * 1000.0) as u16);
+            // (+ 0.5 then truncation: rounding, without std's `round`)
+            ((m * 1000.0 + 0.5) as u32, (j * 1000.0) as u16);
         Ok(BackoffTiming {
             multiplier_permille,
             // (at most a day: it fits)

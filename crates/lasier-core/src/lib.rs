@@ -52,7 +52,6 @@ pub mod config;
 // the documented API (a storage implementor never needs it).
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
-#[cfg(feature = "alloc")]
 pub mod directory;
 #[cfg(feature = "alloc")]
 #[doc(hidden)]
@@ -63,6 +62,8 @@ pub mod error;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod events;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod keys;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
