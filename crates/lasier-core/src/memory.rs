@@ -120,6 +120,21 @@ impl MemoryStorage {
         c
     }
 
+    /// A breaker on a circuit this storage holds already must count in the
+    /// same window: the circuit's counters are made for one.
+    fn check_window(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        let circuits = lock(&self.maps.circuits);
+        match circuits.get(circuit.keys().failures()) {
+            Some(held) if !held.counts_as(circuit) => Err(crate::ConfigError::Invalid(format!(
+                "breaker {:?}: this MemoryStorage holds a circuit of that name already, counted \
+                 in another window (or another failure_timeout); breakers that share a circuit \
+                 must count alike: give them the same window settings, or another name",
+                circuit.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn now(&self) -> u64 {
         now_ms(&*self.maps.clock)
     }
@@ -327,6 +342,10 @@ impl FusedSteps for MemoryStorage {
             .with_transition(transition)))
     }
 
+    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        self.check_window(circuit)
+    }
+
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
         Some(LocalBinding {
             circuit: self.circuit(circuit),
@@ -418,6 +437,10 @@ impl crate::AsyncFusedSteps for MemoryStorage {
     async fn reset(&self, circuit: &Circuit) -> Result<(), StorageError> {
         FusedSteps::reset(self, circuit)
     }
+    fn validate(&self, circuit: &Circuit) -> Result<(), crate::ConfigError> {
+        self.check_window(circuit)
+    }
+
     fn local_circuit(&self, circuit: &Circuit) -> Option<LocalBinding> {
         FusedSteps::local_circuit(self, circuit)
     }

@@ -1060,3 +1060,35 @@ fn count_window_settings_out_of_range_are_refused_at_build() {
     }
     build(|b| b.count_window(100_000).minimum_calls(100_000)).unwrap();
 }
+
+/// Breakers sharing a `MemoryStorage` circuit must count alike: a second
+/// breaker of the name in another window is refused at build, not handed
+/// counters made for the first.
+#[test]
+fn breakers_sharing_a_memory_circuit_must_count_in_one_window() {
+    let storage = lasier_sync::MemoryStorage::new();
+    let build = |f: fn(CircuitBreakerBuilder) -> CircuitBreakerBuilder| {
+        f(CircuitBreaker::builder("shared")
+            .storage(storage.clone())
+            .max_failures(3))
+        .build()
+    };
+    let _first = build(|b| b.sliding_window(6)).unwrap();
+    let _same = build(|b| b.sliding_window(6)).unwrap();
+    for other in [
+        build(|b| b),
+        build(|b| b.sliding_window(4)),
+        build(|b| b.sliding_window(6).failure_timeout(Duration::from_secs(30))),
+        build(|b| b.count_window(10)),
+    ] {
+        let err = other.unwrap_err();
+        assert!(err.to_string().contains("another window"), "{err}");
+    }
+    // Another name is another circuit.
+    CircuitBreaker::builder("other")
+        .storage(storage.clone())
+        .max_failures(3)
+        .count_window(10)
+        .build()
+        .unwrap();
+}

@@ -139,6 +139,23 @@ impl LocalCircuit {
         (open_ms, Some(after))
     }
 
+    /// Whether this circuit counts in the window `circuit` asks for (a
+    /// breaker sharing an in-process circuit must count as it does).
+    #[cfg(feature = "alloc")]
+    pub fn counts_as(&self, circuit: &crate::Circuit) -> bool {
+        let window_ms = circuit.timing().failure_timeout_ms;
+        match (self.counting.as_deref(), circuit.window()) {
+            (None, Window::Fixed) => true,
+            (Some(Counting::Sliding(sliding)), Window::Sliding { buckets }) => circuit
+                .bucket_ms()
+                .is_some_and(|bucket_ms| sliding.is(buckets, bucket_ms, window_ms)),
+            (Some(Counting::Count { ring, minimum }), Window::Count { calls, minimum: m }) => {
+                ring.calls() == u64::from(calls) && *minimum == u64::from(m)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the circuit is closed: then [`admit`](Self::admit) would
     /// admit a normal call and change nothing. One atomic load.
     #[inline]

@@ -53,6 +53,11 @@ impl Ring {
         }
     }
 
+    /// How many outcomes the ring holds when full.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls
+    }
+
     /// Takes the next position: returns the window's generation and the
     /// position's index in the ring, and how many outcomes the ring holds
     /// with this one.

@@ -70,6 +70,12 @@ impl Sliding {
         }
     }
 
+    /// Whether this is the window of `buckets` buckets of `bucket_ms`
+    /// over `window_ms`.
+    pub(crate) fn is(&self, buckets: u16, bucket_ms: u64, window_ms: u64) -> bool {
+        self.n() == u64::from(buckets) && self.bucket_ms == bucket_ms && self.window_ms == window_ms
+    }
+
     fn n(&self) -> u64 {
         self.slots.len() as u64
     }
