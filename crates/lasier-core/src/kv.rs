@@ -502,10 +502,7 @@ macro_rules! fused_steps {
                 }
                 let counts = count_in_ring(s, c, i64::from(calls), requests - failures, failures) $($aw)* ?;
                 if failures > 0 && state == State::Closed && counts.requests >= u64::from(minimum) && rule.should_open(counts) {
-                    let open_time = open_for(s, c) $($aw)* ?;
-                    return Ok(Snapshot::new(State::Open, Counts::default())
-                        .with_open_for(Some(open_time))
-                        .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
+                    return trip(s, c) $($aw)*;
                 }
                 return Ok(Snapshot::new(state, counts));
             }
@@ -567,12 +564,18 @@ macro_rules! fused_steps {
             }
             let counts = Counts::new(failures, requests);
             if !disabled && rule.should_open(counts) {
-                let open_time = open_for(s, c) $($aw)* ?;
-                return Ok(Snapshot::new(State::Open, nothing)
-                    .with_open_for(Some(open_time))
-                    .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
+                return trip(s, c) $($aw)*;
             }
             Ok(Snapshot::new(state, counts))
+        }
+
+        /// Opens a closed circuit whose rule said open: the snapshot of the
+        /// trip, with the open time.
+        $($kw)? fn trip<S: $Trait + ?Sized>(s: &S, c: &Circuit) -> Result<Snapshot, StorageError> {
+            let open_time = open_for(s, c) $($aw)* ?;
+            Ok(Snapshot::new(State::Open, Counts::default())
+                .with_open_for(Some(open_time))
+                .with_transition(Some(Transition { from: State::Closed, to: State::Open })))
         }
 
         /// `count_batch` on a sliding window: counts in the current
@@ -604,10 +607,7 @@ macro_rules! fused_steps {
             }
             let counts = bucket_counts(s, c, Some(n)) $($aw)* ?;
             if added_failures > 0 && state == State::Closed && rule.should_open(counts) {
-                let open_time = open_for(s, c) $($aw)* ?;
-                return Ok(Snapshot::new(State::Open, Counts::default())
-                    .with_open_for(Some(open_time))
-                    .with_transition(Some(Transition { from: State::Closed, to: State::Open })));
+                return trip(s, c) $($aw)*;
             }
             Ok(Snapshot::new(state, counts))
         }

@@ -150,6 +150,21 @@ fn window_keys(circuit: &Circuit) -> WindowArgs<'_> {
     }
 }
 
+impl WindowArgs<'_> {
+    /// For the scripts that empty the window (open, trial): its two keys
+    /// after theirs, and its bucket count, its numbers' TTL and its calls
+    /// after their arguments.
+    fn declare_for_clearing(&self, circuit: &Circuit, invocation: &mut ScriptInvocation<'_>) {
+        let [first, second] = &self.keys;
+        invocation
+            .key(&**first)
+            .key(&**second)
+            .arg(self.buckets)
+            .arg(numbers_ttl_ms(circuit, self.bucket_ms))
+            .arg(self.calls);
+    }
+}
+
 /// How long a sliding window's bucket numbers live after a change: the
 /// window and one bucket.
 fn numbers_ttl_ms(circuit: &Circuit, bucket_ms: u64) -> u64 {
@@ -350,12 +365,6 @@ pub(crate) fn trial(
     episode: u32,
 ) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
-    let WindowArgs {
-        keys: [newest, current],
-        buckets,
-        bucket_ms,
-        calls,
-    } = window_keys(circuit);
     let timing = circuit.timing();
     let mut invocation = scripts().trial.prepare_invoke();
     invocation
@@ -366,8 +375,6 @@ pub(crate) fn trial(
         .key(keys.requests())
         .key(keys.trial_lease())
         .key(keys.openings())
-        .key(&*newest)
-        .key(&*current)
         .arg(flag(outcome == Outcome::Failure))
         .arg(timing.half_open_successes)
         .arg(timing.circuit_timeout_ms)
@@ -377,10 +384,8 @@ pub(crate) fn trial(
         .arg(crate::watch::CHANNEL)
         .arg(&**circuit.name())
         .arg(&backoff_args(circuit)[..])
-        .arg(ttl_ms(timing.failure_timeout()))
-        .arg(buckets)
-        .arg(numbers_ttl_ms(circuit, bucket_ms))
-        .arg(calls);
+        .arg(ttl_ms(timing.failure_timeout()));
+    window_keys(circuit).declare_for_clearing(circuit, &mut invocation);
     invocation
 }
 
@@ -397,12 +402,6 @@ pub(crate) fn release(circuit: &Circuit, episode: u32) -> ScriptInvocation<'stat
 /// (the trip after a rule said open).
 pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<'static> {
     let keys = circuit.keys();
-    let WindowArgs {
-        keys: [newest, current],
-        buckets,
-        bucket_ms,
-        calls,
-    } = window_keys(circuit);
     let mut invocation = scripts().open.prepare_invoke();
     invocation
         .key(keys.open())
@@ -413,17 +412,13 @@ pub(crate) fn open(circuit: &Circuit, only_if_closed: bool) -> ScriptInvocation<
         .key(keys.mode())
         .key(keys.trial_lease())
         .key(keys.openings())
-        .key(&*newest)
-        .key(&*current)
         .arg(circuit.timing().circuit_timeout_ms)
         .arg(marker_after_opening_ms(circuit))
         .arg(flag(only_if_closed))
         .arg(crate::watch::CHANNEL)
         .arg(&**circuit.name())
-        .arg(&backoff_args(circuit)[..])
-        .arg(buckets)
-        .arg(numbers_ttl_ms(circuit, bucket_ms))
-        .arg(calls);
+        .arg(&backoff_args(circuit)[..]);
+    window_keys(circuit).declare_for_clearing(circuit, &mut invocation);
     invocation
 }
 
