@@ -1,5 +1,6 @@
 //! The same guarded call through each facade and storage: sync and async,
-//! in-memory and moka, on a closed circuit.
+//! in-memory and moka, on a closed circuit; and a rejection through each
+//! facade.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -80,5 +81,31 @@ pub(crate) fn facades(c: &mut Criterion) {
                 .iter(|| async { black_box(moka.call(work_async()).await) })
         });
     }
+    group.finish();
+}
+
+/// A rejection through each facade: the circuit opened by five failures.
+pub(crate) fn facades_rejected(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("facades_rejected");
+    let sync = sync_breaker(None, false);
+    for _ in 0..5 {
+        let _ = sync.call(|| Err::<(), ()>(()));
+    }
+    assert!(sync.call(work).is_err());
+    group.bench_function("sync memory", |b| b.iter(|| black_box(sync.call(work))));
+    let asynchronous = async_breaker(None, false);
+    runtime.block_on(async {
+        for _ in 0..5 {
+            let _ = asynchronous.call(async { Err::<(), ()>(()) }).await;
+        }
+        assert!(asynchronous.call(work_async()).await.is_err());
+    });
+    group.bench_function("async memory", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(asynchronous.call(work_async()).await) })
+    });
     group.finish();
 }

@@ -16,6 +16,7 @@ criterion_group!(
     local::closed_path,
     local::rejection,
     facades::facades,
+    facades::facades_rejected,
     registry::hit,
     registry::insert_when_full,
     redis::redis

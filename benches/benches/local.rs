@@ -167,14 +167,24 @@ pub(crate) fn closed_path(c: &mut Criterion) {
     }
 }
 
-pub(crate) fn rejection(c: &mut Criterion) {
-    let mut group = c.benchmark_group("rejected_while_open");
-    let lasier = lasier_max();
+/// An open lasier breaker named `name`.
+fn lasier_open(name: &str) -> lasier_sync::CircuitBreaker {
+    let lasier = lasier_sync::CircuitBreaker::builder(name)
+        .max_failures(5)
+        .circuit_timeout(OPEN)
+        .build()
+        .unwrap();
     for _ in 0..5 {
         let _ = lasier.call(|| Err::<(), ()>(()));
     }
     assert!(lasier.call(work).is_err());
-    group.bench_function("lasier", |b| b.iter(|| black_box(lasier.call(work))));
+    lasier
+}
+
+pub(crate) fn rejection(c: &mut Criterion) {
+    let lasier = lasier_open("bench");
+    // Longer than a name kept inline: its clone is a reference count.
+    let lasier_long_name = lasier_open("bench-circuit-with-a-long-name");
 
     let failsafe = Config::new()
         .failure_policy(failure_policy::consecutive_failures(
@@ -184,7 +194,6 @@ pub(crate) fn rejection(c: &mut Criterion) {
         .build();
     let _ = failsafe.call(|| Err::<(), ()>(()));
     assert!(failsafe.call(work).is_err());
-    group.bench_function("failsafe", |b| b.iter(|| black_box(failsafe.call(work))));
 
     let recloser = recloser::Recloser::custom()
         .error_rate(0.5)
@@ -194,6 +203,32 @@ pub(crate) fn rejection(c: &mut Criterion) {
     let _ = recloser.call(|| Err::<(), ()>(()));
     let _ = recloser.call(|| Err::<(), ()>(()));
     assert!(recloser.call(work).is_err());
-    group.bench_function("recloser", |b| b.iter(|| black_box(recloser.call(work))));
-    group.finish();
+
+    #[allow(clippy::type_complexity)]
+    let calls: [(&str, Box<dyn Fn() + Sync>); 4] = [
+        ("lasier", Box::new(|| consume(lasier.call(work)))),
+        (
+            "lasier, long name",
+            Box::new(|| consume(lasier_long_name.call(work))),
+        ),
+        ("failsafe", Box::new(|| consume(failsafe.call(work)))),
+        ("recloser", Box::new(|| consume(recloser.call(work)))),
+    ];
+    for threads in [1_usize, 2] {
+        let mut group = c.benchmark_group(if threads == 1 {
+            "rejected_while_open".to_owned()
+        } else {
+            format!("rejected_while_open_{threads}_threads")
+        });
+        for (name, call) in &calls {
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                if threads == 1 {
+                    b.iter(call);
+                } else {
+                    b.iter_custom(|iters| on_threads(threads, iters, &**call));
+                }
+            });
+        }
+        group.finish();
+    }
 }
