@@ -60,7 +60,7 @@ pub use lasier_core::clock;
 pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
-    async_trait, AsyncSteps, AsyncStorage, ConfigError, Counts, Error, Listener, MaxFailuresRule,
-    MemoryStorage, Metrics, OpenBackoff, PercentageFailuresRule, Rule, RuleError, State,
-    StorageError, StorageErrorKind, StorageFailurePolicy,
+    async_trait, AsyncSteps, AsyncStorage, CircuitName, ConfigError, Counts, Error, Listener,
+    MaxFailuresRule, MemoryStorage, Metrics, OpenBackoff, PercentageFailuresRule, Rule, RuleError,
+    State, StorageError, StorageErrorKind, StorageFailurePolicy,
 };

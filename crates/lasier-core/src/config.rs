@@ -13,6 +13,7 @@ use lasier_rules::{MaxFailuresRule, PercentageFailuresRule, Rule, RuleError};
 
 use crate::events::Listener;
 use crate::keys::CircuitKeys;
+use crate::name::CircuitName;
 use crate::state::{BackoffTiming, Timing, MAX_OPEN_BACKOFF};
 
 /// The default `failure_timeout` and `circuit_timeout`: one minute, as in the
@@ -691,7 +692,7 @@ impl Config {
             return Err(ConfigError::InvalidRequestKey(String::from(requests)));
         }
         let circuit = Circuit {
-            name: Arc::from(self.name.as_str()),
+            name: CircuitName::from(self.name.as_str()),
             #[cfg(feature = "std")]
             request_key: self.request_key.as_deref().map(Arc::from),
             #[cfg(feature = "std")]
@@ -730,7 +731,7 @@ fn timeout_ms(timeout: Duration, setting: &'static str) -> Result<u64, ConfigErr
 /// per breaker; storages receive it on every step.
 #[derive(Clone)]
 pub struct Circuit {
-    name: Arc<str>,
+    name: CircuitName,
     #[cfg(feature = "std")]
     request_key: Option<Arc<str>>,
     /// Made on first use (with `std`): a circuit in this process never
@@ -758,7 +759,7 @@ impl fmt::Debug for Circuit {
 
 impl Circuit {
     /// The breaker's name.
-    pub fn name(&self) -> &Arc<str> {
+    pub fn name(&self) -> &CircuitName {
         &self.name
     }
 

@@ -1,7 +1,7 @@
 //! Errors: what a guarded call returns, and what a storage reports.
 
+use crate::name::CircuitName;
 use alloc::borrow::Cow;
-use alloc::sync::Arc;
 use core::convert::Infallible;
 use core::fmt;
 use core::time::Duration;
@@ -129,7 +129,7 @@ pub enum Error<E = Infallible> {
     #[non_exhaustive]
     Open {
         /// The breaker's name.
-        name: Arc<str>,
+        name: CircuitName,
         /// How long until a call may pass again, where known.
         retry_after: Option<Duration>,
     },
@@ -179,9 +179,10 @@ impl<E> Error<E> {
     }
 
     /// A rejection by the open circuit `name` (facades build it; tests may too).
-    pub fn rejected(name: &Arc<str>, retry_after: Option<Duration>) -> Self {
+    #[inline]
+    pub fn rejected(name: impl Into<CircuitName>, retry_after: Option<Duration>) -> Self {
         Self::Open {
-            name: Arc::clone(name),
+            name: name.into(),
             retry_after,
         }
     }

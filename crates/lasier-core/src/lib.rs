@@ -14,7 +14,8 @@
 //!   default;
 //! * [`kv`]: the state machine over a key-value store, the default bodies
 //!   of the fused steps;
-//! * [`error`] and [`events`]: what a call or a storage reports.
+//! * [`error`] and [`events`]: what a call or a storage reports, and
+//!   [`name`]: the circuit's name that a rejection carries.
 //!
 //! Most users want a facade instead: `lasier-sync` or `lasier-async` (or the
 //! `lasier` crate, which has both). Storage implementors need only this crate.
@@ -70,6 +71,9 @@ pub mod keys;
 pub mod kv;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod name;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod storage;
 
 #[cfg(feature = "async")]
@@ -108,6 +112,8 @@ pub use events::{CallKind, Listener};
 pub use keys::CircuitKeys;
 #[cfg(feature = "alloc")]
 pub use local::LocalBinding;
+#[cfg(feature = "alloc")]
+pub use name::CircuitName;
 #[cfg(feature = "alloc")]
 pub use storage::{Change, Changed, FusedSteps, Steps, Storage, SyncItem, Watch};
 

@@ -47,7 +47,7 @@ pub use lasier_core::clock;
 pub use lasier_core::events;
 pub use lasier_core::rules;
 pub use lasier_core::{
-    ConfigError, Counts, Error, Listener, MaxFailuresRule, MemoryStorage, Metrics, OpenBackoff,
-    PercentageFailuresRule, Rule, RuleError, State, Steps, Storage, StorageError, StorageErrorKind,
-    StorageFailurePolicy,
+    CircuitName, ConfigError, Counts, Error, Listener, MaxFailuresRule, MemoryStorage, Metrics,
+    OpenBackoff, PercentageFailuresRule, Rule, RuleError, State, Steps, Storage, StorageError,
+    StorageErrorKind, StorageFailurePolicy,
 };

@@ -4,11 +4,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lasier_async::Error;
+use lasier_async::{CircuitName, Error};
 use tower::{BoxError, Layer, Service};
 
 /// A call rejected by an open circuit, in [`BoxedErrors`] mode: downcast a
@@ -17,7 +16,7 @@ use tower::{BoxError, Layer, Service};
 /// [`StorageError`](lasier_async::StorageError) itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
-    name: Arc<str>,
+    name: CircuitName,
     retry_after: Option<Duration>,
 }
 

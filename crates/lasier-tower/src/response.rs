@@ -20,7 +20,7 @@ use lasier_async::Error;
 /// use std::time::Duration;
 /// use lasier_tower::{rejection_response, Error};
 ///
-/// let rejected: Error<()> = Error::rejected(&"payments".into(), Some(Duration::from_millis(1500)));
+/// let rejected: Error<()> = Error::rejected("payments", Some(Duration::from_millis(1500)));
 /// let response = rejection_response::<_, String>(&rejected).unwrap();
 /// assert_eq!(response.status(), 503);
 /// assert_eq!(response.headers()["retry-after"], "2");
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn no_retry_after_when_the_delay_is_unknown() {
-        let open: Error<()> = Error::rejected(&"api".into(), None);
+        let open: Error<()> = Error::rejected("api", None);
         let response = rejection_response::<_, ()>(&open);
         assert_eq!(
             response.as_ref().map(Response::status),

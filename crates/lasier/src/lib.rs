@@ -35,8 +35,8 @@
 
 pub use lasier_core::rules;
 pub use lasier_core::{
-    ConfigError, Counts, Error, MaxFailuresRule, PercentageFailuresRule, Rule, RuleError, State,
-    StorageError, StorageErrorKind,
+    CircuitName, ConfigError, Counts, Error, MaxFailuresRule, PercentageFailuresRule, Rule,
+    RuleError, State, StorageError, StorageErrorKind,
 };
 
 pub use lasier_core::clock;
