@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lasier_core::{
-    AsyncSteps, AsyncStorage, BreakerCore, Counts, Error, Manual, Metrics, Outcome, Permit,
+    AsyncSteps, AsyncStorage, BreakerCore, Counts, Error, Gate, Manual, Metrics, Outcome, Permit,
     Recorded, State, StorageError, StorageErrorKind, SyncItem, Ticket, Transition,
 };
 
@@ -247,7 +247,13 @@ impl CircuitBreaker {
     {
         let (ticket, period) = match self.core().admit_closed() {
             Some(ticket) => (ticket, 0),
-            None => self.admit_past_closed().await.map_err(Error::cast)?,
+            // The phase is not loaded twice on a rejection, its error is
+            // built here, and no future is made unless the store is asked.
+            None => match self.core().try_admit_slow() {
+                Gate::Pass(ticket) => (ticket, 0),
+                Gate::Reject(retry_after) => return Err(self.core().open_error(retry_after)),
+                Gate::AskStore => self.admit_from_store().await.map_err(Error::cast)?,
+            },
         };
         // Cancels the call if this future is dropped while `future` runs,
         // and counts a panic in `future` as a failure (the unwinding drops
@@ -290,17 +296,9 @@ impl CircuitBreaker {
     #[inline]
     async fn admit(&self) -> Result<(Ticket, u32), Error> {
         match self.core().try_admit() {
-            Some(decided) => decided.map(|ticket| (ticket, 0)),
-            None => self.admit_from_store().await,
-        }
-    }
-
-    /// [`admit`](Self::admit) once the hot path said no: the phase is not
-    /// loaded twice on a rejection.
-    async fn admit_past_closed(&self) -> Result<(Ticket, u32), Error> {
-        match self.core().try_admit_slow() {
-            Some(decided) => decided.map(|ticket| (ticket, 0)),
-            None => self.admit_from_store().await,
+            Gate::Pass(ticket) => Ok((ticket, 0)),
+            Gate::Reject(retry_after) => Err(self.core().open_error(retry_after)),
+            Gate::AskStore => self.admit_from_store().await,
         }
     }
 
@@ -309,7 +307,7 @@ impl CircuitBreaker {
         crate::registrar::register_if_due(&self.parts);
         let core = self.core();
         let Some(store) = core.store() else {
-            return Err(core.rejected(None));
+            return Err(core.open_error(None));
         };
         if core.sync_first() {
             // A stale mirror (sync mode; a new breaker's too): refreshed
@@ -320,8 +318,10 @@ impl CircuitBreaker {
                 self.parts.registered.store(true, Ordering::Relaxed);
             }
             let _ = self.parts.sync_held().await;
-            if let Some(decided) = core.try_admit() {
-                return decided.map(|ticket| (ticket, 0));
+            match core.try_admit() {
+                Gate::Pass(ticket) => return Ok((ticket, 0)),
+                Gate::Reject(retry_after) => return Err(core.open_error(retry_after)),
+                Gate::AskStore => {}
             }
         }
         let cancelled = &self.parts.cancelled;

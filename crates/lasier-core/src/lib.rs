@@ -103,7 +103,7 @@ pub use config::{
 pub use engine::Metrics;
 #[cfg(feature = "alloc")]
 #[doc(hidden)]
-pub use engine::{BreakerCore, Engine, Recorded, Source, Ticket};
+pub use engine::{BreakerCore, Engine, Gate, Recorded, Source, Ticket};
 #[cfg(feature = "alloc")]
 pub use error::{Error, StorageError, StorageErrorKind};
 #[cfg(feature = "alloc")]

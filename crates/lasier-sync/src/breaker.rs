@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use lasier_core::{
-    BreakerCore, Counts, Error, Manual, Metrics, Outcome, Recorded, State, Steps, Storage,
+    BreakerCore, Counts, Error, Gate, Manual, Metrics, Outcome, Recorded, State, Steps, Storage,
     StorageError, StorageErrorKind, SyncItem, Ticket,
 };
 
@@ -104,7 +104,13 @@ impl CircuitBreaker {
     {
         let ticket = match self.core.admit_closed() {
             Some(ticket) => ticket,
-            None => self.admit_past_closed().map_err(Error::cast)?,
+            // The phase is not loaded twice on a rejection, and its error
+            // is built here, not moved out of the layers that decided it.
+            None => match self.core.try_admit_slow() {
+                Gate::Pass(ticket) => ticket,
+                Gate::Reject(retry_after) => return Err(self.core.open_error(retry_after)),
+                Gate::AskStore => self.admit_from_store().map_err(Error::cast)?,
+            },
         };
         // Counts a panic in `f` as a failure; forgotten when `f` returns.
         let on_panic = Guard::new(self, ticket);
@@ -135,17 +141,9 @@ impl CircuitBreaker {
     #[inline]
     fn admit(&self) -> Result<Ticket, Error> {
         match self.core.try_admit() {
-            Some(decided) => decided,
-            None => self.admit_from_store(),
-        }
-    }
-
-    /// [`admit`](Self::admit) once the hot path said no.
-    #[inline(never)]
-    fn admit_past_closed(&self) -> Result<Ticket, Error> {
-        match self.core.try_admit_slow() {
-            Some(decided) => decided,
-            None => self.admit_from_store(),
+            Gate::Pass(ticket) => Ok(ticket),
+            Gate::Reject(retry_after) => Err(self.core.open_error(retry_after)),
+            Gate::AskStore => self.admit_from_store(),
         }
     }
 
@@ -158,12 +156,14 @@ impl CircuitBreaker {
             // (an error went to the listeners and the policy, which
             // decides this call below)
             let _ = sync_held(core);
-            if let Some(decided) = core.try_admit() {
-                return decided;
+            match core.try_admit() {
+                Gate::Pass(ticket) => return Ok(ticket),
+                Gate::Reject(retry_after) => return Err(core.open_error(retry_after)),
+                Gate::AskStore => {}
             }
         }
         let Some(store) = core.store() else {
-            return Err(core.rejected(None));
+            return Err(core.open_error(None));
         };
         let asked_at = core.now_ms();
         let answer = store.admit(core.circuit());

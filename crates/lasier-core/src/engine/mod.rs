@@ -88,6 +88,21 @@ pub enum Recorded {
     SyncNow,
 }
 
+/// What admission decided without the store: small enough to come back
+/// in two registers, so that a rejection moves no error through memory
+/// until the facade builds it (with [`BreakerCore::open_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Gate {
+    /// Run the call with this ticket.
+    Pass(Ticket),
+    /// The call is rejected, with how long until a call may pass again
+    /// where known; counted and told to the listeners already.
+    Reject(Option<Duration>),
+    /// Ask the store, then pass its answer to [`BreakerCore::admitted`].
+    AskStore,
+}
+
 /// A call's admission: its permit and who granted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
@@ -387,12 +402,12 @@ impl<S: ?Sized> BreakerCore<S> {
     /// Admission without a store round trip, when possible: always for an
     /// in-process circuit; for a shared one while the open deadline it last
     /// read has not passed, or while in fallback between two probes.
-    /// `None`: ask the store, then pass its answer to
+    /// [`Gate::AskStore`]: ask the store, then pass its answer to
     /// [`admitted`](Self::admitted).
     #[inline]
-    pub fn try_admit(&self) -> Option<Result<Ticket, Error>> {
+    pub fn try_admit(&self) -> Gate {
         if let Some(ticket) = self.admit_closed() {
-            return Some(Ok(ticket));
+            return Gate::Pass(ticket);
         }
         self.try_admit_slow()
     }
@@ -422,37 +437,44 @@ impl<S: ?Sized> BreakerCore<S> {
     /// said `None`: what a facade that tried the hot path first calls, so
     /// that a rejection does not load the phase twice.
     #[inline(never)]
-    pub fn try_admit_slow(&self) -> Option<Result<Ticket, Error>> {
+    pub fn try_admit_slow(&self) -> Gate {
         match &self.engine {
             Engine::Local(local) => {
                 let (admission, transition) = local.admit(self.circuit.timing());
                 if let Some(transition) = transition {
                     self.changed(transition);
                 }
-                Some(self.decide(admission, Source::Primary))
+                self.gate(admission, Source::Primary)
             }
             Engine::Store(_) => self.try_admit_without_store(),
         }
     }
 
-    fn try_admit_without_store(&self) -> Option<Result<Ticket, Error>> {
+    fn try_admit_without_store(&self) -> Gate {
         let now = now_ms(&*self.clock);
         match self.probe.due(now) {
             // This caller probes the store.
-            Some(true) => return None,
-            Some(false) => return Some(self.admit_fallback()),
+            Some(true) => return Gate::AskStore,
+            Some(false) => return self.admit_fallback(),
             None => {}
         }
         if let Some(retry_after) = self.open.open_for(now) {
-            return Some(Err(self.reject(Some(retry_after))));
+            self.reject(Some(retry_after));
+            return Gate::Reject(Some(retry_after));
         }
-        match self.mirror.as_deref()?.verdict() {
-            Verdict::Admit => Some(Ok(Ticket {
+        let Some(mirror) = self.mirror.as_deref() else {
+            return Gate::AskStore;
+        };
+        match mirror.verdict() {
+            Verdict::Admit => Gate::Pass(Ticket {
                 permit: Permit::Normal,
                 source: Source::Mirror,
-            })),
-            Verdict::Reject => Some(Err(self.reject(None))),
-            Verdict::AskStore => None,
+            }),
+            Verdict::Reject => {
+                self.reject(None);
+                Gate::Reject(None)
+            }
+            Verdict::AskStore => Gate::AskStore,
         }
     }
 
@@ -547,7 +569,12 @@ impl<S: ?Sized> BreakerCore<S> {
             self.open
                 .remember(asked_at, crate::clock::ceil_millis(after), self.now_ms());
         }
-        self.decide(admission, Source::Primary)
+        match self.gate(admission, Source::Primary) {
+            Gate::Pass(ticket) => Ok(ticket),
+            Gate::Reject(retry_after) => Err(self.open_error(retry_after)),
+            // (`gate` answers only pass or reject)
+            Gate::AskStore => Err(self.open_error(None)),
+        }
     }
 
     fn admission_failed(&self, error: StorageError) -> Result<Ticket, Error> {
@@ -560,15 +587,20 @@ impl<S: ?Sized> BreakerCore<S> {
             StorageFailurePolicy::FailClosed => Err(Error::Storage(error)),
             StorageFailurePolicy::LocalFallback { .. } => {
                 self.enter_fallback(&error);
-                self.admit_fallback()
+                match self.admit_fallback() {
+                    Gate::Pass(ticket) => Ok(ticket),
+                    Gate::Reject(retry_after) => Err(self.open_error(retry_after)),
+                    // (`admit_fallback` answers only pass or reject)
+                    Gate::AskStore => Err(self.open_error(None)),
+                }
             }
         }
     }
 
-    fn admit_fallback(&self) -> Result<Ticket, Error> {
+    fn admit_fallback(&self) -> Gate {
         // Only a breaker with a fallback circuit enters fallback.
         let Some(fallback) = self.fallback.as_deref() else {
-            return Ok(Ticket {
+            return Gate::Pass(Ticket {
                 permit: Permit::Normal,
                 source: Source::Unchecked,
             });
@@ -577,7 +609,7 @@ impl<S: ?Sized> BreakerCore<S> {
         if let Some(transition) = transition {
             self.changed(transition);
         }
-        self.decide(admission, Source::Fallback)
+        self.gate(admission, Source::Fallback)
     }
 
     fn enter_fallback(&self, error: &StorageError) {
@@ -596,20 +628,29 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
-    #[inline]
-    fn decide(&self, admission: Admission, source: Source) -> Result<Ticket, Error> {
+    // Always inlined: a `Gate` returned from a call of its own would come
+    // back through memory, and its reader would stall on it.
+    #[inline(always)]
+    fn gate(&self, admission: Admission, source: Source) -> Gate {
         match admission {
-            Admission::Admitted(permit) => Ok(Ticket { permit, source }),
-            Admission::Rejected { retry_after } => Err(self.reject(retry_after)),
+            Admission::Admitted(permit) => Gate::Pass(Ticket { permit, source }),
+            Admission::Rejected { retry_after } => {
+                self.reject(retry_after);
+                Gate::Reject(retry_after)
+            }
         }
     }
 
-    #[cold]
-    fn reject(&self, retry_after: Option<Duration>) -> Error {
+    /// Counts a rejection and tells the listeners: out of line, so that
+    /// [`gate`](Self::gate) stays small. It returns nothing, so nothing
+    /// comes back through memory.
+    #[inline(never)]
+    fn reject(&self, retry_after: Option<Duration>) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         self.meters.rejected();
-        self.emit(|l| l.on_call_rejected(self.name(), retry_after));
-        self.rejected(retry_after)
+        if !self.listeners.is_empty() || cfg!(feature = "tracing") {
+            self.emit(|l| l.on_call_rejected(self.name(), retry_after));
+        }
     }
 
     /// The breaker's figures from the store's answers for its state and
@@ -714,9 +755,16 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
-    /// The error of a rejected call.
-    pub fn rejected(&self, retry_after: Option<Duration>) -> Error {
-        Error::rejected(self.circuit.name(), retry_after)
+    /// The error of a rejected call ([`Gate::Reject`]), for any call's
+    /// error type: built where the facade returns it, so that the error is
+    /// not moved through the layers of admission. The name is copied, not
+    /// counted, when it is short ([`CircuitName`](crate::CircuitName)).
+    #[inline(never)]
+    pub fn open_error<E>(&self, retry_after: Option<Duration>) -> Error<E> {
+        Error::Open {
+            name: self.circuit.name().clone(),
+            retry_after,
+        }
     }
 
     /// Records an outcome without a store round trip where possible: for an
