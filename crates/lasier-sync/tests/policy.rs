@@ -264,6 +264,41 @@ fn metrics_give_state_counts_rejections_and_time_until_half_open() {
 }
 
 #[test]
+fn threads_rejecting_at_once_are_each_counted_and_told_the_name() {
+    const THREADS: u64 = 4;
+    const CALLS: u64 = 20_000;
+    // Short names are copied into each rejection, long ones shared; the
+    // count spreads over stripes once the threads meet on it.
+    for name in ["svc", "a-circuit-name-longer-than-twenty-three-bytes"] {
+        let b = CircuitBreaker::builder(name)
+            .max_failures(1)
+            .circuit_timeout(3600 * SEC)
+            .build()
+            .unwrap();
+        let _ = b.call(|| Err::<(), ()>(()));
+        let start = std::sync::Barrier::new(THREADS as usize);
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..CALLS {
+                        match b.call(|| Ok::<(), ()>(())) {
+                            Err(Error::Open {
+                                name: rejected_by,
+                                retry_after: Some(_),
+                                ..
+                            }) => assert_eq!(rejected_by, name),
+                            other => panic!("not a rejection: {other:?}"),
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(b.metrics().rejected, THREADS * CALLS, "{name}");
+    }
+}
+
+#[test]
 fn metrics_answer_from_what_was_last_read_while_the_store_is_down() {
     let s = setup(StorageFailurePolicy::FailOpen);
     let ran = AtomicUsize::new(0);

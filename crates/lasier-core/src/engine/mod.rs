@@ -31,6 +31,7 @@ use crate::state::{Admission, Manual, Outcome, Permit, Snapshot, State, SyncBatc
 mod mirror;
 mod open_cache;
 mod probe;
+mod tally;
 
 pub use mirror::{Batch, Due};
 
@@ -39,6 +40,7 @@ use meters::Meters;
 use mirror::{Mirror, Verdict};
 use open_cache::OpenCache;
 use probe::Probe;
+use tally::Tally;
 
 /// Where a breaker's circuit lives.
 pub enum Engine<S: ?Sized> {
@@ -143,7 +145,7 @@ pub struct BreakerCore<S: ?Sized> {
     /// For a store engine in sync mode: the mirror of the shared circuit.
     mirror: Option<Box<Mirror>>,
     /// Calls this breaker rejected.
-    rejected: AtomicU64,
+    rejected: Tally,
     /// With `slow_call_duration`, or a listener of calls' ends: how calls
     /// are timed. Boxed: most breakers have none, and a registry holds many.
     timed: Option<Box<Timed>>,
@@ -309,7 +311,7 @@ impl<S: ?Sized> BreakerCore<S> {
                 _ => 0,
             }),
             mirror,
-            rejected: AtomicU64::new(0),
+            rejected: Tally::default(),
             timed: Timed::new(config),
             known,
             meters,
@@ -646,7 +648,7 @@ impl<S: ?Sized> BreakerCore<S> {
     /// comes back through memory.
     #[inline(never)]
     fn reject(&self, retry_after: Option<Duration>) {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected.add_one();
         self.meters.rejected();
         if !self.listeners.is_empty() || cfg!(feature = "tracing") {
             self.emit(|l| l.on_call_rejected(self.name(), retry_after));
@@ -743,7 +745,7 @@ impl<S: ?Sized> BreakerCore<S> {
         Metrics {
             state,
             counts,
-            rejected: self.rejected.load(Ordering::Relaxed),
+            rejected: self.rejected.get(),
             open_for: if state == State::Open { open_for } else { None },
             in_fallback: self.in_fallback(),
             dropped: self.mirror.as_deref().map_or(0, Mirror::dropped),

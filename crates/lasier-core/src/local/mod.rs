@@ -36,6 +36,6 @@ mod word;
 #[cfg(feature = "alloc")]
 pub use circuit::LocalBinding;
 pub use circuit::LocalCircuit;
-#[cfg(feature = "std")]
-pub(crate) use window::stripe;
 pub use window::STRIPES;
+#[cfg(feature = "std")]
+pub(crate) use window::{stripe, Stripes};

@@ -43,11 +43,11 @@ pub(crate) fn stripe() -> usize {
 #[cfg(feature = "std")]
 #[repr(align(128))]
 #[derive(Debug, Default)]
-pub(super) struct Padded(pub(super) AtomicU64);
+pub(crate) struct Padded(pub(crate) AtomicU64);
 
-/// The request stripes of a circuit that threads count on at once.
+/// The stripes of a counter that threads add to at once.
 #[cfg(feature = "std")]
-pub(super) type Stripes = std::boxed::Box<[Padded; STRIPES]>;
+pub(crate) type Stripes = std::boxed::Box<[Padded; STRIPES]>;
 
 impl LocalCircuit {
     /// The word this thread counts requests on: its stripe once threads
@@ -67,14 +67,7 @@ impl LocalCircuit {
     #[inline(never)]
     pub(super) fn spread_requests(&self) {
         #[cfg(feature = "std")]
-        self.stripes.get_or_init(|| {
-            std::boxed::Box::new([
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-                Padded(AtomicU64::new(0)),
-            ])
-        });
+        self.stripes.get_or_init(Stripes::default);
     }
 
     /// Every request counter: the shared word, then the stripes if any.
