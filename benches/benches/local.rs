@@ -118,7 +118,6 @@ pub(crate) fn closed_path(c: &mut Criterion) {
         .open_wait(OPEN)
         .build();
 
-    type Call<'a> = (&'a str, Box<dyn Fn() + Sync + 'a>);
     let calls: Vec<Call<'_>> = vec![
         ("bare call", Box::new(|| consume(work()))),
         ("lasier MaxFailures", Box::new(|| consume(max.call(work)))),
@@ -153,18 +152,31 @@ pub(crate) fn closed_path(c: &mut Criterion) {
     ];
 
     for threads in [1_usize, 2] {
-        let mut group = c.benchmark_group(format!("closed_success_{threads}_threads"));
-        for (name, call) in &calls {
-            group.bench_function(BenchmarkId::from_parameter(name), |b| {
-                if threads == 1 {
-                    b.iter(call);
-                } else {
-                    b.iter_custom(|iters| on_threads(threads, iters, &**call));
-                }
-            });
-        }
-        group.finish();
+        on_each(
+            c,
+            &format!("closed_success_{threads}_threads"),
+            threads,
+            &calls,
+        );
     }
+}
+
+/// A benchmark's name and its call.
+type Call<'a> = (&'a str, Box<dyn Fn() + Sync + 'a>);
+
+/// Benches each of `calls` in `group`, from `threads` threads at once.
+fn on_each(c: &mut Criterion, group: &str, threads: usize, calls: &[Call<'_>]) {
+    let mut group = c.benchmark_group(group);
+    for (name, call) in calls {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            if threads == 1 {
+                b.iter(call);
+            } else {
+                b.iter_custom(|iters| on_threads(threads, iters, &**call));
+            }
+        });
+    }
+    group.finish();
 }
 
 /// An open lasier breaker named `name`.
@@ -204,8 +216,7 @@ pub(crate) fn rejection(c: &mut Criterion) {
     let _ = recloser.call(|| Err::<(), ()>(()));
     assert!(recloser.call(work).is_err());
 
-    #[allow(clippy::type_complexity)]
-    let calls: [(&str, Box<dyn Fn() + Sync>); 4] = [
+    let calls: [Call<'_>; 4] = [
         ("lasier", Box::new(|| consume(lasier.call(work)))),
         (
             "lasier, long name",
@@ -214,21 +225,6 @@ pub(crate) fn rejection(c: &mut Criterion) {
         ("failsafe", Box::new(|| consume(failsafe.call(work)))),
         ("recloser", Box::new(|| consume(recloser.call(work)))),
     ];
-    for threads in [1_usize, 2] {
-        let mut group = c.benchmark_group(if threads == 1 {
-            "rejected_while_open".to_owned()
-        } else {
-            format!("rejected_while_open_{threads}_threads")
-        });
-        for (name, call) in &calls {
-            group.bench_function(BenchmarkId::from_parameter(name), |b| {
-                if threads == 1 {
-                    b.iter(call);
-                } else {
-                    b.iter_custom(|iters| on_threads(threads, iters, &**call));
-                }
-            });
-        }
-        group.finish();
-    }
+    on_each(c, "rejected_while_open", 1, &calls);
+    on_each(c, "rejected_while_open_2_threads", 2, &calls);
 }
