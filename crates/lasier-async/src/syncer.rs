@@ -26,7 +26,7 @@ pub(crate) fn register(parts: &Arc<Parts>) -> bool {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return false;
     };
-    if let Some(group) = GROUPS.join(store.sync_group(), parts) {
+    if let Some(group) = GROUPS.join(store.sync_group(), Arc::clone(store), parts) {
         // (made here, not in the task: a task never polled, its runtime
         // shutting down, still marks the group dead when dropped)
         let running = group.running();

@@ -555,11 +555,25 @@ impl DownStores {
 #[derive(Debug)]
 pub struct SyncGroup<T> {
     key: usize,
+    /// What makes `key` (an address) this group's alone while the group
+    /// is known: the storage it was taken from, kept alive. Without it, a
+    /// storage dropped and another made at the same address would join
+    /// this group, served by a thread that watches the first one's store.
+    _key_owner: KeyOwner,
     members: std::sync::Mutex<Vec<std::sync::Weak<T>>>,
     /// Whether its thread (or task) runs: a task dies with its runtime.
     alive: std::sync::atomic::AtomicBool,
     /// What the store pushed since the last pass.
     pushed: std::sync::Mutex<Pushed>,
+}
+
+/// Holds whatever a group's key was taken from.
+struct KeyOwner(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for KeyOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyOwner")
+    }
 }
 
 /// The changes a store pushed to a group since its last pass: circuit
@@ -704,11 +718,17 @@ impl<T> SyncGroups<T> {
         }
     }
 
-    /// Adds `member` to the group `key`. Returns the group if it is new:
-    /// the caller starts its thread (or task), which calls
-    /// [`pass`](Self::pass) until it says the group is empty, or
-    /// [`abandon`](Self::abandon)s it.
-    pub fn join(&self, key: usize, member: &Arc<T>) -> Option<Arc<SyncGroup<T>>> {
+    /// Adds `member` to the group `key`, taken from `owner` (the storage,
+    /// kept by a new group so that no other storage gets its key while the
+    /// group lives). Returns the group if it is new: the caller starts its
+    /// thread (or task), which calls [`pass`](Self::pass) until it says the
+    /// group is empty, or [`abandon`](Self::abandon)s it.
+    pub fn join(
+        &self,
+        key: usize,
+        owner: impl Send + Sync + 'static,
+        member: &Arc<T>,
+    ) -> Option<Arc<SyncGroup<T>>> {
         let mut all = lock(&self.all);
         let mut members = vec![Arc::downgrade(member)];
         if let Some(at) = all.iter().position(|g| g.key == key) {
@@ -724,6 +744,7 @@ impl<T> SyncGroups<T> {
         }
         let group = Arc::new(SyncGroup {
             key,
+            _key_owner: KeyOwner(Box::new(owner)),
             members: std::sync::Mutex::new(members),
             alive: std::sync::atomic::AtomicBool::new(true),
             pushed: std::sync::Mutex::new(Pushed::default()),
@@ -812,10 +833,10 @@ mod tests {
         let groups: SyncGroups<Duration> = SyncGroups::new();
         let a = Arc::new(Duration::from_millis(400));
         let b = Arc::new(Duration::from_millis(100));
-        let group = groups.join(7, &a).expect("a new group");
-        assert!(groups.join(7, &b).is_none(), "joins the running group");
+        let group = groups.join(7, (), &a).expect("a new group");
+        assert!(groups.join(7, (), &b).is_none(), "joins the running group");
         assert!(
-            groups.join(8, &b).is_some(),
+            groups.join(8, (), &b).is_some(),
             "another storage, another group"
         );
         let (live, tick) = groups.pass(&group, |d| Some(*d)).unwrap();
@@ -827,17 +848,38 @@ mod tests {
         assert!(groups.pass(&group, |d| Some(*d)).is_none());
         // gone: the next breaker of that storage starts a new group
         let c = Arc::new(Duration::from_secs(10));
-        let again = groups.join(7, &c).expect("a new group again");
+        let again = groups.join(7, (), &c).expect("a new group again");
         let (_, tick) = groups.pass(&again, |d| Some(*d)).unwrap();
         assert_eq!(tick, Duration::from_millis(250), "at most 250 ms");
         // its task died (a runtime shut down): the next breaker starts a
         // new one, which takes the old one's breakers over
         drop(again.running());
         let d = Arc::new(Duration::from_secs(1));
-        let fresh = groups.join(7, &d).expect("a new task for a dead group");
+        let fresh = groups.join(7, (), &d).expect("a new task for a dead group");
         let (live, _) = groups.pass(&fresh, |d| Some(*d)).unwrap();
         assert_eq!(live.len(), 2, "the old member and the new one");
         drop(c);
+    }
+
+    #[test]
+    fn a_sync_group_keeps_what_its_key_was_taken_from_until_it_ends() {
+        // The key is an address: were the storage freed while its group is
+        // still known, another storage made at that address would join a
+        // group whose thread watches the first one's store.
+        let groups: SyncGroups<Duration> = SyncGroups::new();
+        let storage = Arc::new("a storage");
+        let key = Arc::as_ptr(&storage) as usize;
+        let member = Arc::new(Duration::from_secs(1));
+        let group = groups
+            .join(key, Arc::clone(&storage), &member)
+            .expect("a new group");
+        let other = Arc::new(Duration::from_secs(1));
+        assert!(groups.join(key, (), &other).is_none());
+        drop((member, other));
+        assert_eq!(Arc::strong_count(&storage), 2, "kept by the group");
+        assert!(groups.pass(&group, |d| Some(*d)).is_none());
+        drop(group);
+        assert_eq!(Arc::strong_count(&storage), 1, "let go once it ended");
     }
 
     fn core_in_sync_mode(name: &str) -> crate::engine::BreakerCore<dyn crate::Storage> {
@@ -873,8 +915,8 @@ mod tests {
         let groups = SyncGroups::new();
         let a = Arc::new(core_in_sync_mode("a"));
         let b = Arc::new(core_in_sync_mode("b"));
-        let group = groups.join(1, &a).unwrap();
-        assert!(groups.join(1, &b).is_none());
+        let group = groups.join(1, (), &a).unwrap();
+        assert!(groups.join(1, (), &b).is_none());
         let (live, _) = groups.pass(&group, |_| None).unwrap();
         let names = |picked: Vec<&crate::engine::BreakerCore<dyn crate::Storage>>| {
             picked

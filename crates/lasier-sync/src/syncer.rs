@@ -22,7 +22,7 @@ static GROUPS: SyncGroups<Core> = SyncGroups::new();
 /// Has `core` (in sync mode, on a store) synced in the background.
 pub(crate) fn register(core: &Arc<Core>) {
     let Some(store) = core.store() else { return };
-    let Some(group) = GROUPS.join(store.sync_group(), core) else {
+    let Some(group) = GROUPS.join(store.sync_group(), Arc::clone(store), core) else {
         return;
     };
     let spawned = std::thread::Builder::new()
