@@ -118,3 +118,29 @@ pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// [`eventually`] for a value that must come to equal `want`: a failure
+/// says what it was last, which tells a value that never moved from one
+/// that went past.
+///
+/// # Panics
+///
+/// With `what`, `want` and the last value read, if it never equals `want`.
+pub fn eventually_equal<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    want: T,
+    mut read: impl FnMut() -> T,
+) {
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let seen = read();
+        if seen == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never happened: {what} (wanted {want:?}, last read {seen:?})"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -154,7 +154,7 @@ fn the_watch_subscribes_again_after_its_connection_is_killed() {
             .unwrap()
             .1
     };
-    support::eventually("the watch subscribed", || subscribers(&mut admin) == 1);
+    support::eventually_equal("the watch subscribed", 1, || subscribers(&mut admin));
     let killed: usize = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -162,9 +162,7 @@ fn the_watch_subscribes_again_after_its_connection_is_killed() {
         .query(&mut admin)
         .unwrap();
     assert_eq!(killed, 1);
-    support::eventually("the watch subscribed again", || {
-        subscribers(&mut admin) == 1
-    });
+    support::eventually_equal("the watch subscribed again", 1, || subscribers(&mut admin));
     let took = an_opening_elsewhere_reaches(
         &watched,
         &per_call(&name, RedisStorage::open(server.url()).unwrap()),
@@ -177,7 +175,7 @@ fn the_watch_subscribes_again_after_its_connection_is_killed() {
 
     // the watch ends with the last breaker of its storage
     drop(watched);
-    support::eventually("the watch unsubscribed", || subscribers(&mut admin) == 0);
+    support::eventually_equal("the watch unsubscribed", 0, || subscribers(&mut admin));
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::ops::Deref;
 use std::sync::OnceLock;
 
 pub use lasier_redis_harness::{
-    eventually, required, skip, unique, Fault, Proxy, RedisCluster, RedisServer, SentCommand,
-    ServerOptions,
+    eventually, eventually_equal, required, skip, unique, Fault, Proxy, RedisCluster, RedisServer,
+    SentCommand, ServerOptions,
 };
 
 use lasier_redis::{AsyncRedisStorage, Options, RedisStorage};
