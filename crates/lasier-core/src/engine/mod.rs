@@ -457,7 +457,10 @@ impl<S: ?Sized> BreakerCore<S> {
         match self.probe.due(now) {
             // This caller probes the store.
             Some(true) => return Gate::AskStore,
-            Some(false) => return self.admit_fallback(),
+            Some(false) => {
+                let (admission, source) = self.admit_fallback();
+                return self.gate(admission, source);
+            }
             None => {}
         }
         if let Some(retry_after) = self.open.open_for(now) {
@@ -571,12 +574,7 @@ impl<S: ?Sized> BreakerCore<S> {
             self.open
                 .remember(asked_at, crate::clock::ceil_millis(after), self.now_ms());
         }
-        match self.gate(admission, Source::Primary) {
-            Gate::Pass(ticket) => Ok(ticket),
-            Gate::Reject(retry_after) => Err(self.open_error(retry_after)),
-            // (`gate` answers only pass or reject)
-            Gate::AskStore => Err(self.open_error(None)),
-        }
+        self.decide(admission, Source::Primary)
     }
 
     fn admission_failed(&self, error: StorageError) -> Result<Ticket, Error> {
@@ -589,29 +587,23 @@ impl<S: ?Sized> BreakerCore<S> {
             StorageFailurePolicy::FailClosed => Err(Error::Storage(error)),
             StorageFailurePolicy::LocalFallback { .. } => {
                 self.enter_fallback(&error);
-                match self.admit_fallback() {
-                    Gate::Pass(ticket) => Ok(ticket),
-                    Gate::Reject(retry_after) => Err(self.open_error(retry_after)),
-                    // (`admit_fallback` answers only pass or reject)
-                    Gate::AskStore => Err(self.open_error(None)),
-                }
+                let (admission, source) = self.admit_fallback();
+                self.decide(admission, source)
             }
         }
     }
 
-    fn admit_fallback(&self) -> Gate {
+    /// The fallback circuit's admission, and who gave it.
+    fn admit_fallback(&self) -> (Admission, Source) {
         // Only a breaker with a fallback circuit enters fallback.
         let Some(fallback) = self.fallback.as_deref() else {
-            return Gate::Pass(Ticket {
-                permit: Permit::Normal,
-                source: Source::Unchecked,
-            });
+            return (Admission::Admitted(Permit::Normal), Source::Unchecked);
         };
         let (admission, transition) = fallback.admit(&*self.clock, self.circuit.timing());
         if let Some(transition) = transition {
             self.changed(transition);
         }
-        self.gate(admission, Source::Fallback)
+        (admission, Source::Fallback)
     }
 
     fn enter_fallback(&self, error: &StorageError) {
@@ -643,6 +635,18 @@ impl<S: ?Sized> BreakerCore<S> {
         }
     }
 
+    /// [`gate`](Self::gate) for the paths that return the error from here
+    /// (after a store round trip, which dwarfs moving it).
+    fn decide(&self, admission: Admission, source: Source) -> Result<Ticket, Error> {
+        match admission {
+            Admission::Admitted(permit) => Ok(Ticket { permit, source }),
+            Admission::Rejected { retry_after } => {
+                self.reject(retry_after);
+                Err(self.open_error(retry_after))
+            }
+        }
+    }
+
     /// Counts a rejection and tells the listeners: out of line, so that
     /// [`gate`](Self::gate) stays small. It returns nothing, so nothing
     /// comes back through memory.
@@ -650,9 +654,7 @@ impl<S: ?Sized> BreakerCore<S> {
     fn reject(&self, retry_after: Option<Duration>) {
         self.rejected.add_one();
         self.meters.rejected();
-        if !self.listeners.is_empty() || cfg!(feature = "tracing") {
-            self.emit(|l| l.on_call_rejected(self.name(), retry_after));
-        }
+        self.emit(|l| l.on_call_rejected(self.name(), retry_after));
     }
 
     /// The breaker's figures from the store's answers for its state and
